@@ -1,0 +1,3 @@
+//! Helpers for the end-to-end tests that start the real Trustbus binaries on loopback.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,18 @@
+//! Trustbus protocol core.
+//!
+//! Everything here is sans-IO: parsing, serialising, validating and hashing messages over bytes,
+//! with no sockets and no async runtime, so servers stay thin and most tests run in memory.
+//! The wire formats are those of X-Road message protocol 4.0 (SOAP) and the `/r1/` REST
+//! protocol, so that existing X-Road clients work unchanged.
+
+#![forbid(unsafe_code)]
+
+pub mod fault;
+pub mod id;
+pub mod multipart;
+pub mod rest;
+pub mod soap;
+mod xml;
+
+pub use fault::{ErrorKind, Fault, FaultCode, FaultDialect, Origin};
+pub use id::{ClientId, GlobalGroupId, IdError, LocalGroupId, SecurityServerId, ServiceId};
