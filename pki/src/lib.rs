@@ -2,3 +2,9 @@
 //! CMS signatures, ASiC-E containers and the one place that builds rustls configurations.
 
 #![forbid(unsafe_code)]
+
+pub mod digest;
+pub mod signature;
+
+pub use digest::DigestAlgorithm;
+pub use signature::{SignatureAlgorithm, SignatureError, Signer};
