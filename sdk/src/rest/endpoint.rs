@@ -81,49 +81,47 @@ fn push_segment(out: &mut String, seg: &str) -> Result<(), PathError> {
     let b = seg.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let (hi, lo) = match (
-                    b.get(i + 1).and_then(|&c| hex_val(c)),
-                    b.get(i + 2).and_then(|&c| hex_val(c)),
-                ) {
-                    (Some(hi), Some(lo)) => (hi, lo),
-                    _ => return Err(PathError::Malformed),
-                };
-                let v = hi << 4 | lo;
-                if matches!(v, b'.' | b'/' | b'\\') {
-                    return Err(PathError::AmbiguousEncoding);
-                }
-                if is_unreserved_no_dot(v) {
-                    out.push(char::from(v));
-                } else {
-                    out.push('%');
-                    out.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
-                    out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
-                }
-                i += 3;
+        if is_ordinary(b[i]) {
+            // Copy a run of ordinary bytes at once; it is valid UTF-8 because `seg` is and
+            // runs only break at ASCII bytes.
+            let start = i;
+            while i < b.len() && is_ordinary(b[i]) {
+                i += 1;
             }
-            b'\\' => return Err(PathError::AmbiguousEncoding),
-            c if c <= b' ' || c == 0x7f || c == b'?' || c == b'#' => {
-                return Err(PathError::Malformed);
-            }
-            _ => {
-                // Copy the run of ordinary bytes up to the next special one in one go; it
-                // is valid UTF-8 because `seg` is and we only split at ASCII bytes.
-                let start = i;
-                while i < b.len()
-                    && !matches!(b[i], b'%' | b'\\')
-                    && b[i] > b' '
-                    && !matches!(b[i], 0x7f | b'?' | b'#')
-                {
-                    i += 1;
-                }
-                out.push_str(&seg[start..i]);
-                continue;
-            }
+            out.push_str(&seg[start..i]);
+            continue;
         }
+        if b[i] != b'%' {
+            return Err(if b[i] == b'\\' {
+                PathError::AmbiguousEncoding
+            } else {
+                PathError::Malformed
+            });
+        }
+        let hex = |j: usize| b.get(j).copied().and_then(hex_val);
+        let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+            return Err(PathError::Malformed);
+        };
+        let v = hi << 4 | lo;
+        if matches!(v, b'.' | b'/' | b'\\') {
+            return Err(PathError::AmbiguousEncoding);
+        }
+        if is_unreserved_no_dot(v) {
+            out.push(char::from(v));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(hi)]));
+            out.push(char::from(HEX[usize::from(lo)]));
+        }
+        i += 3;
     }
     Ok(())
+}
+
+/// Bytes copied as they are: everything but `%`, `\`, `?`, `#`, space and controls.
+fn is_ordinary(b: u8) -> bool {
+    b > b' ' && !matches!(b, b'%' | b'\\' | b'?' | b'#' | 0x7f)
 }
 
 /// A method and path pattern from an access right, such as `GET /pets/*`.
@@ -190,7 +188,11 @@ fn segments(p: &str) -> impl Iterator<Item = &str> {
 fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
     match pat.split_first() {
         None => segs.is_empty(),
-        Some((&"**", rest)) => (0..=segs.len()).any(|skip| match_segments(rest, &segs[skip..])),
+        Some((&"**", rest)) => {
+            // `**/**` means the same as `**`; collapsing keeps backtracking polynomial.
+            let rest = &rest[rest.iter().take_while(|p| **p == "**").count()..];
+            (0..=segs.len()).any(|skip| match_segments(rest, &segs[skip..]))
+        }
         Some((p, rest)) => match segs.split_first() {
             Some((s, srest)) => glob(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest),
             None => false,
@@ -282,6 +284,14 @@ mod tests {
         assert!(tail.matches("GET", "/files"));
         assert!(tail.matches("GET", "/files/a/b"));
         assert!(!tail.matches("GET", "/filesystem"));
+
+        let many = p("GET", "/**/**/**/**/**/**/x");
+        assert!(many.matches("GET", "/a/b/c/x"));
+        assert!(!many.matches("GET", &"/a".repeat(200)));
+        let inner = p("GET", "/a/**/z");
+        assert!(inner.matches("GET", "/a/z"));
+        assert!(inner.matches("GET", "/a/b/c/z"));
+        assert!(!inner.matches("GET", "/a/b/c"));
 
         let glob = p("GET", "/docs/*.json");
         assert!(glob.matches("GET", "/docs/a.json"));

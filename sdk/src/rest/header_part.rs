@@ -129,10 +129,10 @@ impl<'a> RequestHeaderPart<'a> {
         request_id: &str,
     ) -> Self {
         let mut h = client_headers.borrowed_where(|n| !consumer_drops(n));
-        if !has_value(client_headers, headers::X_ROAD_CLIENT) {
+        if !has_value(&h, headers::X_ROAD_CLIENT) {
             h.push("x-road-client", xroad.client.to_slash().into_bytes());
         }
-        if !has_value(client_headers, headers::X_ROAD_ID) {
+        if !has_value(&h, headers::X_ROAD_ID) {
             h.push("x-road-id", xroad.message_id.clone().into_bytes());
         }
         h.push("x-road-request-id", request_id.as_bytes().to_vec());
