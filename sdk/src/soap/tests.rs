@@ -1,0 +1,1 @@
+//! Tests for the SOAP parser and builders.
