@@ -184,7 +184,7 @@ pub type SoapRequest = SoapMessage;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SoapResponse {
     /// A normal response with X-Road headers.
-    Message(SoapMessage),
+    Message(Box<SoapMessage>),
     /// A SOAP fault; `bytes` are the envelope as received, to pass on unchanged.
     Fault {
         /// The fault's fields.

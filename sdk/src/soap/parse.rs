@@ -18,7 +18,7 @@ use crate::xml::{ExpandedName, Reader, XmlError};
 /// forwarded). Rejections carry `Client.*` codes; see `docs/protocol-soap.md`.
 pub fn parse_request(bytes: impl Into<Vec<u8>>, limits: &Limits) -> Result<SoapMessage, Fault> {
     match parse(bytes.into(), limits, Mode::Request)? {
-        SoapResponse::Message(m) => Ok(m),
+        SoapResponse::Message(m) => Ok(*m),
         // `Mode::Request` never yields a fault; treat it as a wrong body just in case.
         SoapResponse::Fault { .. } => {
             Err(client(ErrorKind::InvalidBody, "request body is a fault"))
@@ -124,14 +124,14 @@ fn parse(bytes: Vec<u8>, limits: &Limits, mode: Mode) -> Result<SoapResponse, Fa
             }
         }
     }
-    Ok(SoapResponse::Message(SoapMessage {
+    Ok(SoapResponse::Message(Box::new(SoapMessage {
         bytes,
         header,
         elements,
         header_close,
         body_content: content,
         body_element: element,
-    }))
+    })))
 }
 
 fn missing(field: &str) -> Fault {
