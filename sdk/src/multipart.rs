@@ -433,7 +433,11 @@ pub fn parse_multipart(
         }
         let (next_break, next_at) = next_delimiter(&bytes, &finder, header_start)
             .ok_or_else(|| mime_failed("multipart message is not terminated"))?;
-        let part = &bytes[header_start..next_break];
+        // The line break before a delimiter belongs to it, so it cannot also end the previous
+        // delimiter line: `--b\r\n--b` has no part in between.
+        let part = bytes
+            .get(header_start..next_break)
+            .ok_or_else(|| mime_failed("empty MIME part without a header block"))?;
         let window = &part[..part.len().min(limits.max_part_header_size + 4)];
         let (header_len, body_off) = header_end(window).ok_or_else(|| {
             mime_failed(format!(

@@ -217,6 +217,12 @@ fn multipart_errors() {
         code(parse_multipart(broken, &b, &limits)),
         "Client.MimeParsingFailed"
     );
+    // Delimiter lines sharing a line break (found by the fuzzer).
+    let shared = b"--b\r\n--b\r\n\r\nx\r\n--b--".to_vec();
+    assert_eq!(
+        code(parse_multipart(shared, &b, &limits)),
+        "Client.MimeParsingFailed"
+    );
     // Empty message: close delimiter only.
     assert_eq!(
         code(parse_multipart(&b"--b--\r\n"[..], &b, &limits)),
