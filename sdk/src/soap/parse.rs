@@ -263,6 +263,8 @@ fn read_envelope(
                 return Err(malformed("the SOAP Header must come before the Body"));
             }
             env.header = Some(if empty {
+                // No fields, so validation rejects the message before anything is spliced at
+                // this offset.
                 (Found::default(), Vec::new(), ev.start)
             } else {
                 read_header(r, limits)?
@@ -594,14 +596,16 @@ fn read_body(r: &mut Reader<'_>, content_start: usize, mode: Mode) -> Result<Bod
         };
         let name = r.element_name(s.name()).map_err(invalid_xml)?;
         if element.is_none() && name.is(SOAP_ENV_NS, "Fault") {
-            let fault = if mode == Mode::Response && !empty {
-                read_fault(r)?
-            } else {
+            if mode == Mode::Request {
                 return Err(client(
                     ErrorKind::InvalidBody,
-                    "unexpected SOAP fault in a request",
+                    "a request body must not be a SOAP fault",
                 ));
-            };
+            }
+            if empty {
+                return Err(malformed("SOAP fault has no faultcode"));
+            }
+            let fault = read_fault(r)?;
             // The fault must be the body's only content.
             loop {
                 let ev = r.next().map_err(invalid_xml)?;

@@ -368,6 +368,22 @@ fn faults_render_and_parse_back() {
             .to_string(),
         "Client.InvalidSoap"
     );
+    let empty = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><e:Fault/></e:Body></e:Envelope>"#;
+    assert_eq!(
+        parse_fault(empty.as_bytes(), &limits())
+            .unwrap_err()
+            .code
+            .to_string(),
+        "Client.MalformedSoap"
+    );
+    let not_alone = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><e:Fault><faultcode>x</faultcode></e:Fault><x/></e:Body></e:Envelope>"#;
+    assert_eq!(
+        parse_fault(not_alone.as_bytes(), &limits())
+            .unwrap_err()
+            .code
+            .to_string(),
+        "Client.MalformedSoap"
+    );
     let no_code = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><e:Fault><faultstring>x</faultstring></e:Fault></e:Body></e:Envelope>"#;
     assert_eq!(
         parse_fault(no_code.as_bytes(), &limits())
