@@ -5,6 +5,7 @@
 
 pub mod cert;
 pub mod chain;
+pub mod devca;
 pub mod digest;
 pub mod key;
 pub mod profile;
