@@ -11,6 +11,7 @@ pub mod key;
 pub mod profile;
 pub mod revocation;
 pub mod signature;
+pub mod tls;
 pub mod token;
 
 pub use cert::Certificate;
