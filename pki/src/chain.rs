@@ -304,12 +304,12 @@ impl TrustStore {
         check_is_ca(issuer)?;
         // pathLenConstraint counts the intermediates below this CA (excluding the end entity).
         let below = path.len() - 1;
-        if let Some(limit) = issuer.basic_constraints().and_then(|b| b.path_len) {
-            if below > limit as usize {
-                return Err(ChainError::PathTooLong {
-                    subject: issuer.subject().to_owned(),
-                });
-            }
+        if let Some(limit) = issuer.basic_constraints().and_then(|b| b.path_len)
+            && below > limit as usize
+        {
+            return Err(ChainError::PathTooLong {
+                subject: issuer.subject().to_owned(),
+            });
         }
         check_validity(issuer, at)?;
         if path.len() + 1 > MAX_PATH_LEN {
@@ -467,10 +467,10 @@ fn check_purpose(c: &Certificate, purpose: Purpose) -> Result<(), ChainError> {
     if matches!(purpose, Purpose::Sign | Purpose::Auth) && c.is_ca() {
         return Err(wrong("a CA certificate is not an end-entity certificate"));
     }
-    if let Some(ku) = ku {
-        if !(ku.digital_signature || ku.non_repudiation) {
-            return Err(wrong("key usage does not allow signatures"));
-        }
+    if let Some(ku) = ku
+        && !(ku.digital_signature || ku.non_repudiation)
+    {
+        return Err(wrong("key usage does not allow signatures"));
     }
     Ok(())
 }

@@ -234,12 +234,11 @@ impl IndexCell {
             .and_then(|m| m.modified())
             .ok();
         let stale = self.state.read().map(|s| s.0 != mtime).unwrap_or(true);
-        if stale {
-            if let Ok((m, idx)) = read_index(&self.path) {
-                if let Ok(mut s) = self.state.write() {
-                    *s = (m, idx);
-                }
-            }
+        if stale
+            && let Ok((m, idx)) = read_index(&self.path)
+            && let Ok(mut s) = self.state.write()
+        {
+            *s = (m, idx);
         }
     }
 

@@ -131,7 +131,7 @@ impl KeyPair {
         let rng = SystemRandom::new();
         if let Ok(k) = rs::EcdsaKeyPair::from_pkcs8(&rs::ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
         {
-            let named = der::asn1::ObjectIdentifier::from(rfc5912::SECP_256_R_1);
+            let named = rfc5912::SECP_256_R_1;
             let spki = spki_der(
                 rfc5912::ID_EC_PUBLIC_KEY,
                 Some(AnyRef::from(&named)),
@@ -148,7 +148,7 @@ impl KeyPair {
         }
         if let Ok(k) = rs::EcdsaKeyPair::from_pkcs8(&rs::ECDSA_P384_SHA384_ASN1_SIGNING, der, &rng)
         {
-            let named = der::asn1::ObjectIdentifier::from(rfc5912::SECP_384_R_1);
+            let named = rfc5912::SECP_384_R_1;
             let spki = spki_der(
                 rfc5912::ID_EC_PUBLIC_KEY,
                 Some(AnyRef::from(&named)),

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod key;
 pub mod profile;
 pub mod revocation;
+pub mod serve;
 pub mod signature;
 pub mod tls;
 pub mod token;

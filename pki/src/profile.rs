@@ -188,7 +188,7 @@ pub struct AuthSubject {
     pub member_name: String,
 }
 
-fn one<'a>(cert: &'a Certificate, attr: NameAttr) -> Result<&'a str, ProfileError> {
+fn one(cert: &Certificate, attr: NameAttr) -> Result<&str, ProfileError> {
     let mut found = None;
     for a in cert.subject_attributes() {
         if a.oid == attr.oid() {

@@ -134,13 +134,16 @@ pub trait PeerPolicy: Send + Sync {
     fn is_registered(&self, fingerprint: &[u8; 32]) -> bool;
 }
 
+/// A predicate over SHA-256 certificate fingerprints.
+pub type FingerprintCheck = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+
 /// A [`PeerPolicy`] from a fixed trust store and a fingerprint predicate.
 #[derive(Clone)]
 pub struct StaticPeerPolicy {
     /// The approved CAs.
     pub store: Arc<TrustStore>,
     /// The registration check.
-    pub registered: Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>,
+    pub registered: FingerprintCheck,
 }
 
 impl PeerPolicy for StaticPeerPolicy {

@@ -424,7 +424,7 @@ fn chain_through_intermediates_and_not_a_ca() {
         Err(ChainError::UnknownIssuer { .. })
     ));
     let chain = s
-        .validate(&leaf, &[inter.clone()], Purpose::Sign, now())
+        .validate(&leaf, std::slice::from_ref(&inter), Purpose::Sign, now())
         .unwrap();
     assert_eq!(chain.path.len(), 3);
     let mut s2 = store(&ca);
