@@ -95,7 +95,12 @@ fn csr_from_every_key_type_verifies_with_openssl_and_is_issued() {
     assert!(ok, "{out}");
     let rsa =
         KeyPair::from_pkcs8_pem(&std::fs::read_to_string(d.join("rsa.key")).unwrap()).unwrap();
+    // openssl writes Ed25519 keys as PKCS#8 v1 (no public key), which must import too.
+    let (ok, out) = openssl(&["genpkey", "-algorithm", "ED25519", "-out", "ed.key"], d);
+    assert!(ok, "{out}");
+    let ed = KeyPair::from_pkcs8_pem(&std::fs::read_to_string(d.join("ed.key")).unwrap()).unwrap();
     let keys = [
+        ed,
         KeyPair::generate(KeyKind::EcdsaP256).unwrap(),
         KeyPair::generate(KeyKind::EcdsaP384).unwrap(),
         KeyPair::generate(KeyKind::Ed25519).unwrap(),
