@@ -15,12 +15,12 @@
 //! | `issued/<serial>.pem` | a copy of every issued certificate |
 //!
 //! `index.json` is rewritten atomically (temp file + rename) on every change. The
-//! [`RevocationSource`] implementation re-reads it when its modification time changes, so a
+//! [`RevocationSource`] implementation re-reads it when it changes on disk, so a
 //! `revoke` from another process is visible to a running OCSP responder on its next lookup.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration as StdDuration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -216,7 +216,7 @@ impl std::fmt::Debug for DevCa {
 #[derive(Debug)]
 struct IndexCell {
     path: PathBuf,
-    state: RwLock<(Option<SystemTime>, Index)>,
+    state: RwLock<(Option<FileStamp>, Index)>,
 }
 
 impl IndexCell {
@@ -229,11 +229,16 @@ impl IndexCell {
     }
 
     /// Re-reads the file if it changed since the last read; errors keep the old copy.
+    ///
+    /// A change is a different modification time, size or inode (every write renames a new
+    /// file into place). Because modification times can be coarse, a file changed within the
+    /// last two seconds is re-read regardless.
     fn refresh(&self) {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        let stale = self.state.read().map(|s| s.0 != mtime).unwrap_or(true);
+        let now = FileStamp::of(&self.path);
+        let stale = match (&now, self.state.read()) {
+            (Some(n), Ok(s)) => s.0.as_ref() != Some(n) || n.is_recent(),
+            _ => true,
+        };
         if stale
             && let Ok((m, idx)) = read_index(&self.path)
             && let Ok(mut s) = self.state.write()
@@ -263,22 +268,48 @@ impl IndexCell {
             reason: e.to_string(),
         })?;
         write_private(&self.path, &json).map_err(io_err(&self.path))?;
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        *guard = (mtime, index);
+        *guard = (FileStamp::of(&self.path), index);
         Ok(out)
     }
 }
 
-fn read_index(path: &Path) -> Result<(Option<SystemTime>, Index), DevCaError> {
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+/// What identifies one version of the index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self {
+            modified: m.modified().ok(),
+            len: m.len(),
+            inode,
+        })
+    }
+
+    fn is_recent(&self) -> bool {
+        self.modified
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < StdDuration::from_secs(2))
+    }
+}
+
+fn read_index(path: &Path) -> Result<(Option<FileStamp>, Index), DevCaError> {
+    let stamp = FileStamp::of(path);
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let index = serde_json::from_slice(&bytes).map_err(|e| DevCaError::Malformed {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    Ok((meta.modified().ok(), index))
+    Ok((stamp, index))
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
