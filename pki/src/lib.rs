@@ -3,8 +3,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cert;
+pub mod chain;
+pub mod devca;
 pub mod digest;
+pub mod key;
+pub mod profile;
+pub mod revocation;
+pub mod serve;
 pub mod signature;
+pub mod tls;
+pub mod token;
 
+pub use cert::Certificate;
 pub use digest::DigestAlgorithm;
+pub use key::{KeyKind, KeyPair};
 pub use signature::{SignatureAlgorithm, SignatureError, Signer};

@@ -1,0 +1,217 @@
+//! `trustbus pki` end to end: init, issue (generated key and CSR), revoke, serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn trustbus(args: &[&str], cwd: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trustbus"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+fn openssl(args: &[&str], cwd: &Path) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+#[test]
+fn init_issue_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, out) = trustbus(&["pki", "init", "--dir", "ca", "--instance", "DEV"], d);
+    assert!(ok, "{out}");
+    let (ok, out) = trustbus(&["pki", "init", "--dir", "ca", "--instance", "DEV"], d);
+    assert!(!ok && out.contains("already holds"), "{out}");
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "ca",
+            "--profile",
+            "sign",
+            "--member",
+            "DEV/GOV/1234",
+            "--name",
+            "Tax Board",
+            "--out",
+            "sign",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
+    assert!(d.join("sign.key").exists());
+    let (ok, out) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ss.key",
+            "-out",
+            "ss.csr",
+            "-subj",
+            "/CN=ignored",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "ca",
+            "--profile",
+            "auth",
+            "--member",
+            "DEV/GOV/1234",
+            "--server",
+            "ss1",
+            "--csr",
+            "ss.csr",
+            "--out",
+            "ss1",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
+    assert!(!d.join("ss1.key").exists());
+    let (ok, out) = openssl(
+        &[
+            "verify",
+            "-CAfile",
+            "ca/ca.pem",
+            "-purpose",
+            "sslclient",
+            "ss1.pem",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = openssl(&["x509", "-in", "ss1.pem", "-noout", "-subject"], d);
+    assert!(
+        ok && out.contains("CN = ss1") && out.contains("businessCategory = GOV"),
+        "{out}"
+    );
+    // Refusals.
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "ca",
+            "--profile",
+            "auth",
+            "--member",
+            "DEV/GOV/1234",
+            "--out",
+            "x",
+        ],
+        d,
+    );
+    assert!(!ok && out.contains("server code"), "{out}");
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "ca",
+            "--profile",
+            "sign",
+            "--member",
+            "DEV/GOV",
+            "--out",
+            "x",
+        ],
+        d,
+    );
+    assert!(!ok && out.contains("invalid member"), "{out}");
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "revoke",
+            "--dir",
+            "ca",
+            "--cert",
+            "sign.pem",
+            "--reason",
+            "keyCompromise",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
+    let index = std::fs::read_to_string(d.join("ca/index.json")).unwrap();
+    assert!(
+        index.contains("\"revoked\"") && index.contains("keyCompromise"),
+        "{index}"
+    );
+    let (ok, out) = trustbus(&["pki", "revoke", "--dir", "ca", "--cert", "sign.pem"], d);
+    assert!(!ok && out.contains("already revoked"), "{out}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_answers_health_and_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(trustbus(&["pki", "init", "--dir", "ca", "--instance", "DEV"], d).0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustbus"))
+        .args(["pki", "serve", "--dir", "ca", "--listen", "127.0.0.1:0"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref().take(10) {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("GET  http://").nth(1)
+            && line.contains("/healthz")
+        {
+            addr = rest.strip_suffix("/healthz").map(str::to_owned);
+            break;
+        }
+    }
+    let addr = addr.expect("serve printed its address");
+    let health = http_get(&addr, "/healthz");
+    let ca = http_get(&addr, "/ca.pem");
+    let ocsp = http_get(&addr, "/ocsp/MEU%3D");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    assert!(ca.contains("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert!(ocsp.starts_with("HTTP/1.1 503"), "{ocsp}");
+}
