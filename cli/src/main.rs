@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod message;
 mod pki;
 
 /// Trustbus command-line tool.
@@ -19,6 +20,16 @@ enum Command {
     /// Development trust service provider: CA, OCSP responder and TSA.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Offline checks of identifiers and X-Road SOAP/REST messages, with the exact fault code
+    /// a security server would answer.
+    #[command(subcommand)]
+    Message(message::MessageCommand),
+    /// Starts a complete local instance (central server, two security servers, examples).
+    Up {
+        /// Directory for the instance's state.
+        #[arg(long, default_value = "trustbus-dev")]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -32,7 +43,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Pki(cmd) => pki::run(cmd),
+        Command::Pki(cmd) => pki::run(cmd).map_err(|e| e.to_string()),
+        Command::Message(cmd) => message::run(cmd).map_err(|e| e.to_string()),
+        Command::Up { dir } => Err(format!(
+            "`trustbus up` is not available yet (it would use {}): the local instance \
+             arrives once the central server and security server exist (issue 8). Today you \
+             can run the development trust services with `trustbus pki init` and \
+             `trustbus pki serve`, and check messages with `trustbus message`.",
+            dir.display()
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
