@@ -119,7 +119,11 @@ fn diff<T: PartialEq + Debug>(
 }
 
 /// Rewrites `state` to match `file`; returns the changes, one line each.
-pub fn apply_to_state(state: &mut RegistryState, file: &InstanceFile, instance: &str) -> Result<Vec<String>, Error> {
+pub fn apply_to_state(
+    state: &mut RegistryState,
+    file: &InstanceFile,
+    instance: &str,
+) -> Result<Vec<String>, Error> {
     if file.instance != instance {
         return Err(Error::BadRequest(format!(
             "the file describes instance {}, this server is {instance}",
@@ -225,7 +229,12 @@ pub fn apply_to_state(state: &mut RegistryState, file: &InstanceFile, instance: 
         .collect();
     state.settings = file.settings;
 
-    diff("member class", &old.member_classes, &state.member_classes, &mut changes);
+    diff(
+        "member class",
+        &old.member_classes,
+        &state.member_classes,
+        &mut changes,
+    );
     diff("member", &old.members, &state.members, &mut changes);
     diff("global group", &old.groups, &state.groups, &mut changes);
     diff("approved CA", &old.cas, &state.cas, &mut changes);

@@ -135,8 +135,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut c: Self = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let mut c: Self =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         trustbus_sdk::id::validate_segment("instance", &c.instance)
             .map_err(|e| Error::Config(e.to_string()))?;
         if c.data_dir.is_relative() {

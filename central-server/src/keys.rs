@@ -37,10 +37,10 @@ impl SoftwareKey {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
             .map_err(|e| Error::Crypto(e.to_string()))?;
-        let kp = rcgen::KeyPair::try_from(pkcs8.as_ref())
+        let kp =
+            rcgen::KeyPair::try_from(pkcs8.as_ref()).map_err(|e| Error::Crypto(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
             .map_err(|e| Error::Crypto(e.to_string()))?;
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| Error::Crypto(e.to_string()))?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -118,8 +118,7 @@ impl KeyStore {
     /// The certificate (DER) of key `n`.
     pub fn certificate(&self, n: u32) -> Result<Vec<u8>, Error> {
         let (_, cp) = self.paths(n);
-        std::fs::read(&cp)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", cp.display())))
+        std::fs::read(&cp).map_err(|e| Error::Config(format!("cannot read {}: {e}", cp.display())))
     }
 
     /// Loads key `n` as a directory signer.

@@ -19,8 +19,8 @@
 pub mod anchor;
 pub mod api;
 pub mod apply;
-pub mod config;
 pub mod confclient;
+pub mod config;
 pub mod error;
 pub mod globalconf;
 pub mod keys;

@@ -246,7 +246,11 @@ impl<F: Fetcher> ConfClient<F> {
             current: RwLock::new(None),
             etag: Mutex::new(None),
         };
-        match client.store.load(&client.anchor, client.verifier.as_ref(), &client.anchor_certs) {
+        match client.store.load(
+            &client.anchor,
+            client.verifier.as_ref(),
+            &client.anchor_certs,
+        ) {
             Ok(Some(conf)) => {
                 *client.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(conf));
             }
@@ -319,9 +323,9 @@ impl<F: Fetcher> ConfClient<F> {
     async fn get_body(&self, url: &str) -> Result<Vec<u8>, ConfClientError> {
         match self.get(url, None).await? {
             FetchResponse::Ok { body, .. } => Ok(body),
-            FetchResponse::NotModified => Err(ConfClientError::Download(format!(
-                "{url}: unexpected 304"
-            ))),
+            FetchResponse::NotModified => {
+                Err(ConfClientError::Download(format!("{url}: unexpected 304")))
+            }
         }
     }
 
@@ -331,14 +335,13 @@ impl<F: Fetcher> ConfClient<F> {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let etag = self
-            .etag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (dir_bytes, new_etag) = match (
-            self.get(&format!("{base}/directory"), etag.as_deref().filter(|_| held.is_some()))
-                .await?,
+            self.get(
+                &format!("{base}/directory"),
+                etag.as_deref().filter(|_| held.is_some()),
+            )
+            .await?,
             &held,
         ) {
             (FetchResponse::NotModified, Some(h)) => {
@@ -372,7 +375,10 @@ impl<F: Fetcher> ConfClient<F> {
         let mut files = BTreeMap::new();
         for f in &dir.files {
             if !crate::globalconf::publish::is_safe_name(&f.name) {
-                return Err(ConfClientError::Malformed(format!("bad file name {}", f.name)));
+                return Err(ConfClientError::Malformed(format!(
+                    "bad file name {}",
+                    f.name
+                )));
             }
             let body = self
                 .get_body(&format!("{base}/v{}/{}", dir.version, f.name))

@@ -15,8 +15,8 @@ use cms::signed_data::{
     EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use const_oid::ObjectIdentifier;
-use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA};
 use const_oid::db::rfc5911::ID_SIGNING_TIME;
+use const_oid::db::rfc5911::{ID_CONTENT_TYPE, ID_DATA, ID_MESSAGE_DIGEST, ID_SIGNED_DATA};
 use der::asn1::{OctetString, SetOfVec, UtcTime};
 use der::{Any, Decode, Encode};
 use spki::AlgorithmIdentifierOwned;
@@ -65,10 +65,14 @@ impl<S: Signer> InterimCmsSigner<S> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(malformed)?;
-        let signing_time = UtcTime::from_unix_duration(std::time::Duration::from_secs(now.as_secs()))
-            .map_err(malformed)?;
+        let signing_time =
+            UtcTime::from_unix_duration(std::time::Duration::from_secs(now.as_secs()))
+                .map_err(malformed)?;
         let signed_attrs: SetOfVec<Attribute> = SetOfVec::try_from(vec![
-            attr(ID_CONTENT_TYPE, Any::encode_from(&ID_DATA).map_err(malformed)?)?,
+            attr(
+                ID_CONTENT_TYPE,
+                Any::encode_from(&ID_DATA).map_err(malformed)?,
+            )?,
             attr(
                 ID_SIGNING_TIME,
                 Any::encode_from(&x509_cert::time::Time::UtcTime(signing_time))
@@ -76,10 +80,8 @@ impl<S: Signer> InterimCmsSigner<S> {
             )?,
             attr(
                 ID_MESSAGE_DIGEST,
-                Any::encode_from(
-                    &OctetString::new(digest.digest(content)).map_err(malformed)?,
-                )
-                .map_err(malformed)?,
+                Any::encode_from(&OctetString::new(digest.digest(content)).map_err(malformed)?)
+                    .map_err(malformed)?,
             )?,
         ])
         .map_err(malformed)?;
@@ -152,7 +154,9 @@ impl DirectoryVerifier for InterimCmsVerifier {
             return Err(E::Malformed("expected exactly one SignerInfo".into()));
         };
         let SignerIdentifier::IssuerAndSerialNumber(sid) = &si.sid else {
-            return Err(E::Malformed("signer must be identified by issuer and serial".into()));
+            return Err(E::Malformed(
+                "signer must be identified by issuer and serial".into(),
+            ));
         };
         // Find the trusted certificate this signature claims to be made with.
         let mut signer_cert = None;

@@ -144,8 +144,8 @@ pub struct GlobalConf {
     publisher: Publisher,
     management: ManagementService,
     auto_approved: Vec<String>,
-    /// Registry revision of the last published version (in memory: a restart republishes).
-    published_revision: Mutex<Option<u64>>,
+    /// Serialises generation so versions are numbered without gaps or races.
+    lock: Mutex<()>,
 }
 
 impl GlobalConf {
@@ -163,7 +163,7 @@ impl GlobalConf {
             publisher,
             management,
             auto_approved,
-            published_revision: Mutex::new(None),
+            lock: Mutex::new(()),
         }
     }
 
@@ -186,26 +186,36 @@ impl GlobalConf {
         Ok(certs)
     }
 
-    /// Generates and publishes a new version now; returns it.
-    pub fn regenerate(&self) -> Result<Arc<Published>, Error> {
-        let mut guard = self
-            .published_revision
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let state = self.registry.snapshot();
+    /// The files a version generated now would contain.
+    fn files(&self, state: &RegistryState) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let instance = self.registry.instance();
-        let certs = self.signing_certs(&state)?;
-        let shared = shared_params(&state, instance, &certs);
+        let certs = self.signing_certs(state)?;
+        let shared = shared_params(state, instance, &certs);
         let private = PrivateParams {
             format_version: FORMAT_VERSION,
             instance: instance.to_owned(),
             management_service: self.management.clone(),
             auto_approved_requests: self.auto_approved.clone(),
         };
-        let files = vec![
+        Ok(vec![
             (PRIVATE_PARAMS.to_owned(), to_canonical_json(&private)?),
             (SHARED_PARAMS.to_owned(), to_canonical_json(&shared)?),
-        ];
+        ])
+    }
+
+    /// Generates and publishes a new version now; returns it.
+    pub fn regenerate(&self) -> Result<Arc<Published>, Error> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.registry.snapshot();
+        self.regenerate_locked(&state, self.files(&state)?)
+    }
+
+    fn regenerate_locked(
+        &self,
+        state: &RegistryState,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<Arc<Published>, Error> {
+        let instance = self.registry.instance();
         let last = self
             .registry
             .meta_u64("conf_version")?
@@ -223,30 +233,43 @@ impl GlobalConf {
         )?;
         let published = self.publisher.publish(&generated)?;
         self.registry.set_meta_u64("conf_version", version)?;
-        *guard = Some(state.revision);
         crate::metrics::with(|m| {
             m.globalconf_version
                 .set(i64::try_from(version).unwrap_or(i64::MAX));
             m.globalconf_generations.inc();
         });
-        tracing::info!(version, revision = state.revision, "published global configuration");
+        tracing::info!(
+            version,
+            revision = state.revision,
+            "published global configuration"
+        );
         Ok(published)
     }
 
-    /// Regenerates if the registry changed since the last publication, or if the current
-    /// version has used up half of its validity. Returns the version now current.
+    /// Publishes a new version if the generated files differ from the current version's, or
+    /// if the current version has used up half of its validity (re-signing before expiry).
+    /// Returns the version now current.
     pub fn refresh(&self) -> Result<Arc<Published>, Error> {
-        let revision = self.registry.snapshot().revision;
-        let published_rev = *self
-            .published_revision
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let (Some(cur), Some(rev)) = (self.publisher.current(), published_rev) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.registry.snapshot();
+        let files = self.files(&state)?;
+        if let Some(cur) = self.publisher.current() {
+            let same = cur.parsed.files.len() == files.len()
+                && cur
+                    .parsed
+                    .files
+                    .iter()
+                    .zip(&files)
+                    .all(|(f, (name, bytes))| {
+                        &f.name == name
+                            && f.size == bytes.len() as u64
+                            && f.sha256 == util::sha256_hex(bytes)
+                    });
             let half = (cur.expires_at - cur.generated_at) / 2;
-            if rev == revision && util::now() < cur.generated_at + half {
+            if same && util::now() < cur.generated_at + half {
                 return Ok(cur);
             }
         }
-        self.regenerate()
+        self.regenerate_locked(&state, files)
     }
 }

@@ -109,14 +109,21 @@ pub fn apply_effect(state: &mut RegistryState, req: &RequestBody) -> Result<(), 
     Ok(())
 }
 
-fn server_mut<'a>(state: &'a mut RegistryState, key: &str) -> Result<&'a mut SecurityServer, Error> {
+fn server_mut<'a>(
+    state: &'a mut RegistryState,
+    key: &str,
+) -> Result<&'a mut SecurityServer, Error> {
     state
         .servers
         .get_mut(key)
         .ok_or_else(|| Error::UnknownServer(key.to_owned()))
 }
 
-fn ensure_client(state: &mut RegistryState, client: &ClientId, name: Option<&str>) -> Result<(), Error> {
+fn ensure_client(
+    state: &mut RegistryState,
+    client: &ClientId,
+    name: Option<&str>,
+) -> Result<(), Error> {
     let member = state
         .members
         .get_mut(&client.owner().to_slash())

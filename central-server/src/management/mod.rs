@@ -26,7 +26,9 @@ use crate::Error;
 use crate::registry::{Registry, RegistryState};
 use crate::util;
 
-pub use effect::{SECURITY_SERVER_OWNERS, apply_effect, sync_owner_group as effect_sync_owner_group};
+pub use effect::{
+    SECURITY_SERVER_OWNERS, apply_effect, sync_owner_group as effect_sync_owner_group,
+};
 
 /// The kinds of management request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -274,8 +276,8 @@ pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error>
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
     let bytes = util::unb64("request", &env.request)?;
-    let req: CanonicalRequest =
-        serde_json::from_slice(&bytes).map_err(|e| Error::MalformedJson(format!("request: {e}")))?;
+    let req: CanonicalRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::MalformedJson(format!("request: {e}")))?;
     if req.member.subsystem_code().is_some() {
         return Err(Error::BadRequest(
             "the requesting member must be a member, not a subsystem".into(),
@@ -317,10 +319,16 @@ fn same_target(a: &RequestBody, b: &RequestBody) -> bool {
 }
 
 /// Validates a request against the registry without changing it.
-pub fn validate(state: &RegistryState, instance: &str, req: &CanonicalRequest) -> Result<(), Error> {
+pub fn validate(
+    state: &RegistryState,
+    instance: &str,
+    req: &CanonicalRequest,
+) -> Result<(), Error> {
     let server = req.request.server();
     if req.member.instance() != instance || server.owner().instance() != instance {
-        return Err(Error::BadRequest(format!("identifiers must be in instance {instance}")));
+        return Err(Error::BadRequest(format!(
+            "identifiers must be in instance {instance}"
+        )));
     }
     if state.member(&req.member).is_none() {
         return Err(Error::UnknownMember(req.member.to_slash()));
@@ -339,15 +347,18 @@ pub fn validate(state: &RegistryState, instance: &str, req: &CanonicalRequest) -
     }
     if let Some(c) = req.request.client() {
         if c.instance() != instance {
-            return Err(Error::BadRequest(format!("identifiers must be in instance {instance}")));
+            return Err(Error::BadRequest(format!(
+                "identifiers must be in instance {instance}"
+            )));
         }
         if state.member(c).is_none() {
             return Err(Error::UnknownMember(c.owner().to_slash()));
         }
     }
-    let pending_same = state.requests.values().any(|r| {
-        r.state == RequestState::Pending && same_target(&r.request, &req.request)
-    });
+    let pending_same = state
+        .requests
+        .values()
+        .any(|r| r.state == RequestState::Pending && same_target(&r.request, &req.request));
     if pending_same {
         return Err(Error::DuplicateRegistration(
             "an identical request is already pending".into(),
@@ -378,13 +389,7 @@ pub fn submit(
             ));
         }
         validate(state, &instance, &req)?;
-        let id = state
-            .requests
-            .values()
-            .map(|r| r.id)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let id = state.requests.values().map(|r| r.id).max().unwrap_or(0) + 1;
         let now = util::rfc3339(util::now());
         let request_type = req.request.request_type();
         let mut r = ManagementRequest {

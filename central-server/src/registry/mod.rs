@@ -15,14 +15,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::management::ManagementRequest;
 use crate::model::{
-    ApprovedCa, ApprovedTsa, GlobalGroup, Member, MemberClass, OidcIssuer, SecurityServer,
-    Settings,
+    ApprovedCa, ApprovedTsa, GlobalGroup, Member, MemberClass, OidcIssuer, SecurityServer, Settings,
 };
 
 pub use audit::{AuditEntry, AuditLog};
