@@ -410,3 +410,6 @@ impl<F: Fetcher> ConfClient<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
