@@ -171,7 +171,7 @@ mod tests {
             .verify(b"directory", &sig, &[c2.clone(), c1.clone()])
             .unwrap();
         assert!(matches!(
-            InterimCmsVerifier.verify(b"directorz", &sig, &[c1.clone()]),
+            InterimCmsVerifier.verify(b"directorz", &sig, std::slice::from_ref(&c1)),
             Err(DirectorySignatureError::BadSignature(_))
         ));
         assert_eq!(

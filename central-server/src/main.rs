@@ -178,7 +178,7 @@ fn run(cmd: Command) -> Result<(), Error> {
                     at: util::rfc3339(util::now()),
                     actor: "cli".into(),
                     action: "api_key.create".into(),
-                    target: rec.id.clone(),
+                    target: rec.id,
                     result: "ok".into(),
                     detail: role.as_str().into(),
                     correlation_id: String::new(),

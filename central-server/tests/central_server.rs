@@ -1,5 +1,8 @@
 //! End-to-end tests against the real `central-server` binary on loopback.
 
+// Test helpers panic on failure by design: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -478,8 +481,7 @@ fn registration_flow_globalconf_rotation_and_restart() {
     }
     // Wrong signature: the envelope's signature is over other bytes.
     let mut env: Value =
-        serde_json::from_slice(&envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&auth)))
-            .unwrap();
+        serde_json::from_slice(&envelope(&owner, "DEV/GOV/1000", reg, Some(&auth))).unwrap();
     env["signature"] = json!(util::b64(&owner.key.sign(b"something else").unwrap()));
     let r = http(
         "POST",
@@ -684,6 +686,17 @@ fn registration_flow_globalconf_rotation_and_restart() {
     assert!(matches!(rt.block_on(client.poll()).unwrap(), PollOutcome::Updated(v) if v > rotated));
 }
 
+/// method, path, body, API key, (unused), expected status, expected code
+type AdminCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    u16,
+    &'a str,
+);
+
 #[test]
 fn admin_bad_input_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -705,7 +718,7 @@ fn admin_bad_input_changes_nothing() {
         http("GET", &s.admin, "/api/v1/status", Some(&observer), &[], b"").json()["registry_revision"].clone()
     };
     let (m0, r0) = (members(), status());
-    let cases: Vec<(&str, &str, &str, Option<&str>, &str, u16, &str)> = vec![
+    let cases: Vec<AdminCase> = vec![
         (
             "POST",
             "/api/v1/members",

@@ -212,10 +212,10 @@ where
         let out = f(&st, &caller);
         if mutates {
             record(&caller.key_id, out.as_ref().map(|_| ()));
-            if out.is_ok() {
-                if let Err(e) = st.globalconf.refresh() {
-                    tracing::warn!(error = %e, "regeneration failed; the background task retries");
-                }
+            if out.is_ok()
+                && let Err(e) = st.globalconf.refresh()
+            {
+                tracing::warn!(error = %e, "regeneration failed; the background task retries");
             }
         }
         out

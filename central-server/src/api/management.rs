@@ -56,10 +56,10 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
             detail,
             correlation_id: cid2,
         });
-        if matches!(&result, Ok(r) if r.state == crate::management::RequestState::Approved) {
-            if let Err(e) = st2.globalconf.refresh() {
-                tracing::warn!(error = %e, "regeneration after auto-approval failed; will retry");
-            }
+        if matches!(&result, Ok(r) if r.state == crate::management::RequestState::Approved)
+            && let Err(e) = st2.globalconf.refresh()
+        {
+            tracing::warn!(error = %e, "regeneration after auto-approval failed; will retry");
         }
         result
     })

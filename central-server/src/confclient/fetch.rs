@@ -60,13 +60,25 @@ impl HttpFetcher {
 
 impl Fetcher for HttpFetcher {
     async fn get(&self, url: &str, etag: Option<&str>) -> Result<FetchResponse, String> {
-        let mut req = http::Request::get(url);
-        if let Some(t) = etag {
-            req = req.header(http::header::IF_NONE_MATCH, t);
-        }
-        let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+        let build = || {
+            let mut req = http::Request::get(url);
+            if let Some(t) = etag {
+                req = req.header(http::header::IF_NONE_MATCH, t);
+            }
+            req.body(Empty::new()).map_err(|e| e.to_string())
+        };
+        let req = build()?;
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+            // A GET is idempotent: retry once when a pooled keep-alive connection turns out to
+            // be closed (the server restarted), rather than reporting a failed download.
+            let resp = match self.client.request(req).await {
+                Ok(r) => r,
+                Err(_) => self
+                    .client
+                    .request(build()?)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
             let status = resp.status();
             if status == http::StatusCode::NOT_MODIFIED {
                 return Ok(FetchResponse::NotModified);

@@ -140,13 +140,13 @@ pub fn verify_directory(
             found: dir.instance,
         });
     }
-    if let Some(accepted) = accepted_version {
-        if dir.version < accepted {
-            return Err(ConfClientError::VersionRollback {
-                accepted,
-                offered: dir.version,
-            });
-        }
+    if let Some(accepted) = accepted_version
+        && dir.version < accepted
+    {
+        return Err(ConfClientError::VersionRollback {
+            accepted,
+            offered: dir.version,
+        });
     }
     let expires_at = util::parse_rfc3339(&dir.expires_at)
         .ok_or_else(|| ConfClientError::Malformed("directory: bad expires_at".into()))?;
@@ -352,11 +352,11 @@ impl<F: Fetcher> ConfClient<F> {
             }
             (FetchResponse::Ok { body, etag }, _) => (body, etag),
         };
-        if let Some(h) = &held {
-            if h.directory_bytes == dir_bytes {
-                *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new_etag;
-                return Ok(PollOutcome::Unchanged(h.directory.version));
-            }
+        if let Some(h) = &held
+            && h.directory_bytes == dir_bytes
+        {
+            *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new_etag;
+            return Ok(PollOutcome::Unchanged(h.directory.version));
         }
         let signature = self.get_body(&format!("{base}/directory.p7s")).await?;
         let mut trusted = self.anchor_certs.clone();

@@ -63,14 +63,14 @@ impl Store {
             files.insert(f.name.clone(), fs::read(vdir.join(&f.name)).map_err(io)?);
         }
         let mut trusted = anchor_certs.to_vec();
-        if let Some(b) = files.get(crate::globalconf::SHARED_PARAMS) {
-            if let Ok(s) = serde_json::from_slice::<crate::model::SharedParams>(b) {
-                trusted.extend(
-                    s.configuration_signing_certs
-                        .iter()
-                        .filter_map(|c| crate::util::unb64("cert", c).ok()),
-                );
-            }
+        if let Some(b) = files.get(crate::globalconf::SHARED_PARAMS)
+            && let Ok(s) = serde_json::from_slice::<crate::model::SharedParams>(b)
+        {
+            trusted.extend(
+                s.configuration_signing_certs
+                    .iter()
+                    .filter_map(|c| crate::util::unb64("cert", c).ok()),
+            );
         }
         // Verify as of the generation time so that an expired copy still loads (and is then
         // refused by `current()`), rather than disappearing.

@@ -121,10 +121,10 @@ impl Publisher {
         for e in fs::read_dir(&self.root)? {
             let e = e?;
             let name = e.file_name();
-            if let Some(v) = name.to_str().and_then(|n| n.strip_prefix('v')) {
-                if let Ok(v) = v.parse::<u64>() {
-                    out.push(v);
-                }
+            if let Some(v) = name.to_str().and_then(|n| n.strip_prefix('v'))
+                && let Ok(v) = v.parse::<u64>()
+            {
+                out.push(v);
             }
         }
         out.sort_unstable();
