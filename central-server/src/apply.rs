@@ -252,3 +252,75 @@ pub fn apply(registry: &Registry, file: &InstanceFile) -> Result<Vec<String>, Er
     let (changes, _) = registry.mutate(|s| apply_to_state(s, file, &instance))?;
     Ok(changes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HostedClient, Maintenance, SecurityServer};
+    use trustbus_sdk::id::SecurityServerId;
+
+    const FILE: &str = r#"
+        instance = "DEV"
+        [[member_classes]]
+        code = "GOV"
+        [[members]]
+        class = "GOV"
+        code = "1"
+        name = "Ministry"
+        subsystems = [{ code = "a" }]
+        [[global_groups]]
+        code = "security-server-owners"
+    "#;
+
+    #[test]
+    fn idempotent_keeps_hosted_subsystems_and_refuses_removing_owners() {
+        let mut s = RegistryState::default();
+        let f = InstanceFile::parse(FILE).unwrap();
+        assert_eq!(apply_to_state(&mut s, &f, "DEV").unwrap().len(), 3);
+        assert!(apply_to_state(&mut s, &f, "DEV").unwrap().is_empty());
+        assert!(apply_to_state(&mut s, &f, "EE").is_err());
+        // A server hosting a subsystem the file does not list.
+        let owner = ClientId::member("DEV", "GOV", "1").unwrap();
+        let hosted = ClientId::subsystem("DEV", "GOV", "1", "b").unwrap();
+        s.members
+            .get_mut("DEV/GOV/1")
+            .unwrap()
+            .subsystems
+            .push(Subsystem {
+                id: hosted.clone(),
+                name: None,
+            });
+        s.servers.insert(
+            "DEV/GOV/1/ss".into(),
+            SecurityServer {
+                id: SecurityServerId::new(&owner, "ss").unwrap(),
+                owner: owner.clone(),
+                server_code: "ss".into(),
+                address: String::new(),
+                auth_cert_sha256: vec![],
+                clients: vec![HostedClient {
+                    id: hosted.clone(),
+                    enabled: true,
+                }],
+                maintenance: Maintenance::default(),
+            },
+        );
+        let changes = apply_to_state(&mut s, &f, "DEV").unwrap();
+        assert_eq!(
+            changes,
+            vec!["~ global group security-server-owners".to_string()]
+        );
+        assert!(s.client_exists(&hosted));
+        assert_eq!(s.groups["security-server-owners"].members, vec![owner]);
+        // Removing the owning member is refused.
+        let without =
+            InstanceFile::parse("instance = \"DEV\"\n[[member_classes]]\ncode = \"GOV\"\n")
+                .unwrap();
+        let before = s.clone();
+        assert!(matches!(
+            apply_to_state(&mut s.clone(), &without, "DEV"),
+            Err(Error::InUse(_))
+        ));
+        assert_eq!(s, before);
+    }
+}

@@ -224,12 +224,26 @@ impl Registry {
     /// Opens (or creates) the registry at `path` for `instance`. Fails if the database belongs
     /// to another instance, or if another process has it open.
     pub fn open(path: &Path, instance: &str) -> Result<Self, Error> {
-        let db = sled::Config::new().path(path).open().map_err(|e| {
-            Error::Storage(format!(
-                "cannot open registry {} (is another central-server using it?): {e}",
-                path.display()
-            ))
-        })?;
+        // sled releases its file lock from a background thread after the last handle is
+        // dropped (and a previous process may be just exiting): wait briefly for it.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 40 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(Error::Storage(format!(
+                        "cannot open registry {} (is another central-server using it?): {e}",
+                        path.display()
+                    )));
+                }
+            }
+        };
         match db.get("instance")? {
             Some(v) if v.as_ref() != instance.as_bytes() => {
                 return Err(Error::Config(format!(
