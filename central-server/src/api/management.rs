@@ -1,0 +1,72 @@
+//! The management service: `POST /managementservice/v1/requests`.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+
+use super::{AppState, correlation_id, error_response};
+use crate::registry::AuditEntry;
+
+/// The management router.
+pub fn management_router(state: AppState) -> Router {
+    let limit = state.max_management_body;
+    Router::new()
+        .route("/managementservice/v1/requests", post(submit))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
+    let cid = correlation_id();
+    let st2 = st.clone();
+    let cid2 = cid.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let verified = crate::management::verify_envelope(&body);
+        let (actor, kind) = match &verified {
+            Ok((r, _)) => (
+                format!("management:{}", r.member.to_slash()),
+                r.request.request_type().as_str(),
+            ),
+            Err(_) => ("management:unverified".to_owned(), "unknown"),
+        };
+        let result = verified.and_then(|(req, sha)| {
+            crate::management::submit(&st2.registry, &st2.auto_approve, req, sha)
+        });
+        let (res, detail, target) = match &result {
+            Ok(r) => (
+                "ok".to_owned(),
+                format!("{:?}", r.state).to_lowercase(),
+                format!("request {}", r.id),
+            ),
+            Err(e) => (e.code().to_owned(), e.to_string(), String::new()),
+        };
+        crate::metrics::with(|m| {
+            m.management_requests.with_label_values(&[kind, &res]).inc();
+        });
+        let _ = st2.registry.audit().record(AuditEntry {
+            id: 0,
+            at: crate::util::rfc3339(crate::util::now()),
+            actor,
+            action: format!("management.{kind}"),
+            target,
+            result: res,
+            detail,
+            correlation_id: cid2,
+        });
+        if matches!(&result, Ok(r) if r.state == crate::management::RequestState::Approved)
+            && let Err(e) = st2.globalconf.refresh()
+        {
+            tracing::warn!(error = %e, "regeneration after auto-approval failed; will retry");
+        }
+        result
+    })
+    .await;
+    match result {
+        Ok(Ok(r)) => (StatusCode::CREATED, axum::Json(r)).into_response(),
+        Ok(Err(e)) => error_response(&e, &cid),
+        Err(e) => error_response(&crate::Error::Internal(e.to_string()), &cid),
+    }
+}

@@ -1,0 +1,983 @@
+//! End-to-end tests against the real `central-server` binary on loopback.
+
+// Test helpers panic on failure by design: a panic is a test failure with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use trustbus_central_server::anchor::Anchor;
+use trustbus_central_server::confclient::{ConfClient, ConfClientError, HttpFetcher, PollOutcome};
+use trustbus_central_server::globalconf::interim_cms::InterimCmsVerifier;
+use trustbus_central_server::keys::SoftwareKey;
+use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
+use trustbus_central_server::util;
+use trustbus_pki::Signer;
+use trustbus_sdk::id::{ClientId, SecurityServerId};
+
+const BIN: &str = env!("CARGO_BIN_EXE_central-server");
+const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Server {
+    dir: PathBuf,
+    child: Option<Child>,
+    public: String,
+    admin: String,
+    mgmt: String,
+}
+
+impl Server {
+    /// init + config with free ports + apply the dev instance + keys + anchor.
+    fn setup(dir: &Path) -> (PathBuf, String, String, String) {
+        cli(&["init", "--dir", dir.to_str().unwrap(), "--instance", "DEV"]);
+        let cfg = dir.join("central-server.toml");
+        let (p, a, m) = (free_port(), free_port(), free_port());
+        std::fs::write(
+            &cfg,
+            format!(
+                "instance = \"DEV\"\ndata_dir = \"data\"\n\
+                 [globalconf]\nlisten = \"127.0.0.1:{p}\"\nrefresh_interval_seconds = 30\n\
+                 check_interval_seconds = 1\n\
+                 [admin]\nlisten = \"127.0.0.1:{a}\"\n\
+                 [management]\nlisten = \"127.0.0.1:{m}\"\nauto_approve = [\"address_change\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = cfg.to_str().unwrap();
+        let instance = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/dev-instance.toml");
+        let first = cli(&["apply", instance, "--config", c]);
+        assert!(first.contains("+ member DEV/GOV/1000"), "{first}");
+        assert_eq!(
+            cli(&["apply", instance, "--config", c]).trim(),
+            "no changes"
+        );
+        let key = |role: &str| {
+            cli(&["api-key", "create", "--role", role, "--config", c])
+                .trim()
+                .to_owned()
+        };
+        let admin = key("system-administrator");
+        let officer = key("registration-officer");
+        let observer = key("observer");
+        let out = cli(&[
+            "anchor",
+            "--out",
+            dir.join("anchor.json").to_str().unwrap(),
+            "--config",
+            c,
+        ]);
+        let digest = util::sha256_hex(&std::fs::read(dir.join("anchor.json")).unwrap());
+        assert!(out.contains(&digest), "anchor digest printed: {out}");
+        (cfg, admin, officer, observer)
+    }
+
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--config",
+                dir.join("central-server.toml").to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut public, mut admin, mut mgmt) = (String::new(), String::new(), String::new());
+        while public.is_empty() || admin.is_empty() || mgmt.is_empty() {
+            let line = lines.next().expect("server exited early").unwrap();
+            let addr = line.rsplit("http://").next().unwrap().to_owned();
+            match line.split(' ').nth(1) {
+                Some("globalconf") => public = addr,
+                Some("admin") => admin = addr,
+                Some("management") => mgmt = addr,
+                _ => {}
+            }
+        }
+        Self {
+            dir: dir.to_path_buf(),
+            child: Some(child),
+            public,
+            admin,
+            mgmt,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM for a graceful stop; the test then restarts on the same data.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    key: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+        body.len()
+    );
+    if let Some(k) = key {
+        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    for (n, v) in extra {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw[split + 4..].to_vec();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    Resp {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
+        b = &b[nl + 4 + n..];
+    }
+}
+
+struct MemberKey {
+    key: SoftwareKey,
+    cert: Vec<u8>,
+}
+
+fn member_key(cn: &str) -> MemberKey {
+    let (p8, cert) = SoftwareKey::generate(cn).unwrap();
+    MemberKey {
+        key: SoftwareKey::from_pkcs8(&p8, &cert).unwrap(),
+        cert,
+    }
+}
+
+fn envelope(
+    signer: &MemberKey,
+    member: &str,
+    body: RequestBody,
+    auth: Option<&MemberKey>,
+) -> Vec<u8> {
+    let req = CanonicalRequest {
+        member: ClientId::from_slash(member).unwrap(),
+        created_at: util::rfc3339(util::now()),
+        request: body,
+    };
+    let bytes = serde_json::to_vec(&req).unwrap();
+    let env = Envelope {
+        request: util::b64(&bytes),
+        signature: util::b64(&signer.key.sign(&bytes).unwrap()),
+        signature_algorithm: ECDSA_SHA256.into(),
+        signing_cert: util::b64(&signer.cert),
+        auth_signature: auth.map(|a| util::b64(&a.key.sign(&bytes).unwrap())),
+        auth_signature_algorithm: auth.map(|_| ECDSA_SHA256.into()),
+    };
+    serde_json::to_vec(&env).unwrap()
+}
+
+const REQUESTS: &str = "/managementservice/v1/requests";
+
+fn conf_client(dir: &Path, store: &str) -> ConfClient<HttpFetcher> {
+    let anchor = Anchor::from_bytes(&std::fs::read(dir.join("anchor.json")).unwrap()).unwrap();
+    ConfClient::new(
+        anchor,
+        &dir.join(store),
+        HttpFetcher::new(Duration::from_secs(5)),
+        Box::new(InterimCmsVerifier),
+    )
+    .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn request_count(s: &Server, key: &str) -> usize {
+    http(
+        "GET",
+        &s.admin,
+        "/api/v1/management-requests",
+        Some(key),
+        &[],
+        b"",
+    )
+    .json()
+    .as_array()
+    .unwrap()
+    .len()
+}
+
+#[test]
+fn registration_flow_globalconf_rotation_and_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, admin, officer, observer) = Server::setup(dir);
+    let mut s = Server::start(dir);
+
+    // Anchor-based client gets version 1 with the applied instance.
+    let rt = rt();
+    let client = conf_client(dir, "ss-conf");
+    assert!(matches!(
+        rt.block_on(client.poll()).unwrap(),
+        PollOutcome::Updated(_)
+    ));
+    let conf = client.current().unwrap();
+    assert_eq!(conf.shared.members.len(), 3);
+
+    // openssl verifies the directory signature against the anchor certificate.
+    let anchor = Anchor::from_bytes(&std::fs::read(dir.join("anchor.json")).unwrap()).unwrap();
+    let pem_path = dir.join("anchor-cert.der");
+    std::fs::write(&pem_path, anchor.certs().unwrap()[0].clone()).unwrap();
+    std::fs::write(dir.join("dir.json"), &conf.directory_bytes).unwrap();
+    std::fs::write(dir.join("dir.p7s"), &conf.signature).unwrap();
+    if Command::new("openssl").arg("version").output().is_ok() {
+        let pem = Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-in"])
+            .arg(&pem_path)
+            .arg("-out")
+            .arg(dir.join("anchor-cert.pem"))
+            .status()
+            .unwrap();
+        assert!(pem.success());
+        let v = Command::new("openssl")
+            .args([
+                "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in",
+            ])
+            .arg(dir.join("dir.p7s"))
+            .arg("-content")
+            .arg(dir.join("dir.json"))
+            .arg("-CAfile")
+            .arg(dir.join("anchor-cert.pem"))
+            .args(["-out", "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    }
+
+    // ETag / If-None-Match / Cache-Control.
+    let d = http("GET", &s.public, "/globalconf/directory", None, &[], b"");
+    assert_eq!(d.status, 200);
+    assert!(
+        d.headers
+            .contains("cache-control: public, max-age=30, must-revalidate")
+    );
+    let etag = d
+        .headers
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .to_owned();
+    let nm = http(
+        "GET",
+        &s.public,
+        "/globalconf/directory",
+        None,
+        &[("If-None-Match", &etag)],
+        b"",
+    );
+    assert_eq!(nm.status, 304);
+    let v = conf.directory.version;
+    let f = http(
+        "GET",
+        &s.public,
+        &format!("/globalconf/v{v}/shared-params.json"),
+        None,
+        &[],
+        b"",
+    );
+    assert_eq!(f.status, 200);
+    assert!(f.headers.contains("immutable"));
+    assert_eq!(
+        http(
+            "GET",
+            &s.public,
+            "/globalconf/v999/shared-params.json",
+            None,
+            &[],
+            b""
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        http("GET", &s.public, "/globalconf/v1/..%2Fkeys", None, &[], b"").status,
+        404
+    );
+    assert_eq!(
+        http("GET", &s.public, "/healthz", None, &[], b"").status,
+        200
+    );
+    assert!(
+        String::from_utf8_lossy(&http("GET", &s.public, "/metrics", None, &[], b"").body)
+            .contains("trustbus_central_globalconf_version")
+    );
+
+    // Auth certificate registration with proof of possession.
+    let owner = member_key("DEV/GOV/1000 signing");
+    let auth = member_key("ss1 auth");
+    let server = SecurityServerId::from_slash("DEV/GOV/1000/ss1").unwrap();
+    let reg = RequestBody::AuthCertRegistration {
+        server: server.clone(),
+        address: "ss1.finance.dev".into(),
+        auth_cert: util::b64(&auth.cert),
+    };
+    let r = http(
+        "POST",
+        &s.mgmt,
+        REQUESTS,
+        None,
+        &[],
+        &envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["state"], "pending");
+    let auth_req = r.json()["id"].as_u64().unwrap();
+
+    // Bad management input: each refused with a stable code, nothing stored.
+    let before = request_count(&s, &observer);
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "malformed_json"),
+        (
+            br#"{"request":"!!","signature":"","signature_algorithm":"","signing_cert":""}"#
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+        // identical pending request (duplicate registration)
+        (
+            envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
+            409,
+            "duplicate_registration",
+        ),
+        // no proof of possession
+        (
+            envelope(&owner, "DEV/GOV/1000", reg.clone(), None),
+            400,
+            "invalid_signature",
+        ),
+        // proof of possession by another key
+        (
+            envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&owner)),
+            400,
+            "invalid_signature",
+        ),
+        // unknown member
+        (
+            envelope(
+                &owner,
+                "DEV/GOV/9999",
+                RequestBody::AuthCertRegistration {
+                    server: SecurityServerId::from_slash("DEV/GOV/9999/x").unwrap(),
+                    address: "x".into(),
+                    auth_cert: util::b64(&auth.cert),
+                },
+                Some(&auth),
+            ),
+            422,
+            "unknown_member",
+        ),
+        // another member may not change this server
+        (
+            envelope(
+                &owner,
+                "DEV/GOV/2000",
+                RequestBody::AddressChange {
+                    server: server.clone(),
+                    address: "evil".into(),
+                },
+                None,
+            ),
+            403,
+            "not_allowed",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = http("POST", &s.mgmt, REQUESTS, None, &[], &body);
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (status, code),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // Wrong signature: the envelope's signature is over other bytes.
+    let mut env: Value =
+        serde_json::from_slice(&envelope(&owner, "DEV/GOV/1000", reg, Some(&auth))).unwrap();
+    env["signature"] = json!(util::b64(&owner.key.sign(b"something else").unwrap()));
+    let r = http(
+        "POST",
+        &s.mgmt,
+        REQUESTS,
+        None,
+        &[],
+        env.to_string().as_bytes(),
+    );
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_signature"));
+    assert_eq!(request_count(&s, &observer), before);
+
+    // Approval needs a role: none → 401, observer → 403, officer → ok.
+    let path = format!("/api/v1/management-requests/{auth_req}/approve");
+    assert_eq!(
+        http("POST", &s.admin, &path, None, &[], b"").code(),
+        "unauthenticated"
+    );
+    assert_eq!(
+        http("POST", &s.admin, &path, Some(&observer), &[], b"").code(),
+        "forbidden"
+    );
+    let ok = http("POST", &s.admin, &path, Some(&officer), &[], b"");
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(
+        http("POST", &s.admin, &path, Some(&officer), &[], b"").code(),
+        "invalid_state"
+    );
+
+    // Client registration of a new subsystem, approved.
+    let creg = RequestBody::ClientRegistration {
+        server: server.clone(),
+        client: ClientId::from_slash("DEV/GOV/1000/budget").unwrap(),
+        subsystem_name: Some("Budget Office".into()),
+    };
+    let r = http(
+        "POST",
+        &s.mgmt,
+        REQUESTS,
+        None,
+        &[],
+        &envelope(&owner, "DEV/GOV/1000", creg, None),
+    );
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_u64().unwrap();
+    let ok = http(
+        "POST",
+        &s.admin,
+        &format!("/api/v1/management-requests/{id}/approve"),
+        Some(&officer),
+        &[],
+        b"",
+    );
+    assert_eq!(ok.status, 200);
+    // Address change is auto-approved by policy.
+    let r = http(
+        "POST",
+        &s.mgmt,
+        REQUESTS,
+        None,
+        &[],
+        &envelope(
+            &owner,
+            "DEV/GOV/1000",
+            RequestBody::AddressChange {
+                server: server.clone(),
+                address: "ss1.new.dev".into(),
+            },
+            None,
+        ),
+    );
+    assert_eq!(r.json()["state"], "approved");
+
+    // The next configuration has the server, its auth cert and the client.
+    assert!(matches!(
+        rt.block_on(client.poll()).unwrap(),
+        PollOutcome::Updated(_)
+    ));
+    let conf = client.current().unwrap();
+    let ss = conf
+        .shared
+        .security_servers
+        .iter()
+        .find(|x| x.id == server)
+        .unwrap();
+    assert_eq!(ss.auth_cert_sha256, vec![util::sha256_hex(&auth.cert)]);
+    assert_eq!(ss.address, "ss1.new.dev");
+    assert_eq!(ss.clients[0].id.to_slash(), "DEV/GOV/1000/budget");
+    let owners = conf
+        .shared
+        .global_groups
+        .iter()
+        .find(|g| g.code == "security-server-owners")
+        .unwrap();
+    assert_eq!(owners.members[0].to_slash(), "DEV/GOV/1000");
+    let gov = conf
+        .shared
+        .members
+        .iter()
+        .find(|m| m.id.to_slash() == "DEV/GOV/1000")
+        .unwrap();
+    assert!(
+        gov.subsystems
+            .iter()
+            .any(|x| x.name.as_deref() == Some("Budget Office"))
+    );
+
+    // Rotation: announce, client follows, activate, client follows without a new anchor.
+    assert_eq!(
+        http(
+            "POST",
+            &s.admin,
+            "/api/v1/signing-keys/next",
+            Some(&officer),
+            &[],
+            b""
+        )
+        .code(),
+        "forbidden"
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &s.admin,
+            "/api/v1/signing-keys/next",
+            Some(&admin),
+            &[],
+            b""
+        )
+        .status,
+        200
+    );
+    rt.block_on(client.poll()).unwrap();
+    assert_eq!(
+        client
+            .current()
+            .unwrap()
+            .shared
+            .configuration_signing_certs
+            .len(),
+        2
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &s.admin,
+            "/api/v1/signing-keys/activate",
+            Some(&admin),
+            &[],
+            b""
+        )
+        .status,
+        200
+    );
+    assert!(matches!(
+        rt.block_on(client.poll()).unwrap(),
+        PollOutcome::Updated(_)
+    ));
+    let rotated = client.current().unwrap().directory.version;
+    // A client that only has the old anchor and no history rejects the new signer.
+    let fresh = conf_client(dir, "fresh-conf");
+    assert_eq!(
+        rt.block_on(fresh.poll()).unwrap_err(),
+        ConfClientError::UnknownSigner
+    );
+
+    // The audit trail has successes and refusals.
+    let audit = http("GET", &s.admin, "/api/v1/audit", Some(&observer), &[], b"").json();
+    let entries = audit.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "management_request.approve" && e["result"] == "ok")
+    );
+    assert!(entries.iter().any(|e| e["result"] == "forbidden"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["result"] == "unauthenticated" && e["actor"] == "anonymous")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "management:unverified" && e["result"] == "invalid_signature")
+    );
+
+    // Restart: nothing acknowledged is lost and the version keeps increasing.
+    let requests = request_count(&s, &observer);
+    s.stop();
+    let s = Server::start(&s.dir.clone());
+    assert_eq!(request_count(&s, &observer), requests);
+    let server_json = http(
+        "GET",
+        &s.admin,
+        "/api/v1/security-servers/DEV/GOV/1000/ss1",
+        Some(&observer),
+        &[],
+        b"",
+    )
+    .json();
+    assert_eq!(server_json["address"], "ss1.new.dev");
+    assert!(matches!(rt.block_on(client.poll()).unwrap(), PollOutcome::Updated(v) if v > rotated));
+}
+
+/// method, path, body, API key, (unused), expected status, expected code
+type AdminCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    u16,
+    &'a str,
+);
+
+#[test]
+fn admin_bad_input_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, admin, officer, observer) = Server::setup(dir);
+    let s = Server::start(dir);
+    let members = || {
+        http(
+            "GET",
+            &s.admin,
+            "/api/v1/members",
+            Some(&observer),
+            &[],
+            b"",
+        )
+        .body
+    };
+    let status = || {
+        http("GET", &s.admin, "/api/v1/status", Some(&observer), &[], b"").json()["registry_revision"].clone()
+    };
+    let (m0, r0) = (members(), status());
+    let cases: Vec<AdminCase> = vec![
+        (
+            "POST",
+            "/api/v1/members",
+            "{oops",
+            Some(&officer),
+            "",
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"DEV/GOV/1000","name":"dup"}"#,
+            Some(&officer),
+            "",
+            409,
+            "already_exists",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"DEV/XXX/1","name":"x"}"#,
+            Some(&officer),
+            "",
+            422,
+            "unknown_member_class",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"EE/GOV/1","name":"x"}"#,
+            Some(&officer),
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"DEV/GOV/1","name":"x","extra":1}"#,
+            Some(&officer),
+            "",
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"DEV/GOV/1","name":"x"}"#,
+            Some(&observer),
+            "",
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"DEV/GOV/1","name":"x"}"#,
+            None,
+            "",
+            401,
+            "unauthenticated",
+        ),
+        (
+            "POST",
+            "/api/v1/members",
+            r#"{"id":"DEV/GOV/1","name":"x"}"#,
+            Some("tbk_nope_nope"),
+            "",
+            401,
+            "unauthenticated",
+        ),
+        (
+            "POST",
+            "/api/v1/subsystems",
+            r#"{"id":"DEV/GOV/9999/sub"}"#,
+            Some(&officer),
+            "",
+            422,
+            "unknown_member",
+        ),
+        (
+            "DELETE",
+            "/api/v1/members/DEV/GOV/4242",
+            "",
+            Some(&officer),
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/api/v1/global-groups",
+            r#"{"code":"g","members":["DEV/GOV/9999"]}"#,
+            Some(&officer),
+            "",
+            422,
+            "unknown_member",
+        ),
+        (
+            "PUT",
+            "/api/v1/settings",
+            r#"{"ocsp_freshness_seconds":10,"timestamping_interval_seconds":60,"configuration_validity_seconds":600}"#,
+            Some(&admin),
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/api/v1/settings",
+            r#"{"ocsp_freshness_seconds":3600}"#,
+            Some(&officer),
+            "",
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            "/api/v1/cas",
+            r#"{"name":"x","roots":["AAAA"]}"#,
+            Some(&admin),
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/tsas",
+            r#"{"name":"x","url":"http://t","cert":"%%%"}"#,
+            Some(&admin),
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/oidc-issuers",
+            r#"{"issuer":"https://idp","audiences":[]}"#,
+            Some(&admin),
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/management-requests/77/approve",
+            "",
+            Some(&officer),
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/api/v1/management-requests/x/approve",
+            "",
+            Some(&officer),
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/api-keys",
+            r#"{"role":"emperor"}"#,
+            Some(&admin),
+            "",
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/api/v1/signing-keys/activate",
+            "",
+            Some(&admin),
+            "",
+            409,
+            "invalid_state",
+        ),
+        (
+            "DELETE",
+            "/api/v1/member-classes/GOV",
+            "",
+            Some(&officer),
+            "",
+            409,
+            "in_use",
+        ),
+        (
+            "GET",
+            "/api/v1/nothing-here",
+            "",
+            Some(&observer),
+            "",
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/api/v1/audit?after=abc",
+            "",
+            Some(&observer),
+            "",
+            400,
+            "bad_request",
+        ),
+    ];
+    for (method, path, body, key, _, status, code) in cases {
+        let r = http(method, &s.admin, path, key, &[], body.as_bytes());
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (status, code),
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            r.json()["correlation_id"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        );
+    }
+    assert_eq!(members(), m0);
+    assert_eq!(status(), r0);
+
+    // A good change works and shows up in the next configuration.
+    let r = http(
+        "POST",
+        &s.admin,
+        "/api/v1/members",
+        Some(&officer),
+        &[],
+        br#"{"id":"DEV/COM/555","name":"New Co"}"#,
+    );
+    assert_eq!(r.status, 200);
+    let client = conf_client(dir, "conf");
+    rt().block_on(client.poll()).unwrap();
+    assert!(
+        client
+            .current()
+            .unwrap()
+            .shared
+            .members
+            .iter()
+            .any(|m| m.name == "New Co")
+    );
+
+    // The OpenAPI document lists every admin route.
+    let doc = http("GET", &s.admin, "/api/openapi.json", None, &[], b"").json();
+    for p in [
+        "/api/v1/members",
+        "/api/v1/management-requests/{id}/approve",
+        "/api/v1/audit",
+        "/api/v1/signing-keys/next",
+        "/globalconf/directory",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from openapi.json"
+        );
+    }
+}
