@@ -4,7 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod ocsp;
 pub mod signature;
+
+mod der_util;
 
 pub use digest::DigestAlgorithm;
 pub use signature::{SignatureAlgorithm, SignatureError, Signer};
