@@ -175,11 +175,6 @@ impl ParsedCert {
             .raw_bytes()
     }
 
-    /// The serial number's content bytes.
-    pub(crate) fn serial(&self) -> &[u8] {
-        self.cert.tbs_certificate.serial_number.as_bytes()
-    }
-
     /// Whether the certificate lists `eku` in its extended key usage extension.
     pub(crate) fn has_eku(&self, eku: ObjectIdentifier) -> bool {
         self.cert

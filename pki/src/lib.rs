@@ -3,9 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cms;
 pub mod digest;
 pub mod ocsp;
 pub mod signature;
+pub mod tsa;
 
 mod der_util;
 
