@@ -5,6 +5,7 @@
 
 pub mod cms;
 pub mod digest;
+pub mod merkle;
 pub mod ocsp;
 pub mod signature;
 pub mod tsa;

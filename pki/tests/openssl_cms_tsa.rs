@@ -96,7 +96,10 @@ fn openssl_verifies_our_tsa_replies() {
     );
     let (_, out) = openssl(s.dir.path(), &["ts", "-reply", "-in", "bad.tsr", "-text"]);
     assert!(out.contains("Status: Rejected."), "{out}");
-    assert!(out.contains("the data submitted has the wrong format"), "{out}");
+    assert!(
+        out.contains("the data submitted has the wrong format"),
+        "{out}"
+    );
 }
 
 #[test]
