@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod asic;
 pub mod cms;
 pub mod digest;
 pub mod merkle;
@@ -11,6 +12,7 @@ pub mod signature;
 pub mod tsa;
 
 mod der_util;
+mod zip;
 
 pub use digest::DigestAlgorithm;
 pub use signature::{SignatureAlgorithm, SignatureError, Signer};
