@@ -331,7 +331,7 @@ mod tests {
             prop_assert_eq!(p.verify(&other, t.root()), Err(MerkleError::RootMismatch));
             if n > 1 {
                 // the same proof claimed for another index does not verify
-                let mut q = p.clone();
+                let mut q = p;
                 q.leaf_index = ((i + 1) % n) as u64;
                 prop_assert!(q.verify(&r[i], t.root()).is_err());
             }

@@ -1,4 +1,5 @@
 //! ASiC-E evidence containers: round trip, openssl check after unzip, and the reader's refusals.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
 
 mod common;
 
@@ -45,7 +46,7 @@ fn signed_container(ca: &Ca) -> (Vec<u8>, common::Identity) {
     let signer = member.signer();
     let cms = CmsSigner::new(signer.as_ref(), &member.cert_der)
         .unwrap()
-        .with_chain(&[ca.id.cert_der.clone()])
+        .with_chain(std::slice::from_ref(&ca.id.cert_der))
         .unwrap();
     (
         b.sign(&cms, OffsetDateTime::now_utc(), None).unwrap(),

@@ -1,4 +1,5 @@
 //! CMS detached signatures and RFC 3161 timestamps, in memory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
 
 mod common;
 
@@ -67,7 +68,7 @@ fn tsa_grants_and_tokens_verify() {
     assert_eq!(v.policy, POLICY);
     assert_eq!(v.tsa_cert, e.tsa_id.cert_der);
     assert_eq!(v.accuracy.unwrap().seconds, 1);
-    let first_serial = v.serial.clone();
+    let first_serial = v.serial;
 
     // X-Road style: no certReq, no nonce; the TSA cert comes from the approved list
     let q = TimeStampRequest::new(imprint.alg, &imprint.digest)
@@ -138,7 +139,7 @@ fn token_negative_cases() {
     // TSA not approved
     let other_tsa = e.ca.issue_tsa("other TSA");
     assert_eq!(
-        tsa::verify_token(&token, &imprint, &[other_tsa.cert_der.clone()]),
+        tsa::verify_token(&token, &imprint, &[other_tsa.cert_der]),
         Err(TspError::NotApproved)
     );
     // tampered TSTInfo (the imprint inside the token): digest no longer matches
@@ -153,7 +154,7 @@ fn token_negative_cases() {
         Err(TspError::Cms(CmsError::DigestMismatch))
     );
     // tampered signature
-    let mut bad_sig = token.clone();
+    let mut bad_sig = token;
     let n = bad_sig.len();
     bad_sig[n - 1] ^= 1;
     assert_eq!(
@@ -201,7 +202,7 @@ fn signed(content: &[u8]) -> Signed {
     };
     let sig = CmsSigner::new(signer.as_ref(), &member.cert_der)
         .unwrap()
-        .with_chain(&[e.ca.id.cert_der.clone()])
+        .with_chain(std::slice::from_ref(&e.ca.id.cert_der))
         .unwrap()
         .with_ocsp_response(ocsp_der.clone())
         .sign_detached(content, now(), Some(&timestamper))
@@ -236,7 +237,7 @@ fn cms_detached_round_trip_with_ocsp_and_timestamp() {
     .unwrap();
     assert_eq!(st.status, CertStatus::Good);
     // and the signature timestamp covers the signature value
-    let ts = tsa::verify_signature_timestamp(&v, &[s.tsa_id.cert_der.clone()]).unwrap();
+    let ts = tsa::verify_signature_timestamp(&v, &[s.tsa_id.cert_der]).unwrap();
     assert_eq!(ts.imprint.alg, DigestAlgorithm::Sha256);
 }
 
@@ -307,7 +308,7 @@ fn signature_timestamp_over_other_data_is_refused() {
         .unwrap();
     let v = verify_detached(&sig, b"content", now()).unwrap();
     assert_eq!(
-        tsa::verify_signature_timestamp(&v, &[e.tsa_id.cert_der.clone()]),
+        tsa::verify_signature_timestamp(&v, std::slice::from_ref(&e.tsa_id.cert_der)),
         Err(TspError::ImprintMismatch)
     );
 }
@@ -321,7 +322,7 @@ fn tampered_signature_value_is_bad_signature() {
         .unwrap()
         .sign_detached(b"content", now(), None)
         .unwrap();
-    let mut bad = sig.clone();
+    let mut bad = sig;
     let n = bad.len();
     bad[n - 1] ^= 1;
     assert_eq!(

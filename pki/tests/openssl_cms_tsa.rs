@@ -1,4 +1,5 @@
 //! CMS and RFC 3161 interop with openssl in both directions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
 
 mod common;
 
@@ -113,7 +114,7 @@ fn openssl_tsa_tokens_verify_with_ours() {
     s.write("tsa.key", &tsa_id.signer.pkcs8_pem);
     let data = b"merkle root to stamp";
     s.write("f", data);
-    let approved = vec![tsa_id.cert_der.clone()];
+    let approved = vec![tsa_id.cert_der];
     for (digest, alg) in [
         ("-sha256", DigestAlgorithm::Sha256),
         ("-sha384", DigestAlgorithm::Sha384),
@@ -190,7 +191,7 @@ fn openssl_verifies_our_cms_signatures() {
     let signer = member.signer();
     let sig = CmsSigner::new(signer.as_ref(), &member.cert_der)
         .unwrap()
-        .with_chain(&[ca.id.cert_der.clone()])
+        .with_chain(&[ca.id.cert_der])
         .unwrap()
         // any DER blob is carried; a real OCSP response is checked in the in-memory tests
         .with_ocsp_response(vec![0x30, 0x03, 0x0a, 0x01, 0x00])

@@ -3,6 +3,7 @@
 //! * `openssl ocsp` as the client against our responder, served over loopback HTTP.
 //! * `openssl ocsp -index ... -reqin ... -respout ...` as a responder we did not write; its
 //!   responses go through our `verify_response`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly by design
 
 mod common;
 
@@ -41,10 +42,11 @@ fn serve(
                 if line.trim().is_empty() {
                     break;
                 }
-                if let Some((k, v)) = line.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        content_length = v.trim().parse().unwrap();
-                    }
+                if let Some((_, v)) = line
+                    .split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                {
+                    content_length = v.trim().parse().unwrap();
                 }
             }
             let now = OffsetDateTime::now_utc();
@@ -224,7 +226,7 @@ fn openssl_responses_verify_with_ours() {
     s.write("index.txt", index_line(&serial_hex, None));
     let resp = openssl_respond(&s, "ca.pem", "ca.key");
     let now = OffsetDateTime::now_utc();
-    let mut tampered = resp.clone();
+    let mut tampered = resp;
     // GeneralizedTime tag 0x18 len 0x0f: change the last digit of seconds of the first one
     let pos = tampered.windows(2).position(|w| w == [0x18, 0x0f]).unwrap();
     tampered[pos + 2 + 13] ^= 0x01; // a seconds digit, still a valid time

@@ -357,10 +357,8 @@ pub fn verify_response(
     if this_update < now - freshness {
         return Err(OcspError::Stale { this_update });
     }
-    if let Some(next_update) = next_update {
-        if next_update < now {
-            return Err(OcspError::Expired { next_update });
-        }
+    if let Some(next_update) = next_update.filter(|n| *n < now) {
+        return Err(OcspError::Expired { next_update });
     }
 
     let status = match &single.cert_status {
