@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use const_oid::ObjectIdentifier;
 use der::asn1::{Any, BitString, Int, OctetString};
 use der::{Decode, Encode, Sequence};
 use time::OffsetDateTime;
@@ -19,6 +18,9 @@ use crate::cms::{self, CmsError, VerifiedCms};
 use crate::der_util::{self, ParsedCert, oids};
 use crate::digest::DigestAlgorithm;
 use crate::signature::Signer;
+
+/// Object identifiers (TSA policies), re-exported so callers need no extra dependency.
+pub use const_oid::ObjectIdentifier;
 
 /// Why a timestamp request, reply or token was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
