@@ -13,12 +13,7 @@ fuzz_target!(|data: &[u8]| {
     static T: OnceLock<TsaResponder> = OnceLock::new();
     let f = fixture();
     let tsa = T.get_or_init(|| {
-        TsaResponder::new(
-            &f.tsa,
-            f.tsa_signer.clone(),
-            const_oid_policy(),
-        )
-        .unwrap()
+        TsaResponder::new(&f.tsa, f.tsa_signer.clone(), const_oid_policy()).unwrap()
     });
     let _ = tsa.respond(data, OffsetDateTime::now_utc());
     let _ = tsa::parse_reply(data);

@@ -70,21 +70,27 @@ pub fn fixture() -> &'static Fixture {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(DnType::CommonName, "Fuzz CA");
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca = p.self_signed(&ca_key).unwrap();
         let ca_signer = signer(&ca_key);
         let issuer = Issuer::new(p, ca_key);
 
         let leaf_key = KeyPair::generate().unwrap();
         let mut lp = CertificateParams::new(Vec::<String>::new()).unwrap();
-        lp.distinguished_name.push(DnType::CommonName, "Fuzz member");
+        lp.distinguished_name
+            .push(DnType::CommonName, "Fuzz member");
         lp.extended_key_usages = vec![ExtendedKeyUsagePurpose::Any];
         let leaf = lp.signed_by(&leaf_key, &issuer).unwrap();
 
         let tsa_key = KeyPair::generate().unwrap();
         let mut tp = CertificateParams::new(Vec::<String>::new()).unwrap();
         tp.distinguished_name.push(DnType::CommonName, "Fuzz TSA");
-        let eku = vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08];
+        let eku = vec![
+            0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08,
+        ];
         let mut ext = CustomExtension::from_oid_content(&[2, 5, 29, 37], eku);
         ext.set_criticality(true);
         tp.custom_extensions = vec![ext];
