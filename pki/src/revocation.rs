@@ -53,6 +53,45 @@ pub trait RevocationSource: Send + Sync {
     fn status(&self, issuer: &IssuerRef<'_>, serial: &[u8]) -> CertStatus;
 }
 
+impl<T: RevocationSource + ?Sized> RevocationSource for std::sync::Arc<T> {
+    fn status(&self, issuer: &IssuerRef<'_>, serial: &[u8]) -> CertStatus {
+        (**self).status(issuer, serial)
+    }
+}
+
+/// An in-memory revocation register for one issuer, for tests and small development setups.
+///
+/// It does not look at the issuer: the OCSP responder only consults its source after checking
+/// that the request's `CertID` names the responder's own CA.
+#[derive(Debug, Default)]
+pub struct MemoryRevocationSource {
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, CertStatus>>,
+}
+
+impl MemoryRevocationSource {
+    /// An empty register: every serial is unknown.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a status for a serial number, replacing any previous one.
+    pub fn set(&self, serial: &[u8], status: CertStatus) {
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(trim_serial(serial).to_vec(), status);
+        }
+    }
+}
+
+impl RevocationSource for MemoryRevocationSource {
+    fn status(&self, _issuer: &IssuerRef<'_>, serial: &[u8]) -> CertStatus {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(trim_serial(serial)).copied())
+            .unwrap_or(CertStatus::Unknown)
+    }
+}
+
 /// Strips leading zero bytes from a serial's big-endian encoding (keeping one byte for zero).
 pub fn trim_serial(serial: &[u8]) -> &[u8] {
     let first = serial

@@ -1,0 +1,812 @@
+//! CMS SignedData (RFC 5652): detached signatures over bytes, and the signer-info machinery the
+//! timestamp module shares.
+//!
+//! Profile (see `docs/trust-services.md`): one SignerInfo identified by issuer and serial
+//! number; signed attributes content-type, signing-time, message-digest and ESS
+//! signing-certificate-v2 (which binds the signer certificate, as CAdES-BES requires); the
+//! signer certificate and its chain in `certificates`; the signer's OCSP response in `crls` as
+//! an RFC 5940 `OtherRevocationInfoFormat` (id-ri-ocsp-response); optionally an RFC 3161
+//! signature timestamp as the unsigned attribute id-aa-signatureTimeStampToken.
+
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier, SignerInfo};
+use const_oid::ObjectIdentifier;
+use der::asn1::{Any, OctetString, SetOfVec};
+use der::{Decode, Encode, Sequence, Tag, TagNumber, Tagged};
+use time::OffsetDateTime;
+use x509_cert::attr::Attribute;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Time;
+
+use crate::der_util::{self, ParsedCert, oids};
+use crate::digest::DigestAlgorithm;
+use crate::signature::{SignatureAlgorithm, SignatureError, Signer};
+
+/// How far in the future a signing time may lie (clock skew between servers).
+const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(2);
+
+/// rsaEncryption: some producers (openssl among them) name the key, not the signature algorithm.
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// Why a CMS signature could not be made or was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CmsError {
+    /// The input is not the CMS structure our profile expects.
+    #[error("malformed CMS: {0}")]
+    Malformed(String),
+    /// A digest or signature algorithm we do not accept.
+    #[error("unsupported algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+    /// A signed attribute the profile requires is absent (or present more than once).
+    #[error("missing or repeated signed attribute: {0}")]
+    MissingAttribute(&'static str),
+    /// The content-type attribute does not match the encapsulated content type.
+    #[error("content-type attribute does not match the content")]
+    ContentTypeMismatch,
+    /// The content's digest differs from the message-digest attribute: the content was changed.
+    #[error("message digest does not match the content")]
+    DigestMismatch,
+    /// No embedded (or supplied) certificate matches the signer identifier.
+    #[error("signer certificate not found")]
+    SignerNotFound,
+    /// The signature does not verify with the signer certificate's key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// The ESS signing-certificate attribute names a different certificate than the signer's.
+    #[error("signing-certificate attribute does not match the signer certificate")]
+    SigningCertificateMismatch,
+    /// The signature was made by someone other than the expected signer.
+    #[error("signed by an unexpected certificate")]
+    WrongSigner,
+    /// The signing time lies outside the signer certificate's validity period.
+    #[error("signing time is outside the signer certificate's validity")]
+    CertificateNotValidAtSigningTime,
+    /// The signing time lies in the future.
+    #[error("signing time {0} lies in the future")]
+    SigningTimeInFuture(OffsetDateTime),
+    /// Building the structure failed.
+    #[error("CMS encoding failed: {0}")]
+    Encoding(String),
+    /// The signer could not sign.
+    #[error("signing failed: {0}")]
+    Signing(SignatureError),
+    /// The timestamp provider failed.
+    #[error("signature timestamp failed: {0}")]
+    Timestamp(String),
+}
+
+fn enc(e: der::Error) -> CmsError {
+    CmsError::Encoding(e.to_string())
+}
+
+fn malformed(what: &'static str) -> impl Fn(der::Error) -> CmsError {
+    move |e| CmsError::Malformed(format!("{what}: {e}"))
+}
+
+/// Obtains an RFC 3161 timestamp token over the signature value (the caller does the I/O).
+pub trait SignatureTimestamper {
+    /// Returns a DER TimeStampToken whose message imprint is `digest` under `alg`.
+    fn timestamp(&self, alg: DigestAlgorithm, digest: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+impl<F> SignatureTimestamper for F
+where
+    F: Fn(DigestAlgorithm, &[u8]) -> Result<Vec<u8>, String>,
+{
+    fn timestamp(&self, alg: DigestAlgorithm, digest: &[u8]) -> Result<Vec<u8>, String> {
+        self(alg, digest)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ASN.1 types the `cms` crate does not model the way we need.
+
+/// SignedData with `certificates` and `crls` kept as raw elements: the `cms` crate models
+/// `OtherRevocationInfoFormat` with an AlgorithmIdentifier where RFC 5652 has an OID, so it
+/// cannot read RFC 5940 OCSP entries.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct SignedDataRaw {
+    version: CmsVersion,
+    digest_algorithms: SetOfVec<spki::AlgorithmIdentifierOwned>,
+    encap_content_info: EncapsulatedContentInfo,
+    #[asn1(
+        context_specific = "0",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    certificates: Option<SetOfVec<Any>>,
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    crls: Option<SetOfVec<Any>>,
+    signer_infos: SetOfVec<SignerInfo>,
+}
+
+/// ESS IssuerSerial (RFC 5035).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct IssuerSerial {
+    issuer: Vec<GeneralName>,
+    serial_number: SerialNumber,
+}
+
+/// ESSCertIDv2 (RFC 5035); an absent hash algorithm means SHA-256.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct EssCertIdV2 {
+    #[asn1(optional = "true")]
+    hash_algorithm: Option<spki::AlgorithmIdentifierOwned>,
+    cert_hash: OctetString,
+    #[asn1(optional = "true")]
+    issuer_serial: Option<IssuerSerial>,
+}
+
+/// SigningCertificateV2 (RFC 5035).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct SigningCertificateV2 {
+    certs: Vec<EssCertIdV2>,
+    #[asn1(optional = "true")]
+    policies: Option<Vec<Any>>,
+}
+
+/// ESSCertID (RFC 2634): SHA-1 certificate hash.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct EssCertId {
+    cert_hash: OctetString,
+    #[asn1(optional = "true")]
+    issuer_serial: Option<IssuerSerial>,
+}
+
+/// SigningCertificate (RFC 2634).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct SigningCertificate {
+    certs: Vec<EssCertId>,
+    #[asn1(optional = "true")]
+    policies: Option<Vec<Any>>,
+}
+
+fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, CmsError> {
+    let mut values = SetOfVec::new();
+    values.insert(value).map_err(enc)?;
+    Ok(Attribute { oid, values })
+}
+
+fn cms_time(t: OffsetDateTime) -> Result<Time, CmsError> {
+    let d = der_util::unix_duration(t)
+        .ok_or_else(|| CmsError::Encoding("signing time before 1970".into()))?;
+    // RFC 5652 11.3: UTCTime for 1950 to 2049, GeneralizedTime otherwise.
+    if t.year() < 2050 {
+        der::asn1::UtcTime::from_unix_duration(d)
+            .map(Time::UtcTime)
+            .map_err(enc)
+    } else {
+        der::asn1::GeneralizedTime::from_unix_duration(d)
+            .map(Time::GeneralTime)
+            .map_err(enc)
+    }
+}
+
+fn signing_certificate_v2(cert: &ParsedCert) -> Result<Any, CmsError> {
+    let ess = SigningCertificateV2 {
+        certs: vec![EssCertIdV2 {
+            hash_algorithm: None,
+            cert_hash: OctetString::new(DigestAlgorithm::Sha256.digest(&cert.der)).map_err(enc)?,
+            issuer_serial: Some(IssuerSerial {
+                issuer: vec![GeneralName::DirectoryName(
+                    cert.cert.tbs_certificate.issuer.clone(),
+                )],
+                serial_number: cert.cert.tbs_certificate.serial_number.clone(),
+            }),
+        }],
+        policies: None,
+    };
+    Any::encode_from(&ess).map_err(enc)
+}
+
+/// What goes into one SignedData (internal; the public entry points fill it).
+pub(crate) struct SignRequest<'a> {
+    pub(crate) signer: &'a dyn Signer,
+    pub(crate) cert: &'a ParsedCert,
+    pub(crate) chain: &'a [ParsedCert],
+    pub(crate) include_certs: bool,
+    pub(crate) econtent_type: ObjectIdentifier,
+    pub(crate) content: &'a [u8],
+    pub(crate) encapsulate: bool,
+    pub(crate) signing_time: OffsetDateTime,
+    pub(crate) ocsp_response: Option<&'a [u8]>,
+    pub(crate) timestamper: Option<&'a dyn SignatureTimestamper>,
+}
+
+/// Builds a DER ContentInfo holding a SignedData with one signer.
+pub(crate) fn build_signed_data(r: &SignRequest<'_>) -> Result<Vec<u8>, CmsError> {
+    let alg = r.signer.algorithm();
+    let digest_alg = alg.digest();
+    let cert_spki = r
+        .cert
+        .spki_der()
+        .map_err(|_| CmsError::Malformed("signer certificate".into()))?;
+    if cert_spki != r.signer.public_key_der() {
+        return Err(CmsError::Signing(SignatureError::BadKey(
+            "the key does not match the signer certificate".into(),
+        )));
+    }
+
+    let mut signed = SetOfVec::new();
+    signed
+        .insert(attribute(
+            oids::ID_CONTENT_TYPE,
+            Any::encode_from(&r.econtent_type).map_err(enc)?,
+        )?)
+        .map_err(enc)?;
+    signed
+        .insert(attribute(
+            oids::ID_SIGNING_TIME,
+            Any::encode_from(&cms_time(r.signing_time)?).map_err(enc)?,
+        )?)
+        .map_err(enc)?;
+    let md = OctetString::new(digest_alg.digest(r.content)).map_err(enc)?;
+    signed
+        .insert(attribute(
+            oids::ID_MESSAGE_DIGEST,
+            Any::encode_from(&md).map_err(enc)?,
+        )?)
+        .map_err(enc)?;
+    signed
+        .insert(attribute(
+            oids::ID_AA_SIGNING_CERTIFICATE_V2,
+            signing_certificate_v2(r.cert)?,
+        )?)
+        .map_err(enc)?;
+    let to_sign = signed.to_der().map_err(enc)?;
+    let signature = r.signer.sign(&to_sign).map_err(CmsError::Signing)?;
+
+    let unsigned_attrs = match r.timestamper {
+        None => None,
+        Some(ts) => {
+            let d = digest_alg.digest(&signature);
+            let token = ts.timestamp(digest_alg, &d).map_err(CmsError::Timestamp)?;
+            let token_any = Any::from_der(&token).map_err(malformed("timestamp token"))?;
+            let mut set = SetOfVec::new();
+            set.insert(attribute(
+                oids::ID_AA_SIGNATURE_TIME_STAMP_TOKEN,
+                token_any,
+            )?)
+            .map_err(enc)?;
+            Some(set)
+        }
+    };
+
+    let signer_info = SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: r.cert.cert.tbs_certificate.issuer.clone(),
+            serial_number: r.cert.cert.tbs_certificate.serial_number.clone(),
+        }),
+        digest_alg: der_util::digest_algorithm_identifier(digest_alg),
+        signed_attrs: Some(signed),
+        signature_algorithm: der_util::signature_algorithm_identifier(alg),
+        signature: OctetString::new(signature).map_err(enc)?,
+        unsigned_attrs,
+    };
+
+    let certificates = if r.include_certs {
+        let mut set = SetOfVec::new();
+        for c in std::iter::once(r.cert).chain(r.chain.iter()) {
+            let any = Any::from_der(&c.der).map_err(malformed("certificate"))?;
+            if !set.iter().any(|x| *x == any) {
+                set.insert(any).map_err(enc)?;
+            }
+        }
+        Some(set)
+    } else {
+        None
+    };
+    let crls = match r.ocsp_response {
+        None => None,
+        Some(ocsp) => {
+            // [1] IMPLICIT OtherRevocationInfoFormat { id-ri-ocsp-response, OCSPResponse }
+            let value = ocsp_other_revocation_info(ocsp)?;
+            let tag = Tag::ContextSpecific {
+                constructed: true,
+                number: TagNumber::N1,
+            };
+            let mut set = SetOfVec::new();
+            set.insert(Any::new(tag, value).map_err(enc)?)
+                .map_err(enc)?;
+            Some(set)
+        }
+    };
+    let version = if crls.is_some() {
+        CmsVersion::V5
+    } else if r.econtent_type == oids::ID_DATA {
+        CmsVersion::V1
+    } else {
+        CmsVersion::V3
+    };
+    let econtent = if r.encapsulate {
+        Some(Any::encode_from(&OctetString::new(r.content).map_err(enc)?).map_err(enc)?)
+    } else {
+        None
+    };
+    let mut digest_algorithms = SetOfVec::new();
+    digest_algorithms
+        .insert(der_util::digest_algorithm_identifier(digest_alg))
+        .map_err(enc)?;
+    let mut signer_infos = SetOfVec::new();
+    signer_infos.insert(signer_info).map_err(enc)?;
+    let sd = SignedDataRaw {
+        version,
+        digest_algorithms,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: r.econtent_type,
+            econtent,
+        },
+        certificates,
+        crls,
+        signer_infos,
+    };
+    let ci = ContentInfo {
+        content_type: oids::ID_SIGNED_DATA,
+        content: Any::encode_from(&sd).map_err(enc)?,
+    };
+    ci.to_der().map_err(enc)
+}
+
+/// The content of an RFC 5940 OtherRevocationInfoFormat for an OCSP response.
+fn ocsp_other_revocation_info(ocsp: &[u8]) -> Result<Vec<u8>, CmsError> {
+    // Check it is at least one DER element before embedding it.
+    der_util::read_single(ocsp)
+        .map_err(|_| CmsError::Malformed("OCSP response is not DER".into()))?;
+    let mut value = oids::ID_RI_OCSP_RESPONSE.to_der().map_err(enc)?;
+    value.extend_from_slice(ocsp);
+    Ok(value)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification core
+
+/// The result of checking one SignedData's single signer.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedSigner {
+    pub(crate) signer: ParsedCert,
+    pub(crate) embedded_certs: Vec<ParsedCert>,
+    pub(crate) ocsp_responses: Vec<Vec<u8>>,
+    pub(crate) econtent: Option<Vec<u8>>,
+    pub(crate) econtent_type: ObjectIdentifier,
+    pub(crate) signing_time: Option<OffsetDateTime>,
+    pub(crate) signature_value: Vec<u8>,
+    pub(crate) digest_alg: DigestAlgorithm,
+    pub(crate) has_ess: bool,
+    pub(crate) unsigned_attrs: Vec<Attribute>,
+}
+
+fn single_value<'a>(
+    attrs: &'a SetOfVec<Attribute>,
+    oid: ObjectIdentifier,
+    name: &'static str,
+) -> Result<Option<&'a Any>, CmsError> {
+    let mut found = attrs.iter().filter(|a| a.oid == oid);
+    let Some(a) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() || a.values.len() != 1 {
+        return Err(CmsError::MissingAttribute(name));
+    }
+    Ok(a.values.iter().next())
+}
+
+fn signature_algorithm(
+    oid: &ObjectIdentifier,
+    digest: DigestAlgorithm,
+) -> Result<SignatureAlgorithm, CmsError> {
+    if *oid == RSA_ENCRYPTION {
+        return match digest {
+            DigestAlgorithm::Sha256 => Ok(SignatureAlgorithm::RsaPkcs1Sha256),
+            DigestAlgorithm::Sha384 => Ok(SignatureAlgorithm::RsaPkcs1Sha384),
+            DigestAlgorithm::Sha512 => Ok(SignatureAlgorithm::RsaPkcs1Sha512),
+            DigestAlgorithm::Sha1 => Err(CmsError::UnsupportedAlgorithm("RSA with SHA-1".into())),
+        };
+    }
+    SignatureAlgorithm::from_oid(oid).map_err(|e| CmsError::UnsupportedAlgorithm(e.to_string()))
+}
+
+fn ess_matches(attrs: &SetOfVec<Attribute>, cert: &ParsedCert) -> Result<Option<bool>, CmsError> {
+    if let Some(v) = single_value(
+        attrs,
+        oids::ID_AA_SIGNING_CERTIFICATE_V2,
+        "signing-certificate-v2",
+    )? {
+        let sc: SigningCertificateV2 =
+            v.decode_as().map_err(malformed("signing-certificate-v2"))?;
+        let first = sc
+            .certs
+            .first()
+            .ok_or(CmsError::SigningCertificateMismatch)?;
+        let alg = match &first.hash_algorithm {
+            None => DigestAlgorithm::Sha256,
+            Some(a) => DigestAlgorithm::from_oid(&a.oid)
+                .ok_or_else(|| CmsError::UnsupportedAlgorithm(a.oid.to_string()))?,
+        };
+        return Ok(Some(
+            first.cert_hash.as_bytes() == alg.digest(&cert.der).as_slice()
+                && issuer_serial_matches(first.issuer_serial.as_ref(), cert),
+        ));
+    }
+    if let Some(v) = single_value(
+        attrs,
+        oids::ID_AA_SIGNING_CERTIFICATE,
+        "signing-certificate",
+    )? {
+        let sc: SigningCertificate = v.decode_as().map_err(malformed("signing-certificate"))?;
+        let first = sc
+            .certs
+            .first()
+            .ok_or(CmsError::SigningCertificateMismatch)?;
+        return Ok(Some(
+            first.cert_hash.as_bytes() == DigestAlgorithm::Sha1.digest(&cert.der).as_slice()
+                && issuer_serial_matches(first.issuer_serial.as_ref(), cert),
+        ));
+    }
+    Ok(None)
+}
+
+fn issuer_serial_matches(is: Option<&IssuerSerial>, cert: &ParsedCert) -> bool {
+    match is {
+        None => true,
+        Some(is) => {
+            is.serial_number == cert.cert.tbs_certificate.serial_number
+                && is.issuer.iter().any(|g| {
+                    matches!(g, GeneralName::DirectoryName(n) if *n == cert.cert.tbs_certificate.issuer)
+                })
+        }
+    }
+}
+
+fn sid_matches(sid: &SignerIdentifier, cert: &ParsedCert) -> bool {
+    match sid {
+        SignerIdentifier::IssuerAndSerialNumber(ias) => {
+            ias.issuer == cert.cert.tbs_certificate.issuer
+                && ias.serial_number == cert.cert.tbs_certificate.serial_number
+        }
+        SignerIdentifier::SubjectKeyIdentifier(ski) => cert
+            .cert
+            .tbs_certificate
+            .extensions
+            .iter()
+            .flatten()
+            .filter(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_SUBJECT_KEY_IDENTIFIER)
+            .filter_map(|e| OctetString::from_der(e.extn_value.as_bytes()).ok())
+            .any(|k| k.as_bytes() == ski.0.as_bytes()),
+    }
+}
+
+/// Checks a ContentInfo/SignedData with exactly one signer.
+///
+/// `detached` is the content for a detached signature (then no eContent may be present);
+/// `None` means the content is encapsulated. `extra_certs` are candidates for the signer
+/// certificate besides the embedded ones.
+pub(crate) fn check_signed_data(
+    ci_der: &[u8],
+    detached: Option<&[u8]>,
+    extra_certs: &[ParsedCert],
+) -> Result<CheckedSigner, CmsError> {
+    let ci = ContentInfo::from_der(ci_der).map_err(malformed("ContentInfo"))?;
+    if ci.content_type != oids::ID_SIGNED_DATA {
+        return Err(CmsError::Malformed("not a SignedData".into()));
+    }
+    let sd_der = ci.content.to_der().map_err(malformed("SignedData"))?;
+    let sd = SignedDataRaw::from_der(&sd_der).map_err(malformed("SignedData"))?;
+
+    // Raw SignerInfo bytes: the signature covers the signed attributes exactly as received.
+    let walk = |_| CmsError::Malformed("SignedData".into());
+    let sd_tlv = der_util::read_single(&sd_der).map_err(walk)?;
+    let sd_parts = der_util::children(sd_tlv.value).map_err(walk)?;
+    let infos = sd_parts
+        .last()
+        .ok_or(CmsError::Malformed("SignedData".into()))?;
+    let infos = der_util::children(infos.value).map_err(walk)?;
+    let [info_raw] = infos.as_slice() else {
+        return Err(CmsError::Malformed("exactly one signer expected".into()));
+    };
+    let info_parts = der_util::children(info_raw.value).map_err(walk)?;
+    let signed_raw = info_parts
+        .iter()
+        .find(|p| p.tag == 0xa0)
+        .ok_or(CmsError::MissingAttribute("signed attributes"))?;
+    let mut to_verify = signed_raw.raw.to_vec();
+    to_verify[0] = 0x31; // [0] IMPLICIT SET OF -> SET OF, as RFC 5652 5.4 says
+    let si = SignerInfo::from_der(info_raw.raw).map_err(malformed("SignerInfo"))?;
+    let signed = si
+        .signed_attrs
+        .as_ref()
+        .ok_or(CmsError::MissingAttribute("signed attributes"))?;
+
+    let digest_alg = DigestAlgorithm::from_oid(&si.digest_alg.oid)
+        .filter(|d| *d != DigestAlgorithm::Sha1)
+        .ok_or_else(|| CmsError::UnsupportedAlgorithm(si.digest_alg.oid.to_string()))?;
+
+    let econtent = match &sd.encap_content_info.econtent {
+        None => None,
+        Some(any) => Some(
+            any.decode_as::<OctetString>()
+                .map_err(malformed("eContent"))?
+                .into_bytes(),
+        ),
+    };
+    let content: &[u8] = match (detached, &econtent) {
+        (Some(d), None) => d,
+        (None, Some(e)) => e,
+        (Some(_), Some(_)) => {
+            return Err(CmsError::Malformed(
+                "content is encapsulated, not detached".into(),
+            ));
+        }
+        (None, None) => return Err(CmsError::Malformed("no content".into())),
+    };
+
+    let ct = single_value(signed, oids::ID_CONTENT_TYPE, "content-type")?
+        .ok_or(CmsError::MissingAttribute("content-type"))?;
+    let ct: ObjectIdentifier = ct.decode_as().map_err(malformed("content-type"))?;
+    if ct != sd.encap_content_info.econtent_type {
+        return Err(CmsError::ContentTypeMismatch);
+    }
+    let md = single_value(signed, oids::ID_MESSAGE_DIGEST, "message-digest")?
+        .ok_or(CmsError::MissingAttribute("message-digest"))?;
+    let md: OctetString = md.decode_as().map_err(malformed("message-digest"))?;
+    if md.as_bytes() != digest_alg.digest(content).as_slice() {
+        return Err(CmsError::DigestMismatch);
+    }
+    let signing_time = match single_value(signed, oids::ID_SIGNING_TIME, "signing-time")? {
+        None => None,
+        Some(v) => {
+            let t = v
+                .to_der()
+                .and_then(|d| Time::from_der(&d))
+                .map_err(malformed("signing-time"))?;
+            Some(
+                der_util::from_unix_duration(t.to_unix_duration())
+                    .ok_or(CmsError::Malformed("signing-time".into()))?,
+            )
+        }
+    };
+
+    let mut embedded = Vec::new();
+    for c in sd.certificates.iter().flat_map(|s| s.iter()) {
+        // only X.509 certificates (a SEQUENCE); other choices are ignored
+        if c.tag() == Tag::Sequence {
+            let der_c = c.to_der().map_err(malformed("certificate"))?;
+            embedded.push(
+                ParsedCert::from_der(&der_c)
+                    .map_err(|_| CmsError::Malformed("embedded certificate".into()))?,
+            );
+        }
+    }
+    let signer = embedded
+        .iter()
+        .chain(extra_certs.iter())
+        .find(|c| sid_matches(&si.sid, c))
+        .cloned()
+        .ok_or(CmsError::SignerNotFound)?;
+
+    let sig_alg = signature_algorithm(&si.signature_algorithm.oid, digest_alg)?;
+    let spki = signer
+        .spki_der()
+        .map_err(|_| CmsError::Malformed("signer key".into()))?;
+    crate::signature::verify(&spki, sig_alg, &to_verify, si.signature.as_bytes())
+        .map_err(|_| CmsError::BadSignature)?;
+
+    let has_ess = match ess_matches(signed, &signer)? {
+        None => false,
+        Some(true) => true,
+        Some(false) => return Err(CmsError::SigningCertificateMismatch),
+    };
+
+    let mut ocsp_responses = Vec::new();
+    for r in sd.crls.iter().flat_map(|s| s.iter()) {
+        let is_other = r.tag()
+            == Tag::ContextSpecific {
+                constructed: true,
+                number: TagNumber::N1,
+            };
+        if !is_other {
+            continue;
+        }
+        let parts =
+            der_util::children(r.value()).map_err(|_| CmsError::Malformed("crls".into()))?;
+        if let [oid, value] = parts.as_slice() {
+            let oid = ObjectIdentifier::from_der(oid.raw).map_err(malformed("crls"))?;
+            if oid == oids::ID_RI_OCSP_RESPONSE {
+                ocsp_responses.push(value.raw.to_vec());
+            }
+        }
+    }
+
+    Ok(CheckedSigner {
+        signer,
+        embedded_certs: embedded,
+        ocsp_responses,
+        econtent,
+        econtent_type: sd.encap_content_info.econtent_type,
+        signing_time,
+        signature_value: si.signature.as_bytes().to_vec(),
+        digest_alg,
+        has_ess,
+        unsigned_attrs: si.unsigned_attrs.map(|a| a.into_vec()).unwrap_or_default(),
+    })
+}
+
+/// The encapsulated content of a SignedData, without verifying anything.
+pub(crate) fn content_info_econtent(ci_der: &[u8]) -> Result<Vec<u8>, CmsError> {
+    let ci = ContentInfo::from_der(ci_der).map_err(malformed("ContentInfo"))?;
+    if ci.content_type != oids::ID_SIGNED_DATA {
+        return Err(CmsError::Malformed("not a SignedData".into()));
+    }
+    let sd: SignedDataRaw = ci.content.decode_as().map_err(malformed("SignedData"))?;
+    let e = sd
+        .encap_content_info
+        .econtent
+        .ok_or(CmsError::Malformed("no encapsulated content".into()))?;
+    Ok(e.decode_as::<OctetString>()
+        .map_err(malformed("eContent"))?
+        .into_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API: detached signatures
+
+/// Makes detached CMS signatures with one key and certificate.
+pub struct CmsSigner<'a> {
+    signer: &'a dyn Signer,
+    cert: ParsedCert,
+    chain: Vec<ParsedCert>,
+    ocsp_response: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CmsSigner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmsSigner")
+            .field("chain_len", &self.chain.len())
+            .field("ocsp", &self.ocsp_response.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> CmsSigner<'a> {
+    /// A signer using `signer` whose certificate is `cert_der`.
+    pub fn new(signer: &'a dyn Signer, cert_der: &[u8]) -> Result<Self, CmsError> {
+        let cert = ParsedCert::from_der(cert_der)
+            .map_err(|_| CmsError::Malformed("signer certificate".into()))?;
+        Ok(Self {
+            signer,
+            cert,
+            chain: Vec::new(),
+            ocsp_response: None,
+        })
+    }
+
+    /// Embeds these certificates (intermediate CAs, root optional) after the signer's.
+    pub fn with_chain(mut self, chain_der: &[Vec<u8>]) -> Result<Self, CmsError> {
+        self.chain = chain_der
+            .iter()
+            .map(|c| {
+                ParsedCert::from_der(c).map_err(|_| CmsError::Malformed("chain certificate".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
+    /// Embeds the signer certificate's OCSP response (RFC 5940).
+    pub fn with_ocsp_response(mut self, ocsp_der: Vec<u8>) -> Self {
+        self.ocsp_response = Some(ocsp_der);
+        self
+    }
+
+    /// Signs `content` detached, with signing time `signing_time`, optionally obtaining a
+    /// signature timestamp from `timestamper`. Returns a DER ContentInfo.
+    pub fn sign_detached(
+        &self,
+        content: &[u8],
+        signing_time: OffsetDateTime,
+        timestamper: Option<&dyn SignatureTimestamper>,
+    ) -> Result<Vec<u8>, CmsError> {
+        build_signed_data(&SignRequest {
+            signer: self.signer,
+            cert: &self.cert,
+            chain: &self.chain,
+            include_certs: true,
+            econtent_type: oids::ID_DATA,
+            content,
+            encapsulate: false,
+            signing_time,
+            ocsp_response: self.ocsp_response.as_deref(),
+            timestamper,
+        })
+    }
+}
+
+/// A verified detached CMS signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCms {
+    /// The signer certificate (DER).
+    pub signer_cert: Vec<u8>,
+    /// The other embedded certificates (DER), for chain validation.
+    pub chain: Vec<Vec<u8>>,
+    /// Embedded OCSP responses (RFC 5940), DER.
+    pub ocsp_responses: Vec<Vec<u8>>,
+    /// The signature timestamp token (DER ContentInfo), if present; not yet verified.
+    pub signature_timestamp: Option<Vec<u8>>,
+    /// The signing-time attribute.
+    pub signing_time: OffsetDateTime,
+    /// The digest algorithm of the signature.
+    pub digest_algorithm: DigestAlgorithm,
+    /// The signature value (what a signature timestamp covers).
+    pub signature_value: Vec<u8>,
+}
+
+impl VerifiedCms {
+    /// Checks that the signer is `expected_cert_der` (byte for byte).
+    pub fn expect_signer(&self, expected_cert_der: &[u8]) -> Result<(), CmsError> {
+        if self.signer_cert == expected_cert_der {
+            Ok(())
+        } else {
+            Err(CmsError::WrongSigner)
+        }
+    }
+}
+
+/// Verifies a detached CMS signature over `content` at time `now`.
+///
+/// Checks structure, content-type, message-digest against `content`, signing-certificate
+/// binding, the signature, and that the signing time lies inside the signer certificate's
+/// validity and not in the future. Chain validation and OCSP checking are the caller's
+/// (`chain` and `ocsp_responses` of the result carry what they need).
+pub fn verify_detached(
+    sig_der: &[u8],
+    content: &[u8],
+    now: OffsetDateTime,
+) -> Result<VerifiedCms, CmsError> {
+    let c = check_signed_data(sig_der, Some(content), &[])?;
+    let signing_time = c
+        .signing_time
+        .ok_or(CmsError::MissingAttribute("signing-time"))?;
+    if !c.has_ess {
+        return Err(CmsError::MissingAttribute("signing-certificate-v2"));
+    }
+    if signing_time > now + MAX_CLOCK_SKEW {
+        return Err(CmsError::SigningTimeInFuture(signing_time));
+    }
+    if !c.signer.valid_at(signing_time) {
+        return Err(CmsError::CertificateNotValidAtSigningTime);
+    }
+    let mut signature_timestamp = None;
+    for a in &c.unsigned_attrs {
+        if a.oid == oids::ID_AA_SIGNATURE_TIME_STAMP_TOKEN {
+            let v = a
+                .values
+                .iter()
+                .next()
+                .ok_or(CmsError::Malformed("empty timestamp attribute".into()))?;
+            signature_timestamp = Some(v.to_der().map_err(malformed("timestamp token"))?);
+        }
+    }
+    let signer_der = c.signer.der.clone();
+    Ok(VerifiedCms {
+        chain: c
+            .embedded_certs
+            .iter()
+            .filter(|x| x.der != signer_der)
+            .map(|x| x.der.clone())
+            .collect(),
+        signer_cert: signer_der,
+        ocsp_responses: c.ocsp_responses,
+        signature_timestamp,
+        signing_time,
+        digest_algorithm: c.digest_alg,
+        signature_value: c.signature_value,
+    })
+}
