@@ -9,7 +9,6 @@ use trustbus_pki::devca::{DevCa, DevCaError, IssueRequest, SubjectKey};
 use trustbus_pki::key::{KeyKind, KeyPair};
 use trustbus_pki::profile::CertProfile;
 use trustbus_pki::revocation::CrlReason;
-use trustbus_pki::serve::DevServices;
 use trustbus_pki::signature::Signer;
 use trustbus_sdk::id::ClientId;
 
@@ -18,6 +17,9 @@ use trustbus_sdk::id::ClientId;
 pub(crate) enum PkiCliError {
     #[error(transparent)]
     DevCa(#[from] DevCaError),
+    /// The OCSP responder or TSA could not be set up from the CA directory.
+    #[error(transparent)]
+    Services(#[from] trustbus_pki::serve::DevServicesError),
     #[error(transparent)]
     Cert(#[from] trustbus_pki::cert::CertError),
     #[error(transparent)]
@@ -285,15 +287,8 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn serve(dir: &Path, listen: SocketAddr) -> Result<(), PkiCliError> {
-    let ca = DevCa::open(dir)?;
-    // TODO(merge pki-a + pki-b): mount the OCSP responder (pki/src/ocsp.rs, answering from
-    // `ca` as its `RevocationSource` and signing with `ca.ocsp_signer()`) and the TSA
-    // (pki/src/tsa.rs, signing with `ca.tsa_signer()`) here as `HttpResponder`s.
-    let services = DevServices {
-        ocsp: None,
-        tsa: None,
-        ca_pem: Some(ca.ca_cert().to_pem()),
-    };
+    let ca = std::sync::Arc::new(DevCa::open(dir)?);
+    let services = trustbus_pki::serve::dev_services(ca.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -307,26 +302,13 @@ fn serve(dir: &Path, listen: SocketAddr) -> Result<(), PkiCliError> {
                 source,
             })?;
         let addr = listener.local_addr().map_err(io(dir))?;
-        let mounted = |m: bool| {
-            if m {
-                ""
-            } else {
-                " (not mounted in this build: 503)"
-            }
-        };
         println!(
             "trustbus pki serve: instance {} from {}",
             ca.instance(),
             dir.display()
         );
-        println!(
-            "  OCSP        POST http://{addr}/ocsp, GET http://{addr}/ocsp/{{base64}}{}",
-            mounted(services.ocsp.is_some())
-        );
-        println!(
-            "  TSA         POST http://{addr}/tsa{}",
-            mounted(services.tsa.is_some())
-        );
+        println!("  OCSP        POST http://{addr}/ocsp, GET http://{addr}/ocsp/{{base64}}");
+        println!("  TSA         POST http://{addr}/tsa");
         println!("  CA cert     GET  http://{addr}/ca.pem");
         println!("  health      GET  http://{addr}/healthz");
         let shutdown = async {

@@ -180,10 +180,28 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 #[test]
-fn serve_answers_health_and_ca() {
+fn serve_answers_ocsp_tsa_health_and_ca_to_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     assert!(trustbus(&["pki", "init", "--dir", "ca", "--instance", "DEV"], d).0);
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "ca",
+            "--profile",
+            "sign",
+            "--member",
+            "DEV/GOV/1234",
+            "--name",
+            "Tax Board",
+            "--out",
+            "sign",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_trustbus"))
         .args(["pki", "serve", "--dir", "ca", "--listen", "127.0.0.1:0"])
         .current_dir(d)
@@ -205,7 +223,72 @@ fn serve_answers_health_and_ca() {
     let addr = addr.expect("serve printed its address");
     let health = http_get(&addr, "/healthz");
     let ca = http_get(&addr, "/ca.pem");
-    let ocsp = http_get(&addr, "/ocsp/MEU%3D");
+    let url = format!("http://{addr}/ocsp");
+    let ocsp = |d: &Path| {
+        openssl(
+            &[
+                "ocsp",
+                "-issuer",
+                "ca/ca.pem",
+                "-cert",
+                "sign.pem",
+                "-url",
+                &url,
+                "-CAfile",
+                "ca/ca.pem",
+                "-no_nonce",
+            ],
+            d,
+        )
+    };
+    let (ok_good, good) = ocsp(d);
+    // Revoked by another process: the running responder must see it on the next request.
+    let (ok, out) = trustbus(
+        &[
+            "pki",
+            "revoke",
+            "--dir",
+            "ca",
+            "--cert",
+            "sign.pem",
+            "--reason",
+            "keyCompromise",
+        ],
+        d,
+    );
+    assert!(ok, "{out}");
+    let (ok_revoked, revoked) = ocsp(d);
+    std::fs::write(d.join("data.txt"), b"exchange 42").unwrap();
+    let (ok_q, q) = openssl(
+        &[
+            "ts", "-query", "-data", "data.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+        d,
+    );
+    assert!(ok_q, "{q}");
+    let (ok_post, post) = {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "-H",
+                "Content-Type: application/timestamp-query",
+                "--data-binary",
+                "@q.tsq",
+                "-o",
+                "r.tsr",
+                &format!("http://{addr}/tsa"),
+            ])
+            .current_dir(d)
+            .output();
+        match out {
+            Ok(o) => (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            ),
+            Err(e) => (false, format!("curl: {e}")),
+        }
+    };
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -213,5 +296,47 @@ fn serve_answers_health_and_ca() {
         "{health}"
     );
     assert!(ca.contains("-----BEGIN CERTIFICATE-----"), "{ca}");
-    assert!(ocsp.starts_with("HTTP/1.1 503"), "{ocsp}");
+    assert!(
+        ok_good && good.contains("sign.pem: good") && good.contains("Response verify OK"),
+        "{good}"
+    );
+    assert!(
+        ok_revoked && revoked.contains("sign.pem: revoked"),
+        "{revoked}"
+    );
+    assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
+    assert!(ok_post, "{post}");
+    let (ok_v, v) = openssl(
+        &[
+            "ts",
+            "-verify",
+            "-data",
+            "data.txt",
+            "-in",
+            "r.tsr",
+            "-CAfile",
+            "ca/ca.pem",
+            "-untrusted",
+            "ca/tsa.pem",
+        ],
+        d,
+    );
+    assert!(ok_v && v.contains("Verification: OK"), "{v}");
+    std::fs::write(d.join("other.txt"), b"exchange 43").unwrap();
+    let (ok_v, v) = openssl(
+        &[
+            "ts",
+            "-verify",
+            "-data",
+            "other.txt",
+            "-in",
+            "r.tsr",
+            "-CAfile",
+            "ca/ca.pem",
+            "-untrusted",
+            "ca/tsa.pem",
+        ],
+        d,
+    );
+    assert!(!ok_v, "a timestamp over other data must not verify: {v}");
 }

@@ -36,6 +36,67 @@ pub trait HttpResponder: Send + Sync {
     fn respond(&self, body: &[u8]) -> Vec<u8>;
 }
 
+/// The OCSP responder over HTTP: answers as of the moment the request arrives.
+impl<S: crate::revocation::RevocationSource> HttpResponder for crate::ocsp::OcspResponder<S> {
+    fn content_type(&self) -> &'static str {
+        "application/ocsp-response"
+    }
+    fn respond(&self, body: &[u8]) -> Vec<u8> {
+        crate::ocsp::OcspResponder::respond(self, body, time::OffsetDateTime::now_utc())
+    }
+}
+
+/// The timestamping authority over HTTP (`application/timestamp-query` in, reply out).
+impl HttpResponder for crate::tsa::TsaResponder {
+    fn content_type(&self) -> &'static str {
+        "application/timestamp-reply"
+    }
+    fn respond(&self, body: &[u8]) -> Vec<u8> {
+        crate::tsa::TsaResponder::respond(self, body, time::OffsetDateTime::now_utc())
+    }
+}
+
+/// The development services of a dev CA directory: OCSP answering from the CA's index (so a
+/// `revoke` by another process shows up on the next request) and a TSA with the dev policy.
+pub fn dev_services(ca: Arc<crate::devca::DevCa>) -> Result<DevServices, DevServicesError> {
+    let (ocsp_cert, ocsp_key) = ca.ocsp_signer()?;
+    let (tsa_cert, tsa_key) = ca.tsa_signer()?;
+    let ocsp = crate::ocsp::OcspResponder::new(
+        ca.ca_cert().der(),
+        ocsp_cert.der(),
+        Arc::new(ocsp_key),
+        ca.clone(),
+    )?;
+    // Serials must not repeat across restarts: start from the clock (microseconds).
+    let first_serial =
+        u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(1);
+    let tsa = crate::tsa::TsaResponder::new(tsa_cert.der(), Arc::new(tsa_key), DEV_TSA_POLICY)?
+        .with_next_serial(first_serial);
+    Ok(DevServices {
+        ocsp: Some(Arc::new(ocsp)),
+        tsa: Some(Arc::new(tsa)),
+        ca_pem: Some(ca.ca_cert().to_pem()),
+    })
+}
+
+/// The TSA policy OID of the development TSA (an arc under the example PEN, never production).
+pub const DEV_TSA_POLICY: const_oid::ObjectIdentifier =
+    const_oid::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.32473.1.1");
+
+/// Why the development services could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DevServicesError {
+    /// Reading the CA directory failed.
+    #[error(transparent)]
+    DevCa(#[from] crate::devca::DevCaError),
+    /// The OCSP responder refused its certificate or key.
+    #[error("OCSP responder: {0}")]
+    Ocsp(#[from] crate::ocsp::OcspError),
+    /// The TSA refused its certificate or key.
+    #[error("TSA: {0}")]
+    Tsa(#[from] crate::tsa::TspError),
+}
+
 /// What the dev services server mounts.
 #[derive(Clone, Default)]
 pub struct DevServices {
