@@ -12,7 +12,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use trustbus_pki::{SignatureAlgorithm, SignatureError, Signer};
 
 use crate::Error;
-use crate::globalconf::interim_cms::InterimCmsSigner;
+use crate::globalconf::cms_signing::CmsDirectorySigner;
 
 /// An ECDSA P-256 key held in memory.
 pub struct SoftwareKey {
@@ -122,12 +122,12 @@ impl KeyStore {
     }
 
     /// Loads key `n` as a directory signer.
-    pub fn load_signer(&self, n: u32) -> Result<InterimCmsSigner<SoftwareKey>, Error> {
+    pub fn load_signer(&self, n: u32) -> Result<CmsDirectorySigner<SoftwareKey>, Error> {
         let (kp, _) = self.paths(n);
         let cert = self.certificate(n)?;
         let pkcs8 = std::fs::read(&kp)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", kp.display())))?;
-        Ok(InterimCmsSigner::new(
+        Ok(CmsDirectorySigner::new(
             SoftwareKey::from_pkcs8(&pkcs8, &cert)?,
             cert,
         ))
@@ -154,7 +154,7 @@ fn write_secret(path: &Path, data: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::globalconf::interim_cms::InterimCmsVerifier;
+    use crate::globalconf::cms_signing::CmsDirectoryVerifier;
     use crate::globalconf::signing::{DirectorySignatureError, DirectorySigner, DirectoryVerifier};
 
     #[test]
@@ -167,19 +167,19 @@ mod tests {
         let sig = s1.sign(b"directory").unwrap();
         let c1 = ks.certificate(1).unwrap();
         let c2 = ks.certificate(2).unwrap();
-        InterimCmsVerifier
+        CmsDirectoryVerifier
             .verify(b"directory", &sig, &[c2.clone(), c1.clone()])
             .unwrap();
         assert!(matches!(
-            InterimCmsVerifier.verify(b"directorz", &sig, std::slice::from_ref(&c1)),
+            CmsDirectoryVerifier.verify(b"directorz", &sig, std::slice::from_ref(&c1)),
             Err(DirectorySignatureError::BadSignature(_))
         ));
         assert_eq!(
-            InterimCmsVerifier.verify(b"directory", &sig, &[c2]),
+            CmsDirectoryVerifier.verify(b"directory", &sig, &[c2]),
             Err(DirectorySignatureError::UnknownSigner)
         );
         assert!(matches!(
-            InterimCmsVerifier.verify(b"directory", b"\x30\x03junk", &[c1]),
+            CmsDirectoryVerifier.verify(b"directory", b"\x30\x03junk", &[c1]),
             Err(DirectorySignatureError::Malformed(_))
         ));
     }

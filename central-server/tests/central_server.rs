@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use trustbus_central_server::anchor::Anchor;
 use trustbus_central_server::confclient::{ConfClient, ConfClientError, HttpFetcher, PollOutcome};
-use trustbus_central_server::globalconf::interim_cms::InterimCmsVerifier;
+use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
 use trustbus_central_server::keys::SoftwareKey;
 use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
 use trustbus_central_server::util;
@@ -259,7 +259,7 @@ fn conf_client(dir: &Path, store: &str) -> ConfClient<HttpFetcher> {
         anchor,
         &dir.join(store),
         HttpFetcher::new(Duration::from_secs(5)),
-        Box::new(InterimCmsVerifier),
+        Box::new(CmsDirectoryVerifier),
     )
     .unwrap()
 }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use trustbus_sdk::fault::ErrorKind;
 
 use super::*;
-use crate::globalconf::interim_cms::{InterimCmsSigner, InterimCmsVerifier};
+use crate::globalconf::cms_signing::{CmsDirectorySigner, CmsDirectoryVerifier};
 use crate::globalconf::{Generated, build, shared_params, to_canonical_json};
 use crate::keys::SoftwareKey;
 use crate::registry::RegistryState;
@@ -33,10 +33,10 @@ impl Fetcher for MemFetcher {
 
 const BASE: &str = "mem://cs/globalconf";
 
-fn key() -> (InterimCmsSigner<SoftwareKey>, Vec<u8>) {
+fn key() -> (CmsDirectorySigner<SoftwareKey>, Vec<u8>) {
     let (p8, cert) = SoftwareKey::generate("test signing").unwrap();
     (
-        InterimCmsSigner::new(SoftwareKey::from_pkcs8(&p8, &cert).unwrap(), cert.clone()),
+        CmsDirectorySigner::new(SoftwareKey::from_pkcs8(&p8, &cert).unwrap(), cert.clone()),
         cert,
     )
 }
@@ -46,7 +46,7 @@ fn generate(
     version: u64,
     at: OffsetDateTime,
     validity: u64,
-    signer: &InterimCmsSigner<SoftwareKey>,
+    signer: &CmsDirectorySigner<SoftwareKey>,
     announced: &[Vec<u8>],
 ) -> Generated {
     let shared = shared_params(&RegistryState::default(), instance, announced);
@@ -73,7 +73,7 @@ fn client(dir: &std::path::Path, anchor_cert: &[u8]) -> ConfClient<MemFetcher> {
         anchor,
         dir,
         MemFetcher::default(),
-        Box::new(InterimCmsVerifier),
+        Box::new(CmsDirectoryVerifier),
     )
     .unwrap()
 }

@@ -4,7 +4,7 @@
 //! `private-params.json`) plus a directory document listing each file's size and SHA-256, and a
 //! detached CMS signature over the directory's exact bytes. See `docs/globalconf.md`.
 
-pub mod interim_cms;
+pub mod cms_signing;
 pub mod publish;
 pub mod signing;
 

@@ -1,7 +1,5 @@
-//! The two seams between global configuration and the CMS implementation.
-//!
-//! The merge with the pki branch implements these traits with `trustbus_pki`'s CMS module and
-//! deletes [`super::interim_cms`].
+//! The two seams between global configuration and its signatures; [`super::cms_signing`]
+//! implements them with the pki CMS profile, and tests can substitute their own.
 
 /// Why a directory signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
