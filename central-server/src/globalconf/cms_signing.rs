@@ -61,7 +61,7 @@ impl DirectoryVerifier for CmsDirectoryVerifier {
             }
             other => DirectorySignatureError::BadSignature(other.to_string()),
         })?;
-        if trusted_cert_ders.iter().any(|t| *t == verified.signer_cert) {
+        if trusted_cert_ders.contains(&verified.signer_cert) {
             Ok(())
         } else {
             Err(DirectorySignatureError::UnknownSigner)
