@@ -9,6 +9,7 @@
 
 pub mod fault;
 pub mod id;
+pub mod identity;
 pub mod multipart;
 pub mod rest;
 pub mod soap;
