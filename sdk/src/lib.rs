@@ -13,6 +13,8 @@ pub mod fault;
 pub mod id;
 pub mod identity;
 pub mod multipart;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 #[cfg(feature = "provider")]
 pub mod provider;
 pub mod rest;
