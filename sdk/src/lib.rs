@@ -23,3 +23,8 @@ mod xml;
 
 pub use fault::{ErrorKind, Fault, FaultCode, FaultDialect, Origin};
 pub use id::{ClientId, GlobalGroupId, IdError, LocalGroupId, SecurityServerId, ServiceId};
+
+// Compiles every Rust block of the SDK guide as a doc test, so the guide cannot rot.
+#[cfg(all(doctest, feature = "client", feature = "provider", feature = "oidc"))]
+#[doc = include_str!("../../docs/sdk-guide.md")]
+mod sdk_guide {}
