@@ -7,12 +7,24 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod fault;
 pub mod id;
+pub mod identity;
 pub mod multipart;
+#[cfg(feature = "oidc")]
+pub mod oidc;
+#[cfg(feature = "provider")]
+pub mod provider;
 pub mod rest;
 pub mod soap;
 mod xml;
 
 pub use fault::{ErrorKind, Fault, FaultCode, FaultDialect, Origin};
 pub use id::{ClientId, GlobalGroupId, IdError, LocalGroupId, SecurityServerId, ServiceId};
+
+// Compiles every Rust block of the SDK guide as a doc test, so the guide cannot rot.
+#[cfg(all(doctest, feature = "client", feature = "provider", feature = "oidc"))]
+#[doc = include_str!("../../docs/sdk-guide.md")]
+mod sdk_guide {}

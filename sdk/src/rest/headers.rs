@@ -28,6 +28,11 @@ pub const X_ROAD_REQUEST_HASH: &str = "X-Road-Request-Hash";
 pub const X_ROAD_ERROR: &str = "X-Road-Error";
 /// `Trustbus-Id-Token`: the end user's OpenID Connect ID token; verified, never forwarded.
 pub const TRUSTBUS_ID_TOKEN: &str = "Trustbus-Id-Token";
+/// `Trustbus-User-Verified: true`: set by the provider's security server on requests to the
+/// service when `X-Road-UserId` is a subject verified from an ID token (and signed into the
+/// exchange). The provider security server removes any copy a client sent, so a service can
+/// trust it as far as it trusts its security server.
+pub const TRUSTBUS_USER_VERIFIED: &str = "Trustbus-User-Verified";
 /// `Information-Mediator-Client`: the GovStack Information Mediator spelling of the client header.
 pub const IM_CLIENT: &str = "Information-Mediator-Client";
 

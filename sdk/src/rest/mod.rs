@@ -28,9 +28,10 @@ pub use exchange::ExchangeHeaders;
 pub use hash::{RequestHasher, request_hash};
 pub use header_part::{HeaderPartError, RequestHeaderPart, ResponseHeaderPart};
 pub use headers::{
-    HeaderField, Headers, IM_CLIENT, TRUSTBUS_ID_TOKEN, X_ROAD_CLIENT, X_ROAD_ERROR, X_ROAD_ID,
-    X_ROAD_ISSUE, X_ROAD_REPRESENTED_PARTY, X_ROAD_REQUEST_HASH, X_ROAD_REQUEST_ID,
-    X_ROAD_SECURITY_SERVER, X_ROAD_SERVICE, X_ROAD_USER_ID, is_hop_by_hop, is_token,
+    HeaderField, Headers, IM_CLIENT, TRUSTBUS_ID_TOKEN, TRUSTBUS_USER_VERIFIED, X_ROAD_CLIENT,
+    X_ROAD_ERROR, X_ROAD_ID, X_ROAD_ISSUE, X_ROAD_REPRESENTED_PARTY, X_ROAD_REQUEST_HASH,
+    X_ROAD_REQUEST_ID, X_ROAD_SECURITY_SERVER, X_ROAD_SERVICE, X_ROAD_USER_ID, is_hop_by_hop,
+    is_token,
 };
 pub use request::{METHODS, PROTOCOL_VERSION, RestError, RestRequest, XRoadHeaders};
 
