@@ -1,0 +1,1 @@
+//! Tests of the message log as a whole (journal + chain + store + recovery).
