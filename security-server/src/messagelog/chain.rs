@@ -130,7 +130,9 @@ pub enum ChainError {
         found: ChainHash,
     },
     /// An entry does not link to the entry before it (reordering, deletion, insertion).
-    #[error("{at}: record {record_id}: broken link (previous entry hash {expected}, entry links to {found})")]
+    #[error(
+        "{at}: record {record_id}: broken link (previous entry hash {expected}, entry links to {found})"
+    )]
     BrokenLink {
         /// Where.
         at: Location,
@@ -160,7 +162,9 @@ pub enum ChainError {
         reason: String,
     },
     /// A sync mark disagrees with the chain it follows.
-    #[error("{at}: sync mark says head is record {mark_id} ({mark_hash}), chain is at record {chain_id} ({chain_hash})")]
+    #[error(
+        "{at}: sync mark says head is record {mark_id} ({mark_hash}), chain is at record {chain_id} ({chain_hash})"
+    )]
     MarkMismatch {
         /// Where.
         at: Location,
@@ -436,6 +440,14 @@ pub fn verify_chain(dir: &Path) -> Result<ChainReport, ChainError> {
         path: jdir.clone(),
         source,
     })?;
+    verify_segments(segments, &mut |p| std::fs::read(p))
+}
+
+/// The walk behind [`verify_chain`] over a list of segments, reading each through `read`.
+pub(crate) fn verify_segments(
+    segments: Vec<(u64, PathBuf)>,
+    read: &mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<ChainReport, ChainError> {
     let mut loaded = Vec::with_capacity(segments.len());
     // Segments are read one at a time to bound memory.
     let mut walker = ChainWalker::new(ChainHead::EMPTY);
@@ -452,7 +464,7 @@ pub fn verify_chain(dir: &Path) -> Result<ChainReport, ChainError> {
             });
         }
         expected_no = Some(no + 1);
-        let buf = std::fs::read(&path).map_err(|source| ChainError::Io {
+        let buf = read(&path).map_err(|source| ChainError::Io {
             path: path.clone(),
             source,
         })?;
@@ -470,9 +482,15 @@ pub fn verify_chain(dir: &Path) -> Result<ChainReport, ChainError> {
             break;
         }
         let scan = journal::scan_segment(&buf);
-        let walk = walk_segment(no, &buf, &scan, is_last, &mut walker, true, &mut |_, _, _, _| {
-            Ok(())
-        })?;
+        let walk = walk_segment(
+            no,
+            &buf,
+            &scan,
+            is_last,
+            &mut walker,
+            true,
+            &mut |_, _, _, _| Ok(()),
+        )?;
         torn = walk.torn;
         loaded.push(no);
     }

@@ -20,10 +20,10 @@
 //! and wait on a oneshot; the thread takes everything queued (up to `max_batch`), writes it with
 //! one `write`, calls `File::sync_data` (fdatasync) once, and then acknowledges the whole batch.
 
+use super::LogError;
 use super::chain::{self, ChainHash, ChainHead};
 use super::record::{self, RecordId, RecordMeta};
 use super::store::IndexedRecord;
-use super::LogError;
 use ring::digest;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -333,7 +333,8 @@ pub(crate) fn scan_segment(buf: &[u8]) -> SegmentScan {
 pub(crate) fn valid_mark_after(buf: &[u8], offset: usize) -> bool {
     let mut i = offset.saturating_add(1);
     while i + MARK_LEN <= buf.len() {
-        if buf[i] == TAG_MARK && buf[i + 1..i + 8] == MARK_MAGIC && parse_mark(&buf[i..]).is_some() {
+        if buf[i] == TAG_MARK && buf[i + 1..i + 8] == MARK_MAGIC && parse_mark(&buf[i..]).is_some()
+        {
             return true;
         }
         i += 1;
@@ -448,7 +449,12 @@ impl SegmentWriter {
         encode_mark(&mut m, &self.head);
         self.file.write_all(&m)?;
         self.file.sync_data()?;
-        let next = Self::create(&self.jdir, self.segment_no + 1, self.head, self.segment_size)?;
+        let next = Self::create(
+            &self.jdir,
+            self.segment_no + 1,
+            self.head,
+            self.segment_size,
+        )?;
         *self = next;
         Ok(())
     }

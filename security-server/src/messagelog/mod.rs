@@ -66,7 +66,9 @@ pub enum LogError {
     #[error("journal damaged, refusing to start: {0}")]
     Chain(#[from] ChainError),
     /// The store holds records the journal does not: the journal was lost or rolled back.
-    #[error("journal ends at record {journal_last} but the store holds record {store_last}; refusing to start")]
+    #[error(
+        "journal ends at record {journal_last} but the store holds record {store_last}; refusing to start"
+    )]
     JournalBehindStore {
         /// The journal's last record (0: none).
         journal_last: RecordId,
@@ -74,7 +76,9 @@ pub enum LogError {
         store_last: RecordId,
     },
     /// The store's hash for a record differs from the journal's.
-    #[error("record {id}: store hash {store} differs from journal hash {journal}; refusing to start")]
+    #[error(
+        "record {id}: store hash {store} differs from journal hash {journal}; refusing to start"
+    )]
     StoreMismatch {
         /// The record.
         id: RecordId,
@@ -139,8 +143,10 @@ pub trait BatchTimestamper: Send + Sync {
     /// The error type of the timestamping service.
     type Error: std::error::Error + Send + Sync + 'static;
     /// Timestamps one batch of leaves.
-    fn timestamp_batch(&self, leaves: &[(RecordId, ChainHash)])
-    -> Result<TimestampedBatch, Self::Error>;
+    fn timestamp_batch(
+        &self,
+        leaves: &[(RecordId, ChainHash)],
+    ) -> Result<TimestampedBatch, Self::Error>;
 }
 
 /// What a [`BatchTimestamper`] returns.

@@ -207,7 +207,9 @@ pub struct PayloadKey {
 
 impl fmt::Debug for PayloadKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayloadKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("PayloadKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,7 +239,11 @@ impl PayloadKey {
     }
 
     /// Encrypts a payload for `meta` (the request id and kind are bound as associated data).
-    pub fn seal(&self, meta: &RecordMeta, plaintext: Vec<u8>) -> Result<StoredPayload, RecordError> {
+    pub fn seal(
+        &self,
+        meta: &RecordMeta,
+        plaintext: Vec<u8>,
+    ) -> Result<StoredPayload, RecordError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| RecordError::Crypto)?;
         let mut buf = plaintext;
@@ -724,13 +730,15 @@ pub(crate) mod tests {
             proptest::collection::vec(any::<u8>(), 0..32),
             proptest::collection::vec(any::<u8>(), 0..32),
         )
-            .prop_map(|(id, meta, payload, manifest, signature, ocsp_response)| LogRecord {
-                id: RecordId(id),
-                meta,
-                payload,
-                manifest,
-                signature,
-                ocsp_response,
+            .prop_map(|(id, meta, payload, manifest, signature, ocsp_response)| {
+                LogRecord {
+                    id: RecordId(id),
+                    meta,
+                    payload,
+                    manifest,
+                    signature,
+                    ocsp_response,
+                }
             })
     }
 
@@ -803,7 +811,7 @@ pub(crate) mod tests {
         want.extend_from_slice(&[0, 0]);
         want.extend_from_slice(&2u64.to_be_bytes());
         want.push(0);
-        want.extend_from_slice(b"\0\0\0\0\0\x02hi");
+        want.extend_from_slice(b"\0\0\0\0\x02hi");
         want.extend_from_slice(b"\0\0\0\0\0\0\0\x01\x09\0\0\0\0");
         assert_eq!(rec.encode().unwrap(), want);
     }

@@ -81,7 +81,10 @@ pub(crate) fn recover(
     if let Some((no, path)) = segments.last().cloned() {
         let buf = std::fs::read(&path).map_err(io_err(format!("read {}", path.display())))?;
         if journal::is_torn_creation(&buf) {
-            tracing::warn!(segment = no, "removing a segment whose creation never completed");
+            tracing::warn!(
+                segment = no,
+                "removing a segment whose creation never completed"
+            );
             std::fs::remove_file(&path).map_err(io_err(format!("remove {}", path.display())))?;
             journal::sync_dir(&jdir).map_err(io_err("sync journal directory"))?;
             segments.pop();

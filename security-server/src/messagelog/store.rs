@@ -462,13 +462,13 @@ impl LogStore for SledStore {
                 reason: "timestamp reference too short".into(),
             })?
             .0;
-        let token = self
-            .ts_tokens
-            .get(batch_id.to_be_bytes())?
-            .ok_or_else(|| StoreError::Corrupt {
-                id,
-                reason: format!("timestamp batch {batch_id} has no token"),
-            })?;
+        let token =
+            self.ts_tokens
+                .get(batch_id.to_be_bytes())?
+                .ok_or_else(|| StoreError::Corrupt {
+                    id,
+                    reason: format!("timestamp batch {batch_id} has no token"),
+                })?;
         Ok(Some(TimestampInfo {
             batch_id,
             token: token.to_vec(),
@@ -497,8 +497,15 @@ mod tests {
             verified: true,
         });
         meta.logged_at = OffsetDateTime::from_unix_timestamp(t).unwrap();
-        let bytes =
-            encode_parts(RecordId(n), &meta, &StoredPayload::Plain(vec![]), &[], &[], &[]).unwrap();
+        let bytes = encode_parts(
+            RecordId(n),
+            &meta,
+            &StoredPayload::Plain(vec![]),
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
         IndexedRecord {
             id: RecordId(n),
             hash: entry_hash(&ChainHash::GENESIS, &bytes),
@@ -514,12 +521,20 @@ mod tests {
         let batch: Vec<_> = (1..=30)
             .map(|n| {
                 let client = if n % 3 == 0 { "EE/GOV/A" } else { "EE/GOV/B" };
-                rec(n, client, if n % 2 == 0 { "u2" } else { "u1" }, 1000 + (30 - n as i64))
+                rec(
+                    n,
+                    client,
+                    if n % 2 == 0 { "u2" } else { "u1" },
+                    1000 + (30 - n as i64),
+                )
             })
             .collect();
         s.insert_batch(&batch).unwrap();
         assert_eq!(s.last().unwrap().unwrap().0, RecordId(30));
-        assert_eq!(s.get(RecordId(7)).unwrap().unwrap().meta.message_id, "msg-7");
+        assert_eq!(
+            s.get(RecordId(7)).unwrap().unwrap().meta.message_id,
+            "msg-7"
+        );
 
         let page = s
             .query(&Query::new(QueryFilter::MessageId("msg-12".into()), 10))
@@ -544,7 +559,13 @@ mod tests {
         let mut q = Query::new(QueryFilter::User("u1".into()), 100);
         q.from = Some(OffsetDateTime::from_unix_timestamp(1010).unwrap());
         q.to = Some(OffsetDateTime::from_unix_timestamp(1020).unwrap());
-        let ids: Vec<u64> = s.query(&q).unwrap().records.iter().map(|r| r.id.0).collect();
+        let ids: Vec<u64> = s
+            .query(&q)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.id.0)
+            .collect();
         assert_eq!(ids, vec![19, 17, 15, 13, 11]);
 
         let all = s.query(&Query::new(QueryFilter::All, 1000)).unwrap();
@@ -552,7 +573,9 @@ mod tests {
         assert!(all.next.is_none());
 
         let rid = batch[4].meta.request_id;
-        let p = s.query(&Query::new(QueryFilter::RequestId(rid), 10)).unwrap();
+        let p = s
+            .query(&Query::new(QueryFilter::RequestId(rid), 10))
+            .unwrap();
         assert_eq!(p.records.len(), 1);
 
         assert_eq!(s.range(RecordId(28), 10).unwrap().len(), 3);
@@ -562,7 +585,8 @@ mod tests {
     fn timestamps_are_stored_beside_records() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(&dir.path().join("db")).unwrap();
-        s.insert_batch(&[rec(1, "c", "u", 1), rec(2, "c", "u", 2)]).unwrap();
+        s.insert_batch(&[rec(1, "c", "u", 1), rec(2, "c", "u", 2)])
+            .unwrap();
         let before = s.get_raw(RecordId(1)).unwrap().unwrap();
         assert_eq!(s.timestamp(RecordId(1)).unwrap(), None);
         s.set_timestamp_batch(
