@@ -1,5 +1,7 @@
 //! Crash test: a process appending under load is killed with SIGKILL; after reopening, every
 //! record id it printed as acknowledged is in the log and the hash chain verifies.
+// Test code (helpers included): a panic is a test failure with a message.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

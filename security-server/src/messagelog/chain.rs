@@ -329,6 +329,10 @@ pub(crate) fn fault_error(at: Location, fault: &FrameFault) -> ChainError {
     }
 }
 
+/// Called for every verified entry: its location, id, entry hash and record bytes.
+pub(crate) type EntryVisitor<'a> =
+    dyn FnMut(&Location, RecordId, &ChainHash, &[u8]) -> Result<(), ChainError> + 'a;
+
 /// What walking one segment's frames produced.
 pub(crate) struct SegmentWalk {
     /// Offset at which valid data ends (the file length when nothing is torn).
@@ -348,7 +352,7 @@ pub(crate) fn walk_segment(
     is_last: bool,
     walker: &mut ChainWalker,
     decode_records: bool,
-    on_entry: &mut dyn FnMut(&Location, RecordId, &ChainHash, &[u8]) -> Result<(), ChainError>,
+    on_entry: &mut EntryVisitor<'_>,
 ) -> Result<SegmentWalk, ChainError> {
     let header = scan
         .header

@@ -358,7 +358,8 @@ pub(crate) struct Pending {
 /// A message to the writer thread.
 #[derive(Debug)]
 pub(crate) enum WriterMsg {
-    Append(Pending),
+    /// Boxed: a pending record is much larger than the shutdown variant.
+    Append(Box<Pending>),
     /// Sync, write a final mark, sync again, and stop.
     Shutdown(oneshot::Sender<Result<(), LogError>>),
 }
@@ -588,7 +589,7 @@ pub(crate) fn run_writer(
         let mut msg = first;
         while let Some(m) = msg.take() {
             match m {
-                WriterMsg::Append(p) => batch.push(p),
+                WriterMsg::Append(p) => batch.push(*p),
                 WriterMsg::Shutdown(tx) => {
                     shutdown = Some(tx);
                     break;

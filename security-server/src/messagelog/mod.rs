@@ -292,7 +292,7 @@ impl MessageLog {
         )?;
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(WriterMsg::Append(Pending { bytes, meta, ack }))
+            .send(WriterMsg::Append(Box::new(Pending { bytes, meta, ack })))
             .map_err(|_| self.closed_error())?;
         rx.await.map_err(|_| self.closed_error())?
     }

@@ -652,7 +652,7 @@ pub(crate) mod tests {
         );
         m.user = Some(UserRef {
             id: "EE38001085718".into(),
-            verified: n % 2 == 0,
+            verified: n.is_multiple_of(2),
         });
         m
     }

@@ -380,7 +380,7 @@ impl LogStore for SledStore {
             start.extend_from_slice(&time_key(from));
         }
         let end = if timed && let Some(to) = q.to {
-            let mut e = prefix.clone();
+            let mut e = prefix;
             e.extend_from_slice(&time_key(to));
             Some(e)
         } else {
