@@ -134,6 +134,10 @@ impl MessageLogConfig {
     }
 }
 
+/// How often the store is asked to write its buffers (sled's own flusher thread is off). This
+/// bounds how much journal a restart replays, not what is durable.
+const STORE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Seam for batch timestamping (issue #6 item 4, built on the pki RFC 3161 client and Merkle
 /// helper): given the entry hashes of a run of records (the leaves, in record order; the last one
 /// is the chain head the batch covers), return one token over their Merkle root and one inclusion
@@ -206,8 +210,13 @@ impl MessageLog {
             IndexUpdate::BeforeAck => {
                 let store = store.clone();
                 let failed = index_failed.clone();
+                let mut last_flush = std::time::Instant::now();
                 Box::new(move |batch: Vec<IndexedRecord>| {
                     index_into(store.as_ref(), &batch, &failed, &indexed_tx);
+                    if last_flush.elapsed() >= STORE_FLUSH_INTERVAL {
+                        let _ = store.flush();
+                        last_flush = std::time::Instant::now();
+                    }
                 })
             }
             IndexUpdate::Background => {
@@ -217,6 +226,7 @@ impl MessageLog {
                 let h = std::thread::Builder::new()
                     .name("msglog-indexer".into())
                     .spawn(move || {
+                        let mut last_flush = std::time::Instant::now();
                         while let Ok(mut batch) = irx.recv() {
                             while let Ok(more) = irx.try_recv() {
                                 batch.extend(more);
@@ -225,6 +235,10 @@ impl MessageLog {
                                 }
                             }
                             index_into(store.as_ref(), &batch, &failed, &indexed_tx);
+                            if last_flush.elapsed() >= STORE_FLUSH_INTERVAL {
+                                let _ = store.flush();
+                                last_flush = std::time::Instant::now();
+                            }
                         }
                     })
                     .map_err(|source| LogError::Io {
@@ -361,15 +375,25 @@ impl MessageLog {
             Ok(mut t) => std::mem::take(&mut *t),
             Err(_) => Vec::new(),
         };
+        let store = self.store.clone();
         drop(self);
-        // The writer has finished (it answered); the indexer ends when its channel closes.
-        let _ = tokio::task::spawn_blocking(move || {
+        // The writer has finished (it answered); the indexer ends when its channel closes. Then
+        // the store is flushed so that no engine background write still holds it (and its file
+        // lock) once this returns.
+        let flushed = tokio::task::spawn_blocking(move || {
             for h in threads {
                 let _ = h.join();
             }
+            let r = store.flush();
+            drop(store);
+            r
         })
         .await;
-        result
+        result?;
+        match flushed {
+            Ok(r) => r.map_err(LogError::from),
+            Err(_) => Err(LogError::Closed),
+        }
     }
 }
 
@@ -392,6 +416,8 @@ fn index_into(
             // Stop indexing rather than leave a gap: the journal holds the records and the next
             // start replays them into the store.
             failed.store(true, Ordering::SeqCst);
+            // Wake `wait_indexed` callers so they see the failure.
+            indexed.send_modify(|_| ());
             tracing::error!(error = %e, "message log store insert failed; indexing stopped until restart");
         }
     }

@@ -235,10 +235,32 @@ fn id_from_key_tail(key: &[u8]) -> Option<RecordId> {
     Some(RecordId(u64::from_be_bytes(arr)))
 }
 
+/// sled reports a held file lock as an `Other` I/O error with this message prefix.
+fn is_lock_contention(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().starts_with("could not acquire lock"))
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `path`.
+    ///
+    /// sled holds an exclusive file lock, and a store closed a moment ago in this process may still
+    /// hold it: sled's background I/O threads release the file lazily after the `Db` is dropped
+    /// (sled issue #1234). Opening therefore waits up to 5 s for the lock before failing.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+        let mut waited = 0;
+        let db = loop {
+            // No sled flusher thread: the log decides when sled writes (see `flush`); the
+            // journal, not sled, is what makes records durable.
+            match sled::Config::new().path(path).flush_every_ms(None).open() {
+                Err(e) if is_lock_contention(&e) && waited < 250 => {
+                    waited += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let t = |name: &str| db.open_tree(name);
         Ok(Self {
             records: t("records")?,
