@@ -117,32 +117,30 @@ pub(crate) fn recover(
     // Where to start walking: the last segment whose first record is at or before the one after
     // the store's last, anchored at the store's hash of the record before that segment.
     let want = store_last.map_or(RecordId(1), |(id, _)| id.next());
-    let mut start = 0usize;
-    let mut anchor = ChainHead::EMPTY;
+    // Default: walk the whole journal from genesis.
+    let (mut start, mut anchor) = (0usize, ChainHead::EMPTY);
     for (i, (_, path)) in segments.iter().enumerate().rev() {
-        if let Some(first) = read_header_first_id(path)?
-            && first <= want
-        {
-            if first.0 > 1 {
-                match store.get_raw(RecordId(first.0 - 1))? {
-                    Some(raw) => {
-                        start = i;
-                        anchor = ChainHead {
-                            last_id: raw.id,
-                            hash: raw.hash,
-                        };
-                    }
-                    // The store lacks the anchor: walk the whole journal instead.
-                    None => start = 0,
-                }
-            } else {
-                start = i;
-            }
-            break;
+        let Some(first) = read_header_first_id(path)? else {
+            continue; // a damaged header is reported by the walk
+        };
+        if first > want {
+            continue;
         }
-    }
-    if start == 0 {
-        anchor = ChainHead::EMPTY;
+        if first.0 > 1
+            && let Some(raw) = store.get_raw(RecordId(first.0 - 1))?
+        {
+            // Continue from the store's copy of the record before this segment: the walk then
+            // also checks that the journal links to what the store holds.
+            (start, anchor) = (
+                i,
+                ChainHead {
+                    last_id: raw.id,
+                    hash: raw.hash,
+                },
+            );
+        }
+        // (first == 1, or the store lacks the anchor: walk from the start.)
+        break;
     }
 
     let mut walker = ChainWalker::new(anchor);
