@@ -1,0 +1,427 @@
+//! The message log: every request and response this server sends or receives, durably recorded,
+//! hash-chained and queryable (ARCHITECTURE.md §6; format and guarantees in
+//! `docs/message-log.md`).
+//!
+//! - [`record`]: the immutable record and its canonical binary encoding;
+//! - [`journal`]: append-only segment files written under group commit (the durable copy);
+//! - [`chain`]: the hash chain and [`verify_chain`] (what `trustbus verify-log` calls);
+//! - [`store`]: the [`LogStore`] trait and its sled implementation with query indexes (a derived
+//!   copy, rebuilt from the journal);
+//! - [`replay`]: start-up recovery.
+//!
+//! The exchange path holds a [`MessageLog`] and calls [`MessageLog::append`]: it returns once the
+//! record is in the journal and covered by an `fdatasync` (with [`Durability::Sync`]).
+
+pub mod chain;
+pub mod journal;
+pub mod record;
+pub mod replay;
+pub mod store;
+
+pub use chain::{ChainError, ChainHash, ChainHead, ChainReport, Location, TornTail, verify_chain};
+pub use journal::Durability;
+pub use record::{
+    LogRecord, MessageKind, NewRecord, Outcome, PayloadKey, RecordError, RecordId, RecordMeta,
+    StoredPayload, UserRef,
+};
+pub use replay::RecoveryReport;
+pub use store::{
+    Cursor, IndexedRecord, LogStore, Query, QueryFilter, QueryPage, RawRecord, SledStore,
+    StoreError, TimestampInfo,
+};
+
+use journal::{Pending, WriterConfig, WriterMsg, WriterShared};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use tokio::sync::{oneshot, watch};
+
+/// Errors of the message log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A journal write or sync failed earlier; the log refuses appends until restarted
+    /// (after an fdatasync error the page cache state is unknown, so retrying is not safe).
+    #[error("message log failed: a journal write or sync failed; restart required")]
+    Failed,
+    /// The log was shut down.
+    #[error("message log is closed")]
+    Closed,
+    /// The record could not be encoded or its payload encrypted.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The synced part of the journal is damaged: refusing to start.
+    #[error("journal damaged, refusing to start: {0}")]
+    Chain(#[from] ChainError),
+    /// The store holds records the journal does not: the journal was lost or rolled back.
+    #[error(
+        "journal ends at record {journal_last} but the store holds record {store_last}; refusing to start"
+    )]
+    JournalBehindStore {
+        /// The journal's last record (0: none).
+        journal_last: RecordId,
+        /// The store's last record.
+        store_last: RecordId,
+    },
+    /// The store's hash for a record differs from the journal's.
+    #[error(
+        "record {id}: store hash {store} differs from journal hash {journal}; refusing to start"
+    )]
+    StoreMismatch {
+        /// The record.
+        id: RecordId,
+        /// The hash in the store.
+        store: ChainHash,
+        /// The hash in the journal.
+        journal: ChainHash,
+    },
+}
+
+/// When the query store is updated relative to the acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexUpdate {
+    /// A separate thread inserts committed records into the store right after the sync; the ack
+    /// does not wait (queries see a record a moment later; see [`MessageLog::wait_indexed`]).
+    #[default]
+    Background,
+    /// The writer inserts the batch into the store after the sync and before the acks (read your
+    /// writes, at the cost of the sled insert on the commit path). With `Durability::Relaxed` the
+    /// store is still updated only after the sync.
+    BeforeAck,
+}
+
+/// Settings of a message log.
+#[derive(Debug, Clone)]
+pub struct MessageLogConfig {
+    /// Directory holding `journal/` and `index/` (the sled store).
+    pub dir: PathBuf,
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// Segment rollover size in bytes.
+    pub segment_size: u64,
+    /// Largest group-commit batch.
+    pub max_batch: usize,
+    /// When the store is updated.
+    pub index_update: IndexUpdate,
+    /// Encrypts payloads at rest when set.
+    pub payload_key: Option<Arc<PayloadKey>>,
+}
+
+impl MessageLogConfig {
+    /// Defaults: `Durability::Sync`, 64 MiB segments, batches of up to 256, background indexing,
+    /// no payload encryption.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            durability: Durability::Sync,
+            segment_size: journal::DEFAULT_SEGMENT_SIZE,
+            max_batch: journal::DEFAULT_MAX_BATCH,
+            index_update: IndexUpdate::Background,
+            payload_key: None,
+        }
+    }
+}
+
+/// How often the store is asked to write its buffers (sled's own flusher thread is off). This
+/// bounds how much journal a restart replays, not what is durable.
+const STORE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Seam for batch timestamping (issue #6 item 4, built on the pki RFC 3161 client and Merkle
+/// helper): given the entry hashes of a run of records (the leaves, in record order; the last one
+/// is the chain head the batch covers), return one token over their Merkle root and one inclusion
+/// proof per leaf. The caller stores the result with [`LogStore::set_timestamp_batch`]; records
+/// themselves never change.
+pub trait BatchTimestamper: Send + Sync {
+    /// The error type of the timestamping service.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Timestamps one batch of leaves.
+    fn timestamp_batch(
+        &self,
+        leaves: &[(RecordId, ChainHash)],
+    ) -> Result<TimestampedBatch, Self::Error>;
+}
+
+/// What a [`BatchTimestamper`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampedBatch {
+    /// The RFC 3161 token (DER) over the Merkle root.
+    pub token: Vec<u8>,
+    /// One inclusion proof per leaf, in the leaves' order.
+    pub proofs: Vec<Vec<u8>>,
+}
+
+/// The handle the exchange path uses. Share it with `Arc`.
+pub struct MessageLog {
+    tx: mpsc::Sender<WriterMsg>,
+    shared: Arc<WriterShared>,
+    store: Arc<dyn LogStore>,
+    indexed: watch::Receiver<u64>,
+    index_failed: Arc<AtomicBool>,
+    payload_key: Option<Arc<PayloadKey>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    recovery: RecoveryReport,
+}
+
+impl std::fmt::Debug for MessageLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageLog")
+            .field("head", &self.chain_head())
+            .field("indexed_through", &self.indexed_through())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageLog {
+    /// Opens the log in `config.dir` with a sled store in `dir/index`, recovering from the journal.
+    /// Blocking (file I/O): call it before serving or from `spawn_blocking`.
+    pub fn open(config: MessageLogConfig) -> Result<Self, LogError> {
+        let store = SledStore::open(&config.dir.join("index"))?;
+        Self::open_with_store(config, Arc::new(store))
+    }
+
+    /// Opens the log with another [`LogStore`] implementation.
+    pub fn open_with_store(
+        config: MessageLogConfig,
+        store: Arc<dyn LogStore>,
+    ) -> Result<Self, LogError> {
+        let (writer, recovery) = replay::recover(&config.dir, store.as_ref(), config.segment_size)?;
+        let head = recovery.journal_head;
+        let shared = Arc::new(WriterShared {
+            durable_head: Mutex::new(head),
+            failed: AtomicBool::new(false),
+        });
+        let (indexed_tx, indexed) = watch::channel(head.last_id.0);
+        let index_failed = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+
+        let sink: journal::CommitSink = match config.index_update {
+            IndexUpdate::BeforeAck => {
+                let store = store.clone();
+                let failed = index_failed.clone();
+                let mut last_flush = std::time::Instant::now();
+                Box::new(move |batch: Vec<IndexedRecord>| {
+                    index_into(store.as_ref(), &batch, &failed, &indexed_tx);
+                    if last_flush.elapsed() >= STORE_FLUSH_INTERVAL {
+                        let _ = store.flush();
+                        last_flush = std::time::Instant::now();
+                    }
+                })
+            }
+            IndexUpdate::Background => {
+                let (itx, irx) = mpsc::channel::<Vec<IndexedRecord>>();
+                let store = store.clone();
+                let failed = index_failed.clone();
+                let h = std::thread::Builder::new()
+                    .name("msglog-indexer".into())
+                    .spawn(move || {
+                        let mut last_flush = std::time::Instant::now();
+                        while let Ok(mut batch) = irx.recv() {
+                            while let Ok(more) = irx.try_recv() {
+                                batch.extend(more);
+                                if batch.len() >= 4096 {
+                                    break;
+                                }
+                            }
+                            index_into(store.as_ref(), &batch, &failed, &indexed_tx);
+                            if last_flush.elapsed() >= STORE_FLUSH_INTERVAL {
+                                let _ = store.flush();
+                                last_flush = std::time::Instant::now();
+                            }
+                        }
+                    })
+                    .map_err(|source| LogError::Io {
+                        context: "spawn the message-log indexer thread".into(),
+                        source,
+                    })?;
+                threads.push(h);
+                Box::new(move |batch: Vec<IndexedRecord>| {
+                    let _ = itx.send(batch);
+                })
+            }
+        };
+
+        let (tx, rx) = mpsc::channel();
+        let cfg = WriterConfig {
+            durability: config.durability,
+            max_batch: config.max_batch,
+        };
+        let wshared = shared.clone();
+        let h = std::thread::Builder::new()
+            .name("msglog-writer".into())
+            .spawn(move || journal::run_writer(writer, rx, cfg, wshared, sink))
+            .map_err(|source| LogError::Io {
+                context: "spawn the message-log writer thread".into(),
+                source,
+            })?;
+        threads.insert(0, h);
+        Ok(Self {
+            tx,
+            shared,
+            store,
+            indexed,
+            index_failed,
+            payload_key: config.payload_key,
+            threads: Mutex::new(threads),
+            recovery,
+        })
+    }
+
+    /// Appends a record; resolves with its id once the record is durable (per the configured
+    /// [`Durability`]). The payload is encrypted here when a payload key is configured.
+    pub async fn append(&self, record: NewRecord) -> Result<RecordId, LogError> {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            return Err(LogError::Failed);
+        }
+        let NewRecord {
+            mut meta,
+            payload,
+            manifest,
+            signature,
+            ocsp_response,
+        } = record;
+        meta.payload_size = payload.len() as u64;
+        let payload = match &self.payload_key {
+            Some(k) => k.seal(&meta, payload)?,
+            None => StoredPayload::Plain(payload),
+        };
+        let bytes = record::encode_parts(
+            RecordId(0),
+            &meta,
+            &payload,
+            &manifest,
+            &signature,
+            &ocsp_response,
+        )?;
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(WriterMsg::Append(Box::new(Pending { bytes, meta, ack })))
+            .map_err(|_| self.closed_error())?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    fn closed_error(&self) -> LogError {
+        if self.shared.failed.load(Ordering::SeqCst) {
+            LogError::Failed
+        } else {
+            LogError::Closed
+        }
+    }
+
+    /// The durable chain head: the last record covered by a completed fdatasync and its entry
+    /// hash. This is what a timestamp batch covers.
+    pub fn chain_head(&self) -> ChainHead {
+        self.shared
+            .durable_head
+            .lock()
+            .map(|h| *h)
+            .unwrap_or(ChainHead::EMPTY)
+    }
+
+    /// The query store.
+    pub fn store(&self) -> &Arc<dyn LogStore> {
+        &self.store
+    }
+
+    /// The highest record id inserted into the store so far.
+    pub fn indexed_through(&self) -> RecordId {
+        RecordId(*self.indexed.borrow())
+    }
+
+    /// Waits until the store holds record `id` (and all before it). Fails with
+    /// [`LogError::Failed`] if indexing stopped on a store error (the journal still has the
+    /// records; a restart replays them) and [`LogError::Closed`] if the log shut down first.
+    pub async fn wait_indexed(&self, id: RecordId) -> Result<(), LogError> {
+        let mut rx = self.indexed.clone();
+        loop {
+            if *rx.borrow_and_update() >= id.0 {
+                return Ok(());
+            }
+            if self.index_failed.load(Ordering::SeqCst) {
+                return Err(LogError::Failed);
+            }
+            rx.changed().await.map_err(|_| LogError::Closed)?;
+        }
+    }
+
+    /// What recovery did when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Stops the log cleanly: everything queued is written, synced and sealed with a sync mark,
+    /// the store catches up, and the threads end. Appends after this fail with
+    /// [`LogError::Closed`]. (Dropping the handle also syncs and seals, without waiting.)
+    pub async fn close(self) -> Result<(), LogError> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.tx.send(WriterMsg::Shutdown(tx)).is_ok();
+        let result = if sent {
+            rx.await.unwrap_or(Err(LogError::Closed))
+        } else {
+            Err(self.closed_error())
+        };
+        let threads = match self.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        let store = self.store.clone();
+        drop(self);
+        // The writer has finished (it answered); the indexer ends when its channel closes. Then
+        // the store is flushed so that no engine background write still holds it (and its file
+        // lock) once this returns.
+        let flushed = tokio::task::spawn_blocking(move || {
+            for h in threads {
+                let _ = h.join();
+            }
+            let r = store.flush();
+            drop(store);
+            r
+        })
+        .await;
+        result?;
+        match flushed {
+            Ok(r) => r.map_err(LogError::from),
+            Err(_) => Err(LogError::Closed),
+        }
+    }
+}
+
+fn index_into(
+    store: &dyn LogStore,
+    batch: &[IndexedRecord],
+    failed: &AtomicBool,
+    indexed: &watch::Sender<u64>,
+) {
+    if batch.is_empty() || failed.load(Ordering::SeqCst) {
+        return;
+    }
+    match store.insert_batch(batch) {
+        Ok(()) => {
+            if let Some(last) = batch.last() {
+                indexed.send_replace(last.id.0);
+            }
+        }
+        Err(e) => {
+            // Stop indexing rather than leave a gap: the journal holds the records and the next
+            // start replays them into the store.
+            failed.store(true, Ordering::SeqCst);
+            // Wake `wait_indexed` callers so they see the failure.
+            indexed.send_modify(|_| ());
+            tracing::error!(error = %e, "message log store insert failed; indexing stopped until restart");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
