@@ -10,13 +10,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use trustbus_central_server::anchor::Anchor;
 use trustbus_central_server::confclient::{ConfClient, ConfClientError, HttpFetcher, PollOutcome};
 use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
 use trustbus_central_server::keys::SoftwareKey;
 use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
 use trustbus_central_server::util;
-use trustbus_pki::Signer;
+
+use trustbus_pki::devca::{DevCa, IssueRequest, SubjectKey};
+use trustbus_pki::key::{KeyKind, KeyPair};
+use trustbus_pki::ocsp::{self, OcspResponder};
+use trustbus_pki::profile::CertProfile;
+use trustbus_pki::revocation::CrlReason;
+use trustbus_pki::{DigestAlgorithm, Signer};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 
 const BIN: &str = env!("CARGO_BIN_EXE_central-server");
@@ -215,20 +222,129 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A key with its certificate (DER).
 struct MemberKey {
-    key: SoftwareKey,
+    key: Box<dyn Signer>,
     cert: Vec<u8>,
 }
 
-fn member_key(cn: &str) -> MemberKey {
+/// A self-signed certificate: signs fine, chains to nothing.
+fn self_signed_key(cn: &str) -> MemberKey {
     let (p8, cert) = SoftwareKey::generate(cn).unwrap();
     MemberKey {
-        key: SoftwareKey::from_pkcs8(&p8, &cert).unwrap(),
+        key: Box::new(SoftwareKey::from_pkcs8(&p8, &cert).unwrap()),
         cert,
     }
 }
 
+/// The development CA of the test, its OCSP responder (in process) and an auth-only CA.
+struct Pki {
+    ca: DevCa,
+    responder: OcspResponder<DevCa>,
+    auth_only: DevCa,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Self {
+        let ca = DevCa::init(&dir.join("devca"), "DEV").unwrap();
+        let (ocsp_cert, ocsp_key) = ca.ocsp_signer().unwrap();
+        let responder = OcspResponder::new(
+            ca.ca_cert().der(),
+            ocsp_cert.der(),
+            Arc::new(ocsp_key),
+            ca.clone(),
+        )
+        .unwrap();
+        let auth_only = DevCa::init(&dir.join("devca-auth-only"), "DEV").unwrap();
+        Self {
+            ca,
+            responder,
+            auth_only,
+        }
+    }
+
+    fn issue_from(ca: &DevCa, member: &str, name: &str, server: Option<&str>) -> MemberKey {
+        let key = KeyPair::generate(KeyKind::EcdsaP256).unwrap();
+        let cert = ca
+            .issue(&IssueRequest {
+                profile: if server.is_some() {
+                    CertProfile::Auth
+                } else {
+                    CertProfile::Sign
+                },
+                member: ClientId::from_slash(member).unwrap(),
+                member_name: name.into(),
+                server_code: server.map(str::to_owned),
+                key: SubjectKey::Spki(key.public_key_der()),
+                not_before: None,
+                not_after: None,
+            })
+            .unwrap();
+        MemberKey {
+            key: Box::new(key),
+            cert: cert.der().to_vec(),
+        }
+    }
+
+    /// A signing certificate of `member`.
+    fn sign(&self, member: &str) -> MemberKey {
+        Self::issue_from(&self.ca, member, "Test member", None)
+    }
+
+    /// An authentication certificate of `server` (`INSTANCE/CLASS/CODE/SERVER`).
+    fn auth(&self, server: &str) -> MemberKey {
+        let (member, code) = server.rsplit_once('/').unwrap();
+        Self::issue_from(&self.ca, member, "Test member", Some(code))
+    }
+
+    /// An OCSP response about `cert` produced at `at`.
+    fn ocsp_at(&self, cert: &[u8], at: time::OffsetDateTime) -> Vec<u8> {
+        let req =
+            ocsp::build_request(cert, self.ca.ca_cert().der(), DigestAlgorithm::Sha1).unwrap();
+        self.responder.respond(&req, at)
+    }
+
+    fn ocsp(&self, cert: &[u8]) -> Vec<u8> {
+        self.ocsp_at(cert, time::OffsetDateTime::now_utc())
+    }
+
+    /// The admin API body approving both CAs (the development CA with an OCSP responder, so
+    /// responses are required for its certificates).
+    fn approve(&self, s: &Server, admin: &str) {
+        let body = json!({
+            "name": "Trustbus DEV CA",
+            "roots": [util::b64(self.ca.ca_cert().der())],
+            "ocsp_responders": [{"url": "http://127.0.0.1:9/ocsp"}],
+        });
+        let r = http(
+            "POST",
+            &s.admin,
+            "/api/v1/cas",
+            Some(admin),
+            &[],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let body = json!({
+            "name": "Auth-only CA",
+            "authentication_only": true,
+            "roots": [util::b64(self.auth_only.ca_cert().der())],
+        });
+        let r = http(
+            "POST",
+            &s.admin,
+            "/api/v1/cas",
+            Some(admin),
+            &[],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+}
+
+/// A signed envelope; OCSP responses are attached for CA-issued certificates.
 fn envelope(
+    pki: &Pki,
     signer: &MemberKey,
     member: &str,
     body: RequestBody,
@@ -247,8 +363,22 @@ fn envelope(
         signing_cert: util::b64(&signer.cert),
         auth_signature: auth.map(|a| util::b64(&a.key.sign(&bytes).unwrap())),
         auth_signature_algorithm: auth.map(|_| ECDSA_SHA256.into()),
+        ocsp_response: Some(util::b64(&pki.ocsp(&signer.cert))),
+        auth_ocsp_response: auth.map(|a| util::b64(&pki.ocsp(&a.cert))),
     };
     serde_json::to_vec(&env).unwrap()
+}
+
+/// `envelope` with one JSON field replaced (`None` removes it).
+fn envelope_with(base: Vec<u8>, field: &str, value: Option<String>) -> Vec<u8> {
+    let mut env: Value = serde_json::from_slice(&base).unwrap();
+    match value {
+        Some(v) => env[field] = json!(v),
+        None => {
+            env.as_object_mut().unwrap().remove(field);
+        }
+    }
+    env.to_string().into_bytes()
 }
 
 const REQUESTS: &str = "/managementservice/v1/requests";
@@ -391,9 +521,13 @@ fn registration_flow_globalconf_rotation_and_restart() {
             .contains("trustbus_central_globalconf_version")
     );
 
+    // The development CA (with an OCSP responder) and an auth-only CA become approved CAs.
+    let pki = Pki::new(dir);
+    pki.approve(&s, &admin);
+
     // Auth certificate registration with proof of possession.
-    let owner = member_key("DEV/GOV/1000 signing");
-    let auth = member_key("ss1 auth");
+    let owner = pki.sign("DEV/GOV/1000");
+    let auth = pki.auth("DEV/GOV/1000/ss1");
     let server = SecurityServerId::from_slash("DEV/GOV/1000/ss1").unwrap();
     let reg = RequestBody::AuthCertRegistration {
         server: server.clone(),
@@ -406,92 +540,193 @@ fn registration_flow_globalconf_rotation_and_restart() {
         REQUESTS,
         None,
         &[],
-        &envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
+        &envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["state"], "pending");
     let auth_req = r.json()["id"].as_u64().unwrap();
 
-    // Bad management input: each refused with a stable code, nothing stored.
+    // Bad management input and every trust decision: each refused with a stable code, nothing
+    // stored.
     let before = request_count(&s, &observer);
-    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
-        (b"{not json".to_vec(), 400, "malformed_json"),
+    let self_signed = self_signed_key("DEV/GOV/1000 self-signed");
+    let other_member = pki.sign("DEV/GOV/2000");
+    let other_server = pki.auth("DEV/GOV/1000/ss2");
+    let unknown = pki.sign("DEV/GOV/9999");
+    let unknown_auth = pki.auth("DEV/GOV/9999/x");
+    let from_auth_only = Pki::issue_from(&pki.auth_only, "DEV/GOV/1000", "Finance", None);
+    let revoked = pki.sign("DEV/GOV/1000");
+    pki.ca
+        .revoke(
+            &trustbus_pki::Certificate::from_der(revoked.cert.clone()).unwrap(),
+            CrlReason::KeyCompromise,
+        )
+        .unwrap();
+    let addr_change = |address: &str| RequestBody::AddressChange {
+        server: server.clone(),
+        address: address.into(),
+    };
+    let good = || envelope(&pki, &owner, "DEV/GOV/1000", addr_change("ok"), None);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("not JSON", b"{not json".to_vec(), 400, "malformed_json"),
         (
+            "bad base64",
             br#"{"request":"!!","signature":"","signature_algorithm":"","signing_cert":""}"#
                 .to_vec(),
             400,
             "bad_request",
         ),
-        // identical pending request (duplicate registration)
         (
-            envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
+            "identical pending request",
+            envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
             409,
             "duplicate_registration",
         ),
-        // no proof of possession
         (
-            envelope(&owner, "DEV/GOV/1000", reg.clone(), None),
+            "no proof of possession",
+            envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), None),
             400,
             "invalid_signature",
         ),
-        // proof of possession by another key
         (
-            envelope(&owner, "DEV/GOV/1000", reg.clone(), Some(&owner)),
+            "proof of possession by another key",
+            envelope_with(
+                envelope(&pki, &owner, "DEV/GOV/1000", reg, Some(&auth)),
+                "auth_signature",
+                Some(util::b64(&owner.key.sign(b"other bytes").unwrap())),
+            ),
             400,
             "invalid_signature",
         ),
-        // unknown member
         (
+            "unknown member (with a valid certificate)",
             envelope(
-                &owner,
+                &pki,
+                &unknown,
                 "DEV/GOV/9999",
                 RequestBody::AuthCertRegistration {
                     server: SecurityServerId::from_slash("DEV/GOV/9999/x").unwrap(),
                     address: "x".into(),
-                    auth_cert: util::b64(&auth.cert),
+                    auth_cert: util::b64(&unknown_auth.cert),
                 },
-                Some(&auth),
+                Some(&unknown_auth),
             ),
             422,
             "unknown_member",
         ),
-        // another member may not change this server
         (
+            "another member may not change this server",
             envelope(
-                &owner,
+                &pki,
+                &other_member,
                 "DEV/GOV/2000",
-                RequestBody::AddressChange {
-                    server: server.clone(),
-                    address: "evil".into(),
-                },
+                addr_change("evil"),
                 None,
             ),
             403,
             "not_allowed",
         ),
+        (
+            "self-signed signing certificate",
+            envelope(&pki, &self_signed, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "untrusted_certificate",
+        ),
+        (
+            "signing certificate from an auth-only CA",
+            envelope(
+                &pki,
+                &from_auth_only,
+                "DEV/GOV/1000",
+                addr_change("x"),
+                None,
+            ),
+            403,
+            "untrusted_certificate",
+        ),
+        (
+            "authentication certificate used as signing certificate",
+            envelope(&pki, &auth, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "untrusted_certificate",
+        ),
+        (
+            "signing certificate of another member",
+            envelope(&pki, &other_member, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "certificate_member_mismatch",
+        ),
+        (
+            "authentication certificate of another server",
+            envelope(
+                &pki,
+                &owner,
+                "DEV/GOV/1000",
+                RequestBody::AuthCertRegistration {
+                    server: server.clone(),
+                    address: "x".into(),
+                    auth_cert: util::b64(&other_server.cert),
+                },
+                Some(&other_server),
+            ),
+            403,
+            "certificate_member_mismatch",
+        ),
+        (
+            "no OCSP response although the CA has a responder",
+            envelope_with(good(), "ocsp_response", None),
+            400,
+            "missing_ocsp_response",
+        ),
+        (
+            "stale OCSP response",
+            envelope_with(
+                good(),
+                "ocsp_response",
+                Some(util::b64(&pki.ocsp_at(
+                    &owner.cert,
+                    time::OffsetDateTime::now_utc() - time::Duration::hours(2),
+                ))),
+            ),
+            400,
+            "stale_ocsp",
+        ),
+        (
+            "OCSP response about another certificate",
+            envelope_with(
+                good(),
+                "ocsp_response",
+                Some(util::b64(&pki.ocsp(&other_member.cert))),
+            ),
+            400,
+            "invalid_ocsp_response",
+        ),
+        (
+            "revoked signing certificate",
+            envelope(&pki, &revoked, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "revoked_certificate",
+        ),
+        (
+            "wrong signature",
+            envelope_with(
+                good(),
+                "signature",
+                Some(util::b64(&owner.key.sign(b"something else").unwrap())),
+            ),
+            400,
+            "invalid_signature",
+        ),
     ];
-    for (body, status, code) in cases {
+    for (what, body, status, code) in cases {
         let r = http("POST", &s.mgmt, REQUESTS, None, &[], &body);
         assert_eq!(
             (r.status, r.code().as_str()),
             (status, code),
-            "{}",
+            "{what}: {}",
             String::from_utf8_lossy(&r.body)
         );
     }
-    // Wrong signature: the envelope's signature is over other bytes.
-    let mut env: Value =
-        serde_json::from_slice(&envelope(&owner, "DEV/GOV/1000", reg, Some(&auth))).unwrap();
-    env["signature"] = json!(util::b64(&owner.key.sign(b"something else").unwrap()));
-    let r = http(
-        "POST",
-        &s.mgmt,
-        REQUESTS,
-        None,
-        &[],
-        env.to_string().as_bytes(),
-    );
-    assert_eq!((r.status, r.code().as_str()), (400, "invalid_signature"));
     assert_eq!(request_count(&s, &observer), before);
 
     // Approval needs a role: none → 401, observer → 403, officer → ok.
@@ -523,7 +758,7 @@ fn registration_flow_globalconf_rotation_and_restart() {
         REQUESTS,
         None,
         &[],
-        &envelope(&owner, "DEV/GOV/1000", creg, None),
+        &envelope(&pki, &owner, "DEV/GOV/1000", creg, None),
     );
     assert_eq!(r.status, 201);
     let id = r.json()["id"].as_u64().unwrap();
@@ -544,6 +779,7 @@ fn registration_flow_globalconf_rotation_and_restart() {
         None,
         &[],
         &envelope(
+            &pki,
             &owner,
             "DEV/GOV/1000",
             RequestBody::AddressChange {

@@ -24,7 +24,13 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
     let st2 = st.clone();
     let cid2 = cid.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let verified = crate::management::verify_envelope(&body);
+        let state = st2.registry.snapshot();
+        let ctx = crate::management::VerifyContext {
+            state: &state,
+            now: time::OffsetDateTime::now_utc(),
+            tls_peer: None,
+        };
+        let verified = crate::management::verify_envelope(&body, &ctx);
         let (actor, kind) = match &verified {
             Ok((r, _)) => (
                 format!("management:{}", r.member.to_slash()),

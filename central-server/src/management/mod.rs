@@ -6,20 +6,23 @@
 //! registration a proof-of-possession signature by the authentication key over the same bytes.
 //! Because the signed bytes travel as they were signed, there is no canonicalisation step.
 //!
-//! PENDING pki: the mapping from the signing certificate to a member (certificate profiles) and
-//! the certificate's chain and OCSP status are not checked yet. Today the member is taken from
-//! the request and only the signature is verified against the certificate's key; see
-//! [`verify_envelope`].
+//! The signing certificate must chain to an approved CA and name the requesting member, the
+//! authentication certificate being registered must chain and name the server, OCSP responses
+//! are checked where the CA publishes a responder, and the TLS client certificate must be bound
+//! to the request; see [`verify_envelope`] and [`trust`].
 //!
 //! Each request is stored with a state (pending, approved, rejected). Approval applies its
 //! effect to the registry in the same transaction; auto-approval does so on receipt.
 
 mod effect;
+pub mod trust;
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use trustbus_pki::SignatureAlgorithm;
+use time::OffsetDateTime;
+use trustbus_pki::chain::Purpose;
+use trustbus_pki::{Certificate, SignatureAlgorithm};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 
 use crate::Error;
@@ -217,6 +220,14 @@ pub struct Envelope {
     /// Algorithm OID of `auth_signature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_signature_algorithm: Option<String>,
+    /// Base64 DER OCSP response about `signing_cert` (required when its CA lists OCSP
+    /// responders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_response: Option<String>,
+    /// Base64 DER OCSP response about the authentication certificate being registered
+    /// (required when its CA lists OCSP responders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_ocsp_response: Option<String>,
 }
 
 /// Request states.
@@ -267,12 +278,29 @@ fn alg(oid: &str) -> Result<SignatureAlgorithm, Error> {
     SignatureAlgorithm::from_oid(&oid).map_err(|e| Error::BadRequest(e.to_string()))
 }
 
-/// Parses an envelope and checks its signatures. Returns the canonical request and the hex
-/// SHA-256 of its bytes.
-///
-/// PENDING pki: does not yet check that `signing_cert` belongs to `member` (certificate
-/// profile), chains to an approved CA, or has a good OCSP status.
-pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error> {
+/// What the verification of an envelope needs besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyContext<'a> {
+    /// The registry state: approved CAs, OCSP freshness, registered servers.
+    pub state: &'a RegistryState,
+    /// The time at which certificates and OCSP responses are judged.
+    pub now: OffsetDateTime,
+    /// The certificate the client authenticated with in TLS, if the request came over TLS.
+    /// When present it must be the authentication certificate being registered or one already
+    /// registered for the server the request is about (`tls_certificate_mismatch`).
+    pub tls_peer: Option<&'a Certificate>,
+}
+
+/// Parses an envelope and checks everything that does not depend on the request's effect:
+/// the member signature, the signing certificate's chain, its mapping to the requesting member
+/// and its OCSP status, and for authentication-certificate registration the proof of
+/// possession and the authentication certificate's chain, mapping and OCSP status; finally the
+/// TLS client certificate binding. Returns the canonical request and the hex SHA-256 of its
+/// bytes. The rules and their error codes are in [`trust`].
+pub fn verify_envelope(
+    body: &[u8],
+    ctx: &VerifyContext<'_>,
+) -> Result<(CanonicalRequest, String), Error> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
     let bytes = util::unb64("request", &env.request)?;
@@ -284,13 +312,54 @@ pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error>
         ));
     }
     let sig = util::unb64("signature", &env.signature)?;
-    let cert = util::unb64("signing_cert", &env.signing_cert)?;
-    let spki = util::cert_spki(&cert)?;
-    trustbus_pki::signature::verify(&spki, alg(&env.signature_algorithm)?, &bytes, &sig)
-        .map_err(|e| Error::InvalidSignature(format!("member signature: {e}")))?;
-    if let RequestBody::AuthCertRegistration { auth_cert, .. } = &req.request {
-        let auth_cert = util::unb64("auth_cert", auth_cert)?;
-        let auth_spki = util::cert_spki(&auth_cert)?;
+    let cert = trust::parse_cert(
+        "signing_cert",
+        util::unb64("signing_cert", &env.signing_cert)?,
+    )?;
+    let ocsp_response = env
+        .ocsp_response
+        .as_deref()
+        .map(|r| util::unb64("ocsp_response", r))
+        .transpose()?;
+    let auth_ocsp_response = env
+        .auth_ocsp_response
+        .as_deref()
+        .map(|r| util::unb64("auth_ocsp_response", r))
+        .transpose()?;
+    trustbus_pki::signature::verify(
+        cert.spki_der(),
+        alg(&env.signature_algorithm)?,
+        &bytes,
+        &sig,
+    )
+    .map_err(|e| Error::InvalidSignature(format!("member signature: {e}")))?;
+
+    let store = trust::trust_store(ctx.state)?;
+    let chain = trust::validate_chain(&store, "signing_cert", &cert, Purpose::Sign, ctx.now)?;
+    let named = trustbus_pki::profile::sign_cert_member(&cert).map_err(|e| {
+        Error::CertificateMemberMismatch(format!("signing certificate does not name a member: {e}"))
+    })?;
+    if named.member != req.member {
+        return Err(Error::CertificateMemberMismatch(format!(
+            "the signing certificate belongs to {}, the request is made by {}",
+            named.member.to_slash(),
+            req.member.to_slash()
+        )));
+    }
+    trust::check_ocsp(
+        ctx.state,
+        "signing_cert",
+        &chain,
+        ocsp_response.as_deref(),
+        ctx.now,
+    )?;
+
+    let mut auth_cert_der = None;
+    if let RequestBody::AuthCertRegistration {
+        auth_cert, server, ..
+    } = &req.request
+    {
+        let auth = trust::parse_cert("auth_cert", util::unb64("auth_cert", auth_cert)?)?;
         let pop = env.auth_signature.as_deref().ok_or_else(|| {
             Error::InvalidSignature("auth_signature (proof of possession) is required".into())
         })?;
@@ -299,8 +368,46 @@ pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error>
             .auth_signature_algorithm
             .as_deref()
             .unwrap_or(&env.signature_algorithm))?;
-        trustbus_pki::signature::verify(&auth_spki, pop_alg, &bytes, &pop)
+        trustbus_pki::signature::verify(auth.spki_der(), pop_alg, &bytes, &pop)
             .map_err(|e| Error::InvalidSignature(format!("proof of possession: {e}")))?;
+        let auth_chain = trust::validate_chain(&store, "auth_cert", &auth, Purpose::Auth, ctx.now)?;
+        let named = trustbus_pki::profile::auth_cert_server(&auth).map_err(|e| {
+            Error::CertificateMemberMismatch(format!(
+                "authentication certificate does not name a security server: {e}"
+            ))
+        })?;
+        if &named.server != server {
+            return Err(Error::CertificateMemberMismatch(format!(
+                "the authentication certificate belongs to {}, the request registers {}",
+                named.server.to_slash(),
+                server.to_slash()
+            )));
+        }
+        trust::check_ocsp(
+            ctx.state,
+            "auth_cert",
+            &auth_chain,
+            auth_ocsp_response.as_deref(),
+            ctx.now,
+        )?;
+        auth_cert_der = Some(auth);
+    }
+
+    if let Some(peer) = ctx.tls_peer {
+        let fp = peer.fingerprint_hex();
+        let is_new = auth_cert_der.as_ref().is_some_and(|a| a == peer);
+        let server_key = req.request.server().to_slash();
+        let registered = ctx
+            .state
+            .servers
+            .get(&server_key)
+            .is_some_and(|s| s.auth_cert_sha256.contains(&fp));
+        if !is_new && !registered {
+            return Err(Error::TlsCertificateMismatch(format!(
+                "the TLS client certificate {fp} is neither the authentication certificate \
+                 being registered nor one registered for {server_key}"
+            )));
+        }
     }
     Ok((req, util::sha256_hex(&bytes)))
 }
