@@ -27,6 +27,61 @@ pub struct Config {
     /// Management service listener.
     #[serde(default)]
     pub management: ManagementConfig,
+    /// The key token.
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Name of the environment variable holding the key token PIN.
+    #[serde(default = "d_pin_env")]
+    pub pin_env: String,
+    /// PBKDF2 iterations for keys created from now on (existing keys keep theirs).
+    #[serde(default = "d_iterations")]
+    pub pbkdf2_iterations: u32,
+}
+
+fn d_pin_env() -> String {
+    crate::keys::DEFAULT_PIN_ENV.into()
+}
+fn d_iterations() -> u32 {
+    trustbus_pki::token::DEFAULT_ITERATIONS
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            pin_env: d_pin_env(),
+            pbkdf2_iterations: d_iterations(),
+        }
+    }
+}
+
+/// `Some((cert, key))` when HTTPS is configured for `section`; an error when only one of the
+/// two files is set.
+pub fn https_pair<'a>(
+    section: &str,
+    cert: &'a Option<PathBuf>,
+    key: &'a Option<PathBuf>,
+) -> Result<Option<(&'a Path, &'a Path)>, Error> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => Err(Error::Config(format!(
+            "[{section}] needs both tls_cert_file and tls_key_file, or neither"
+        ))),
+    }
+}
+
+fn resolve(base: &Path, paths: [&mut Option<PathBuf>; 2]) {
+    for p in paths.into_iter().flatten() {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
 }
 
 /// `[globalconf]`.
@@ -48,6 +103,12 @@ pub struct GlobalConfConfig {
     /// How often the background task checks whether to regenerate or re-sign, seconds.
     #[serde(default = "d_check")]
     pub check_interval_seconds: u64,
+    /// HTTPS certificate chain (PEM); HTTPS is off unless both files are set.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// HTTPS private key (PEM PKCS#8, unencrypted; keep it mode 0600).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[admin]`.
@@ -57,6 +118,12 @@ pub struct AdminConfig {
     /// Listen address of the admin REST API.
     #[serde(default = "d_admin_listen")]
     pub listen: String,
+    /// HTTPS certificate chain (PEM); HTTPS is off unless both files are set.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// HTTPS private key (PEM PKCS#8, unencrypted; keep it mode 0600).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[management]`.
@@ -76,6 +143,9 @@ pub struct ManagementConfig {
     #[serde(default = "d_max_body")]
     pub max_body_bytes: usize,
 }
+
+/// Smallest accepted `pbkdf2_iterations` (tests use it; production keeps the default).
+pub const MIN_ITERATIONS: u32 = 1000;
 
 fn d_gc_listen() -> String {
     "127.0.0.1:8080".into()
@@ -107,6 +177,8 @@ impl Default for GlobalConfConfig {
             keep_versions: d_keep(),
             refresh_interval_seconds: d_refresh(),
             check_interval_seconds: d_check(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -115,6 +187,8 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: d_admin_listen(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -139,9 +213,37 @@ impl Config {
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         trustbus_sdk::id::validate_segment("instance", &c.instance)
             .map_err(|e| Error::Config(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if c.data_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             c.data_dir = base.join(&c.data_dir);
+        }
+        resolve(
+            base,
+            [&mut c.admin.tls_cert_file, &mut c.admin.tls_key_file],
+        );
+        resolve(
+            base,
+            [
+                &mut c.globalconf.tls_cert_file,
+                &mut c.globalconf.tls_key_file,
+            ],
+        );
+        https_pair("admin", &c.admin.tls_cert_file, &c.admin.tls_key_file)?;
+        https_pair(
+            "globalconf",
+            &c.globalconf.tls_cert_file,
+            &c.globalconf.tls_key_file,
+        )?;
+        if c.keys.pin_env.trim().is_empty() {
+            return Err(Error::Config("[keys] pin_env must name a variable".into()));
+        }
+        if c.keys.pbkdf2_iterations < MIN_ITERATIONS
+            || c.keys.pbkdf2_iterations > trustbus_pki::token::MAX_ITERATIONS
+        {
+            return Err(Error::Config(format!(
+                "[keys] pbkdf2_iterations must be between {MIN_ITERATIONS} and {}",
+                trustbus_pki::token::MAX_ITERATIONS
+            )));
         }
         Ok(c)
     }
@@ -149,7 +251,12 @@ impl Config {
     /// The anchor's download URLs.
     pub fn download_urls(&self) -> Vec<String> {
         if self.globalconf.public_urls.is_empty() {
-            vec![format!("http://{}/globalconf", self.globalconf.listen)]
+            let scheme = if self.globalconf.tls_cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            vec![format!("{scheme}://{}/globalconf", self.globalconf.listen)]
         } else {
             self.globalconf.public_urls.clone()
         }
@@ -160,7 +267,7 @@ impl Config {
         self.management
             .public_address
             .clone()
-            .unwrap_or_else(|| format!("http://{}/managementservice/v1", self.management.listen))
+            .unwrap_or_else(|| format!("https://{}/managementservice/v1", self.management.listen))
     }
 
     /// Registry database path.
@@ -171,6 +278,13 @@ impl Config {
     /// Key directory.
     pub fn keys_path(&self) -> PathBuf {
         self.data_dir.join("keys")
+    }
+
+    /// Opens the key token with the PIN from the configured environment variable.
+    pub fn key_store(&self) -> Result<crate::keys::KeyStore, Error> {
+        let iterations = std::num::NonZeroU32::new(self.keys.pbkdf2_iterations)
+            .ok_or_else(|| Error::Config("[keys] pbkdf2_iterations must be positive".into()))?;
+        crate::keys::KeyStore::open_env(&self.keys_path(), &self.keys.pin_env, iterations)
     }
 
     /// Publishing root.

@@ -14,19 +14,23 @@ use std::sync::Arc;
 use trustbus_central_server::anchor::Anchor;
 use trustbus_central_server::confclient::{ConfClient, ConfClientError, HttpFetcher, PollOutcome};
 use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
-use trustbus_central_server::keys::SoftwareKey;
+use trustbus_central_server::keys::self_signed_cert;
 use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
 use trustbus_central_server::util;
 
+use trustbus_pki::chain::TrustStore;
 use trustbus_pki::devca::{DevCa, IssueRequest, SubjectKey};
 use trustbus_pki::key::{KeyKind, KeyPair};
 use trustbus_pki::ocsp::{self, OcspResponder};
 use trustbus_pki::profile::CertProfile;
 use trustbus_pki::revocation::CrlReason;
-use trustbus_pki::{DigestAlgorithm, Signer};
+use trustbus_pki::tls::{StaticPeerPolicy, TlsIdentity, ss_client_config};
+use trustbus_pki::{Certificate, DigestAlgorithm, Signer};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 
 const BIN: &str = env!("CARGO_BIN_EXE_central-server");
+const PIN_ENV: &str = "TRUSTBUS_CENTRAL_PIN";
+const PIN: &str = "test PIN 1234";
 const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 
 fn free_port() -> u16 {
@@ -38,7 +42,11 @@ fn free_port() -> u16 {
 }
 
 fn cli(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env(PIN_ENV, PIN)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -68,7 +76,8 @@ impl Server {
                  [globalconf]\nlisten = \"127.0.0.1:{p}\"\nrefresh_interval_seconds = 30\n\
                  check_interval_seconds = 1\n\
                  [admin]\nlisten = \"127.0.0.1:{a}\"\n\
-                 [management]\nlisten = \"127.0.0.1:{m}\"\nauto_approve = [\"address_change\"]\n"
+                 [management]\nlisten = \"127.0.0.1:{m}\"\nauto_approve = [\"address_change\"]\n\
+                 [keys]\npbkdf2_iterations = 1000\n"
             ),
         )
         .unwrap();
@@ -107,6 +116,7 @@ impl Server {
                 "--config",
                 dir.join("central-server.toml").to_str().unwrap(),
             ])
+            .env(PIN_ENV, PIN)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -115,7 +125,7 @@ impl Server {
         let (mut public, mut admin, mut mgmt) = (String::new(), String::new(), String::new());
         while public.is_empty() || admin.is_empty() || mgmt.is_empty() {
             let line = lines.next().expect("server exited early").unwrap();
-            let addr = line.rsplit("http://").next().unwrap().to_owned();
+            let addr = line.rsplit("://").next().unwrap().to_owned();
             match line.split(' ').nth(1) {
                 Some("globalconf") => public = addr,
                 Some("admin") => admin = addr,
@@ -173,8 +183,21 @@ fn http(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    exchange(s, method, addr, path, key, extra, body).unwrap()
+}
+
+/// One HTTP/1.1 exchange on `s` (plain or TLS).
+fn exchange<S: Read + Write>(
+    mut s: S,
+    method: &str,
+    addr: &str,
+    path: &str,
+    key: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
         body.len()
@@ -186,11 +209,20 @@ fn http(
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(body).map_err(|e| e.to_string())?;
+    s.flush().map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    if let Err(e) = s.read_to_end(&mut raw) {
+        // A TLS peer may close without close_notify after a complete response.
+        if raw.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
+            return Err(e.to_string());
+        }
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP response ({} bytes)", raw.len()))?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let body = raw[split + 4..].to_vec();
@@ -202,11 +234,11 @@ fn http(
     } else {
         body
     };
-    Resp {
+    Ok(Resp {
         status,
         headers: head.to_ascii_lowercase(),
         body,
-    }
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -224,17 +256,15 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// A key with its certificate (DER).
 struct MemberKey {
-    key: Box<dyn Signer>,
+    key: KeyPair,
     cert: Vec<u8>,
 }
 
 /// A self-signed certificate: signs fine, chains to nothing.
 fn self_signed_key(cn: &str) -> MemberKey {
-    let (p8, cert) = SoftwareKey::generate(cn).unwrap();
-    MemberKey {
-        key: Box::new(SoftwareKey::from_pkcs8(&p8, &cert).unwrap()),
-        cert,
-    }
+    let key = KeyPair::generate(KeyKind::EcdsaP256).unwrap();
+    let cert = self_signed_cert(&key, cn).unwrap();
+    MemberKey { key, cert }
 }
 
 /// The development CA of the test, its OCSP responder (in process) and an auth-only CA.
@@ -281,7 +311,7 @@ impl Pki {
             })
             .unwrap();
         MemberKey {
-            key: Box::new(key),
+            key,
             cert: cert.der().to_vec(),
         }
     }
@@ -379,6 +409,56 @@ fn envelope_with(base: Vec<u8>, field: &str, value: Option<String>) -> Vec<u8> {
         }
     }
     env.to_string().into_bytes()
+}
+
+/// How a security server pins the management listener: the CA and certificate published in
+/// private parameters.
+struct MgmtPin {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+}
+
+impl MgmtPin {
+    fn from_conf(conf: &trustbus_central_server::confclient::GlobalConfiguration) -> Self {
+        let ms = &conf.private.as_ref().unwrap().management_service;
+        assert!(ms.address.starts_with("https://"), "{}", ms.address);
+        Self {
+            ca: util::unb64("ca", ms.tls_ca_cert.as_deref().unwrap()).unwrap(),
+            cert: util::unb64("cert", ms.tls_cert.as_deref().unwrap()).unwrap(),
+        }
+    }
+
+    /// The client configuration a security server uses: pki's security-server client builder
+    /// with a trust store of the published CA and only the published certificate "registered".
+    fn client_config(&self, tls: &MemberKey) -> Arc<rustls::ClientConfig> {
+        let mut store = TrustStore::new();
+        store.add_ca(Certificate::from_der(self.ca.clone()).unwrap(), false);
+        let pinned = trustbus_pki::cert::sha256(&self.cert);
+        let policy = StaticPeerPolicy {
+            store: Arc::new(store),
+            registered: Arc::new(move |fp: &[u8; 32]| *fp == pinned),
+        };
+        let identity = TlsIdentity::new(
+            &[Certificate::from_der(tls.cert.clone()).unwrap()],
+            &tls.key,
+        )
+        .unwrap();
+        ss_client_config(identity, Arc::new(policy)).unwrap()
+    }
+}
+
+/// POSTs a management request over mutual TLS, authenticating with `tls`. `Err` when the TLS
+/// connection is refused.
+fn mgmt(s: &Server, pin: &MgmtPin, tls: &MemberKey, body: &[u8]) -> Result<Resp, String> {
+    let conn = rustls::ClientConnection::new(
+        pin.client_config(tls),
+        rustls::pki_types::ServerName::try_from("central-server").unwrap(),
+    )
+    .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(&s.mgmt).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let stream = rustls::StreamOwned::new(conn, tcp);
+    exchange(stream, "POST", &s.mgmt, REQUESTS, None, &[], body)
 }
 
 const REQUESTS: &str = "/managementservice/v1/requests";
@@ -534,200 +614,19 @@ fn registration_flow_globalconf_rotation_and_restart() {
         address: "ss1.finance.dev".into(),
         auth_cert: util::b64(&auth.cert),
     };
-    let r = http(
-        "POST",
-        &s.mgmt,
-        REQUESTS,
-        None,
-        &[],
+    // The management listener is mutual TLS, pinned through private parameters; the TLS client
+    // certificate is the authentication certificate being registered.
+    let pin = MgmtPin::from_conf(&conf);
+    let r = mgmt(
+        &s,
+        &pin,
+        &auth,
         &envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
-    );
+    )
+    .unwrap();
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["state"], "pending");
     let auth_req = r.json()["id"].as_u64().unwrap();
-
-    // Bad management input and every trust decision: each refused with a stable code, nothing
-    // stored.
-    let before = request_count(&s, &observer);
-    let self_signed = self_signed_key("DEV/GOV/1000 self-signed");
-    let other_member = pki.sign("DEV/GOV/2000");
-    let other_server = pki.auth("DEV/GOV/1000/ss2");
-    let unknown = pki.sign("DEV/GOV/9999");
-    let unknown_auth = pki.auth("DEV/GOV/9999/x");
-    let from_auth_only = Pki::issue_from(&pki.auth_only, "DEV/GOV/1000", "Finance", None);
-    let revoked = pki.sign("DEV/GOV/1000");
-    pki.ca
-        .revoke(
-            &trustbus_pki::Certificate::from_der(revoked.cert.clone()).unwrap(),
-            CrlReason::KeyCompromise,
-        )
-        .unwrap();
-    let addr_change = |address: &str| RequestBody::AddressChange {
-        server: server.clone(),
-        address: address.into(),
-    };
-    let good = || envelope(&pki, &owner, "DEV/GOV/1000", addr_change("ok"), None);
-    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("not JSON", b"{not json".to_vec(), 400, "malformed_json"),
-        (
-            "bad base64",
-            br#"{"request":"!!","signature":"","signature_algorithm":"","signing_cert":""}"#
-                .to_vec(),
-            400,
-            "bad_request",
-        ),
-        (
-            "identical pending request",
-            envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
-            409,
-            "duplicate_registration",
-        ),
-        (
-            "no proof of possession",
-            envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), None),
-            400,
-            "invalid_signature",
-        ),
-        (
-            "proof of possession by another key",
-            envelope_with(
-                envelope(&pki, &owner, "DEV/GOV/1000", reg, Some(&auth)),
-                "auth_signature",
-                Some(util::b64(&owner.key.sign(b"other bytes").unwrap())),
-            ),
-            400,
-            "invalid_signature",
-        ),
-        (
-            "unknown member (with a valid certificate)",
-            envelope(
-                &pki,
-                &unknown,
-                "DEV/GOV/9999",
-                RequestBody::AuthCertRegistration {
-                    server: SecurityServerId::from_slash("DEV/GOV/9999/x").unwrap(),
-                    address: "x".into(),
-                    auth_cert: util::b64(&unknown_auth.cert),
-                },
-                Some(&unknown_auth),
-            ),
-            422,
-            "unknown_member",
-        ),
-        (
-            "another member may not change this server",
-            envelope(
-                &pki,
-                &other_member,
-                "DEV/GOV/2000",
-                addr_change("evil"),
-                None,
-            ),
-            403,
-            "not_allowed",
-        ),
-        (
-            "self-signed signing certificate",
-            envelope(&pki, &self_signed, "DEV/GOV/1000", addr_change("x"), None),
-            403,
-            "untrusted_certificate",
-        ),
-        (
-            "signing certificate from an auth-only CA",
-            envelope(
-                &pki,
-                &from_auth_only,
-                "DEV/GOV/1000",
-                addr_change("x"),
-                None,
-            ),
-            403,
-            "untrusted_certificate",
-        ),
-        (
-            "authentication certificate used as signing certificate",
-            envelope(&pki, &auth, "DEV/GOV/1000", addr_change("x"), None),
-            403,
-            "untrusted_certificate",
-        ),
-        (
-            "signing certificate of another member",
-            envelope(&pki, &other_member, "DEV/GOV/1000", addr_change("x"), None),
-            403,
-            "certificate_member_mismatch",
-        ),
-        (
-            "authentication certificate of another server",
-            envelope(
-                &pki,
-                &owner,
-                "DEV/GOV/1000",
-                RequestBody::AuthCertRegistration {
-                    server: server.clone(),
-                    address: "x".into(),
-                    auth_cert: util::b64(&other_server.cert),
-                },
-                Some(&other_server),
-            ),
-            403,
-            "certificate_member_mismatch",
-        ),
-        (
-            "no OCSP response although the CA has a responder",
-            envelope_with(good(), "ocsp_response", None),
-            400,
-            "missing_ocsp_response",
-        ),
-        (
-            "stale OCSP response",
-            envelope_with(
-                good(),
-                "ocsp_response",
-                Some(util::b64(&pki.ocsp_at(
-                    &owner.cert,
-                    time::OffsetDateTime::now_utc() - time::Duration::hours(2),
-                ))),
-            ),
-            400,
-            "stale_ocsp",
-        ),
-        (
-            "OCSP response about another certificate",
-            envelope_with(
-                good(),
-                "ocsp_response",
-                Some(util::b64(&pki.ocsp(&other_member.cert))),
-            ),
-            400,
-            "invalid_ocsp_response",
-        ),
-        (
-            "revoked signing certificate",
-            envelope(&pki, &revoked, "DEV/GOV/1000", addr_change("x"), None),
-            403,
-            "revoked_certificate",
-        ),
-        (
-            "wrong signature",
-            envelope_with(
-                good(),
-                "signature",
-                Some(util::b64(&owner.key.sign(b"something else").unwrap())),
-            ),
-            400,
-            "invalid_signature",
-        ),
-    ];
-    for (what, body, status, code) in cases {
-        let r = http("POST", &s.mgmt, REQUESTS, None, &[], &body);
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (status, code),
-            "{what}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-    }
-    assert_eq!(request_count(&s, &observer), before);
 
     // Approval needs a role: none → 401, observer → 403, officer → ok.
     let path = format!("/api/v1/management-requests/{auth_req}/approve");
@@ -746,20 +645,235 @@ fn registration_flow_globalconf_rotation_and_restart() {
         "invalid_state"
     );
 
+    // Bad management input and every trust decision: each refused with a stable code, nothing
+    // stored.
+    let before = request_count(&s, &observer);
+    let self_signed = self_signed_key("DEV/GOV/1000 self-signed");
+    let other_member = pki.sign("DEV/GOV/2000");
+    let other_server = pki.auth("DEV/GOV/1000/ss2");
+    let unknown = pki.sign("DEV/GOV/9999");
+    let unknown_auth = pki.auth("DEV/GOV/9999/x");
+    let from_auth_only = Pki::issue_from(&pki.auth_only, "DEV/GOV/1000", "Finance", None);
+    let revoked = pki.sign("DEV/GOV/1000");
+    pki.ca
+        .revoke(
+            &Certificate::from_der(revoked.cert.clone()).unwrap(),
+            CrlReason::KeyCompromise,
+        )
+        .unwrap();
+    let addr_change = |address: &str| RequestBody::AddressChange {
+        server: server.clone(),
+        address: address.into(),
+    };
+    let good = || envelope(&pki, &owner, "DEV/GOV/1000", addr_change("ok"), None);
+    let cases: Vec<(&str, &MemberKey, Vec<u8>, u16, &str)> = vec![
+        (
+            "not JSON",
+            &auth,
+            b"{not json".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "bad base64",
+            &auth,
+            br#"{"request":"!!","signature":"","signature_algorithm":"","signing_cert":""}"#
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "authentication certificate already registered",
+            &auth,
+            envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), Some(&auth)),
+            409,
+            "duplicate_registration",
+        ),
+        (
+            "no proof of possession",
+            &auth,
+            envelope(&pki, &owner, "DEV/GOV/1000", reg.clone(), None),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "proof of possession by another key",
+            &auth,
+            envelope_with(
+                envelope(&pki, &owner, "DEV/GOV/1000", reg, Some(&auth)),
+                "auth_signature",
+                Some(util::b64(&owner.key.sign(b"other bytes").unwrap())),
+            ),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "unknown member (with a valid certificate)",
+            &unknown_auth,
+            envelope(
+                &pki,
+                &unknown,
+                "DEV/GOV/9999",
+                RequestBody::AuthCertRegistration {
+                    server: SecurityServerId::from_slash("DEV/GOV/9999/x").unwrap(),
+                    address: "x".into(),
+                    auth_cert: util::b64(&unknown_auth.cert),
+                },
+                Some(&unknown_auth),
+            ),
+            422,
+            "unknown_member",
+        ),
+        (
+            "another member may not change this server",
+            &auth,
+            envelope(
+                &pki,
+                &other_member,
+                "DEV/GOV/2000",
+                addr_change("evil"),
+                None,
+            ),
+            403,
+            "not_allowed",
+        ),
+        (
+            "self-signed signing certificate",
+            &auth,
+            envelope(&pki, &self_signed, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "untrusted_certificate",
+        ),
+        (
+            "signing certificate from an auth-only CA",
+            &auth,
+            envelope(
+                &pki,
+                &from_auth_only,
+                "DEV/GOV/1000",
+                addr_change("x"),
+                None,
+            ),
+            403,
+            "untrusted_certificate",
+        ),
+        (
+            "authentication certificate used as signing certificate",
+            &auth,
+            envelope(&pki, &auth, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "untrusted_certificate",
+        ),
+        (
+            "signing certificate of another member",
+            &auth,
+            envelope(&pki, &other_member, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "certificate_member_mismatch",
+        ),
+        (
+            "authentication certificate of another server",
+            &auth,
+            envelope(
+                &pki,
+                &owner,
+                "DEV/GOV/1000",
+                RequestBody::AuthCertRegistration {
+                    server: server.clone(),
+                    address: "x".into(),
+                    auth_cert: util::b64(&other_server.cert),
+                },
+                Some(&other_server),
+            ),
+            403,
+            "certificate_member_mismatch",
+        ),
+        (
+            "no OCSP response although the CA has a responder",
+            &auth,
+            envelope_with(good(), "ocsp_response", None),
+            400,
+            "missing_ocsp_response",
+        ),
+        (
+            "stale OCSP response",
+            &auth,
+            envelope_with(
+                good(),
+                "ocsp_response",
+                Some(util::b64(&pki.ocsp_at(
+                    &owner.cert,
+                    time::OffsetDateTime::now_utc() - time::Duration::hours(2),
+                ))),
+            ),
+            400,
+            "stale_ocsp",
+        ),
+        (
+            "OCSP response about another certificate",
+            &auth,
+            envelope_with(
+                good(),
+                "ocsp_response",
+                Some(util::b64(&pki.ocsp(&other_member.cert))),
+            ),
+            400,
+            "invalid_ocsp_response",
+        ),
+        (
+            "revoked signing certificate",
+            &auth,
+            envelope(&pki, &revoked, "DEV/GOV/1000", addr_change("x"), None),
+            403,
+            "revoked_certificate",
+        ),
+        (
+            "TLS certificate neither being registered nor registered for the server",
+            &other_server,
+            good(),
+            403,
+            "tls_certificate_mismatch",
+        ),
+        (
+            "wrong signature",
+            &auth,
+            envelope_with(
+                good(),
+                "signature",
+                Some(util::b64(&owner.key.sign(b"something else").unwrap())),
+            ),
+            400,
+            "invalid_signature",
+        ),
+    ];
+    for (what, tls, body, status, code) in cases {
+        let r = mgmt(&s, &pin, tls, &body).unwrap();
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (status, code),
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // TLS itself refuses client certificates that do not chain to an approved CA as
+    // authentication certificates: a self-signed one, and a signing certificate.
+    assert!(mgmt(&s, &pin, &self_signed, &good()).is_err());
+    assert!(mgmt(&s, &pin, &owner, &good()).is_err());
+    assert_eq!(request_count(&s, &observer), before);
+
     // Client registration of a new subsystem, approved.
     let creg = RequestBody::ClientRegistration {
         server: server.clone(),
         client: ClientId::from_slash("DEV/GOV/1000/budget").unwrap(),
         subsystem_name: Some("Budget Office".into()),
     };
-    let r = http(
-        "POST",
-        &s.mgmt,
-        REQUESTS,
-        None,
-        &[],
+    let r = mgmt(
+        &s,
+        &pin,
+        &auth,
         &envelope(&pki, &owner, "DEV/GOV/1000", creg, None),
-    );
+    )
+    .unwrap();
     assert_eq!(r.status, 201);
     let id = r.json()["id"].as_u64().unwrap();
     let ok = http(
@@ -772,12 +886,10 @@ fn registration_flow_globalconf_rotation_and_restart() {
     );
     assert_eq!(ok.status, 200);
     // Address change is auto-approved by policy.
-    let r = http(
-        "POST",
-        &s.mgmt,
-        REQUESTS,
-        None,
-        &[],
+    let r = mgmt(
+        &s,
+        &pin,
+        &auth,
         &envelope(
             &pki,
             &owner,
@@ -788,7 +900,8 @@ fn registration_flow_globalconf_rotation_and_restart() {
             },
             None,
         ),
-    );
+    )
+    .unwrap();
     assert_eq!(r.json()["state"], "approved");
 
     // The next configuration has the server, its auth cert and the client.

@@ -1,7 +1,8 @@
-//! The management service: `POST /managementservice/v1/requests`.
+//! The management service: `POST /managementservice/v1/requests`, served over mutual TLS
+//! ([`crate::tlsconf`]); the handler needs the connection's [`PeerCert`] as connect info.
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -9,6 +10,7 @@ use bytes::Bytes;
 
 use super::{AppState, correlation_id, error_response};
 use crate::registry::AuditEntry;
+use crate::tlsconf::PeerCert;
 
 /// The management router.
 pub fn management_router(state: AppState) -> Router {
@@ -19,18 +21,31 @@ pub fn management_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
+async fn submit(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerCert>,
+    body: Bytes,
+) -> Response {
     let cid = correlation_id();
     let st2 = st.clone();
     let cid2 = cid.clone();
     let result = tokio::task::spawn_blocking(move || {
         let state = st2.registry.snapshot();
-        let ctx = crate::management::VerifyContext {
-            state: &state,
-            now: time::OffsetDateTime::now_utc(),
-            tls_peer: None,
+        let verified = match &peer.0 {
+            // The listener requires a client certificate; a connection without one cannot
+            // reach this handler, but refuse rather than skip the binding if it ever does.
+            None => Err(crate::Error::TlsCertificateMismatch(
+                "no TLS client certificate".into(),
+            )),
+            Some(cert) => crate::management::verify_envelope(
+                &body,
+                &crate::management::VerifyContext {
+                    state: &state,
+                    now: time::OffsetDateTime::now_utc(),
+                    tls_peer: Some(cert),
+                },
+            ),
         };
-        let verified = crate::management::verify_envelope(&body, &ctx);
         let (actor, kind) = match &verified {
             Ok((r, _)) => (
                 format!("management:{}", r.member.to_slash()),

@@ -297,6 +297,11 @@ impl Registry {
         self.lock().clone()
     }
 
+    /// Reads the current state without copying it (keep `f` short: it holds the lock).
+    pub fn read<T>(&self, f: impl FnOnce(&RegistryState) -> T) -> T {
+        f(&self.lock())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
         // A panic while holding the lock cannot leave a half-applied change (changes are made
         // on a copy), so a poisoned lock still guards a consistent state.
