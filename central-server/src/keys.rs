@@ -183,9 +183,14 @@ impl KeyStore {
         self.has_key(&Self::conf_id(n))
     }
 
-    /// Generates a P-256 key `id` with `label`, stores it encrypted and returns it.
+    /// Generates a P-256 key `id` with `label`, stores it encrypted and returns it. If the
+    /// token already holds keys, the PIN is checked against one of them first, so a wrong PIN
+    /// can never create a key that the others' PIN does not open.
     fn generate_key(&self, id: &str, label: &str) -> Result<Arc<KeyPair>, Error> {
         let pin = self.pin()?;
+        if let Some(existing) = self.token.list().map_err(token_err)?.first() {
+            self.load_key(&existing.id)?;
+        }
         let key =
             KeyPair::generate(KeyKind::EcdsaP256).map_err(|e| Error::Crypto(e.to_string()))?;
         self.token.store(id, label, &key, pin).map_err(token_err)?;
@@ -343,5 +348,14 @@ mod tests {
         // Certificates are readable without the PIN.
         assert_eq!(none.certificate(1).unwrap(), ks.certificate(1).unwrap());
         assert!(KeyStore::open(dir.path(), Some(String::new()), "X", few()).is_err());
+        // A wrong PIN cannot add a key to the token either.
+        let e = wrong.management_tls("DEV").err().unwrap();
+        assert!(
+            matches!(&e, Error::Config(m) if m.contains("incorrect")),
+            "{e}"
+        );
+        assert!(!wrong.has_key(MANAGEMENT_TLS_KEY));
+        ks.management_tls("DEV").unwrap();
+        assert!(ks.has_key(MANAGEMENT_TLS_KEY));
     }
 }

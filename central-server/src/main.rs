@@ -245,7 +245,10 @@ fn serve(config: &Config) -> Result<(), Error> {
         .build()?;
     rt.block_on(async {
         let (registry, keys) = open(config)?;
-        // The management TLS identity (generated on first start) and the optional HTTPS ones.
+        // Decrypt the active signing key first: a wrong PIN stops here, before anything is
+        // generated. Then the management TLS identity (generated on first start) and the
+        // optional HTTPS ones.
+        keys.load_signer(registry.snapshot().signing.active)?;
         let mgmt = keys.management_tls(&config.instance)?;
         let mgmt_tls = tlsconf::management_server_config(registry.clone(), &mgmt.key, &mgmt.cert)?;
         let https = |section: &str, cert: &Option<PathBuf>, key: &Option<PathBuf>| {

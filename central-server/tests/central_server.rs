@@ -1330,3 +1330,165 @@ fn admin_bad_input_changes_nothing() {
         );
     }
 }
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`; returns the CA.
+fn https_files(dir: &Path, name: &str) -> Certificate {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let issuer = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let key = KeyPair::generate(KeyKind::EcdsaP256).unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = leaf
+        .signed_by(&rcgen::KeyPair::try_from(key.pkcs8_der()).unwrap(), &issuer)
+        .unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.to_pkcs8_pem()).unwrap();
+    Certificate::from_der(issuer.der().to_vec()).unwrap()
+}
+
+/// GET over HTTPS trusting `ca`.
+fn https_get(addr: &str, ca: &Certificate, path: &str) -> Resp {
+    let cfg =
+        trustbus_central_server::confclient::https_client_config(std::slice::from_ref(ca)).unwrap();
+    let conn = rustls::ClientConnection::new(
+        cfg,
+        rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    exchange(
+        rustls::StreamOwned::new(conn, tcp),
+        "GET",
+        addr,
+        path,
+        None,
+        &[],
+        b"",
+    )
+    .unwrap()
+}
+
+#[test]
+fn pin_and_https_listeners() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+
+    // Without the PIN variable, init refuses and writes nothing.
+    let out = Command::new(BIN)
+        .args(["init", "--dir", d, "--instance", "DEV"])
+        .env_remove(PIN_ENV)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(PIN_ENV),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("central-server.toml").exists());
+
+    cli(&["init", "--dir", d, "--instance", "DEV"]);
+    let key_file = std::fs::read_to_string(dir.join("data/keys/conf-signing-1.key.json")).unwrap();
+    assert!(key_file.contains("aes-256-gcm"));
+    assert!(!key_file.contains(PIN));
+
+    let admin_ca = https_files(dir, "admin");
+    let public_ca = https_files(dir, "public");
+    let (p, a, m) = (free_port(), free_port(), free_port());
+    std::fs::write(
+        dir.join("central-server.toml"),
+        format!(
+            "instance = \"DEV\"\ndata_dir = \"data\"\n\
+             [globalconf]\nlisten = \"127.0.0.1:{p}\"\n\
+             tls_cert_file = \"public.pem\"\ntls_key_file = \"public.key\"\n\
+             [admin]\nlisten = \"127.0.0.1:{a}\"\n\
+             tls_cert_file = \"admin.pem\"\ntls_key_file = \"admin.key\"\n\
+             [management]\nlisten = \"127.0.0.1:{m}\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = dir.join("central-server.toml");
+    let c = cfg.to_str().unwrap();
+
+    // A wrong PIN stops `serve` with a configuration error.
+    let out = Command::new(BIN)
+        .args(["serve", "--config", c])
+        .env(PIN_ENV, "not the PIN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PIN is incorrect") && err.contains("configuration_error"),
+        "{err}"
+    );
+    assert!(!dir.join("data/keys/management-tls.key.json").exists());
+
+    // The anchor points at HTTPS; both optional listeners speak it.
+    cli(&[
+        "anchor",
+        "--out",
+        dir.join("anchor.json").to_str().unwrap(),
+        "--config",
+        c,
+    ]);
+    let anchor = Anchor::from_bytes(&std::fs::read(dir.join("anchor.json")).unwrap()).unwrap();
+    let s = Server::start(dir);
+    assert_eq!(
+        serde_json::to_value(&anchor).unwrap()["download_urls"][0],
+        format!("https://{}/globalconf", s.public)
+    );
+    let doc = https_get(&s.admin, &admin_ca, "/api/openapi.json");
+    assert_eq!(doc.status, 200);
+    assert!(doc.json()["paths"].get("/api/v1/members").is_some());
+    assert_eq!(https_get(&s.public, &public_ca, "/healthz").status, 200);
+    // Plain HTTP on an HTTPS listener gets no HTTP answer.
+    let plain = TcpStream::connect(&s.admin).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(exchange(plain, "GET", &s.admin, "/api/openapi.json", None, &[], b"").is_err());
+
+    // The configuration client downloads over HTTPS with the CA as root, and refuses HTTPS
+    // without roots (no silent downgrade) or with the wrong root.
+    let rt = rt();
+    let fetcher = HttpFetcher::with_tls_roots(Duration::from_secs(5), &[public_ca]).unwrap();
+    let client = ConfClient::new(
+        anchor.clone(),
+        &dir.join("ss-conf"),
+        fetcher,
+        Box::new(CmsDirectoryVerifier),
+    )
+    .unwrap();
+    assert!(matches!(
+        rt.block_on(client.poll()).unwrap(),
+        PollOutcome::Updated(_)
+    ));
+    let conf = client.current().unwrap();
+    MgmtPin::from_conf(&conf);
+    for fetcher in [
+        HttpFetcher::new(Duration::from_secs(5)),
+        HttpFetcher::with_tls_roots(Duration::from_secs(5), &[admin_ca]).unwrap(),
+    ] {
+        let c = ConfClient::new(
+            anchor.clone(),
+            &dir.join(format!("refused-{}", free_port())),
+            fetcher,
+            Box::new(CmsDirectoryVerifier),
+        )
+        .unwrap();
+        assert!(matches!(
+            rt.block_on(c.poll()),
+            Err(ConfClientError::Download(_))
+        ));
+    }
+}
