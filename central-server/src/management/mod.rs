@@ -15,6 +15,8 @@
 //! effect to the registry in the same transaction; auto-approval does so on receipt.
 
 mod effect;
+#[cfg(test)]
+mod tests;
 pub mod trust;
 
 use std::collections::BTreeSet;
