@@ -76,6 +76,16 @@ pub fn https_pair<'a>(
     }
 }
 
+/// Whether a listen address (`IP:PORT` or `localhost:PORT`) is on loopback.
+pub fn is_loopback(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
 fn resolve(base: &Path, paths: [&mut Option<PathBuf>; 2]) {
     for p in paths.into_iter().flatten() {
         if p.is_relative() {
@@ -124,6 +134,10 @@ pub struct AdminConfig {
     /// HTTPS private key (PEM PKCS#8, unencrypted; keep it mode 0600).
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// Allow plain HTTP on an address other than loopback (API keys would cross the network
+    /// in clear; only for a TLS-terminating proxy on a private link).
+    #[serde(default)]
+    pub plain_http_off_loopback: bool,
 }
 
 /// `[management]`.
@@ -189,6 +203,7 @@ impl Default for AdminConfig {
             listen: d_admin_listen(),
             tls_cert_file: None,
             tls_key_file: None,
+            plain_http_off_loopback: false,
         }
     }
 }
@@ -228,7 +243,17 @@ impl Config {
                 &mut c.globalconf.tls_key_file,
             ],
         );
-        https_pair("admin", &c.admin.tls_cert_file, &c.admin.tls_key_file)?;
+        let admin_https = https_pair("admin", &c.admin.tls_cert_file, &c.admin.tls_key_file)?;
+        if admin_https.is_none()
+            && !c.admin.plain_http_off_loopback
+            && !is_loopback(&c.admin.listen)
+        {
+            return Err(Error::Config(format!(
+                "[admin] listen = {:?} is not a loopback address: configure tls_cert_file and \
+                 tls_key_file, or set plain_http_off_loopback = true",
+                c.admin.listen
+            )));
+        }
         https_pair(
             "globalconf",
             &c.globalconf.tls_cert_file,
@@ -290,5 +315,49 @@ impl Config {
     /// Publishing root.
     pub fn publish_path(&self) -> PathBuf {
         self.data_dir.join("globalconf")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(&p)
+    }
+
+    #[test]
+    fn defaults_and_admin_transport_rules() {
+        let c = load("instance = \"DEV\"\ndata_dir = \"d\"\n").unwrap();
+        assert_eq!(c.keys.pin_env, "TRUSTBUS_CENTRAL_PIN");
+        assert_eq!(c.keys.pbkdf2_iterations, 310_000);
+        assert_eq!(
+            c.management_address(),
+            "https://127.0.0.1:4001/managementservice/v1"
+        );
+        assert_eq!(c.download_urls(), vec!["http://127.0.0.1:8080/globalconf"]);
+        for ok in ["127.0.0.1:1", "[::1]:1", "localhost:1"] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        let off = "instance = \"DEV\"\ndata_dir = \"d\"\n[admin]\nlisten = \"0.0.0.0:4000\"\n";
+        assert!(matches!(load(off), Err(Error::Config(m)) if m.contains("loopback")));
+        assert!(load(&format!("{off}plain_http_off_loopback = true\n")).is_ok());
+        assert!(load(&format!("{off}tls_cert_file = \"c.pem\"\n")).is_err());
+        let https = load(&format!(
+            "{off}tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n[globalconf]\n\
+             tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            https.download_urls(),
+            vec!["https://127.0.0.1:8080/globalconf"]
+        );
+        assert!(https.admin.tls_cert_file.unwrap().is_absolute());
+        let bad_iter = "instance = \"DEV\"\ndata_dir = \"d\"\n[keys]\npbkdf2_iterations = 10\n";
+        assert!(load(bad_iter).is_err());
+        assert!(load("instance = \"DEV\"\ndata_dir = \"d\"\n[keys]\nunknown = 1\n").is_err());
     }
 }
