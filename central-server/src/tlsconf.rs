@@ -140,6 +140,38 @@ pub fn management_server_config(
         .map_err(|e| Error::Config(format!("management TLS: {e}")))
 }
 
+/// The client configuration a security server uses for the management service: TLS 1.3 with
+/// its authentication certificate (`chain`, end entity first) and `key`, and the central
+/// server pinned through the published `management_service` of private parameters (a trust
+/// store with only `tls_ca_cert`, and only SHA-256(`tls_cert`) accepted). Built with
+/// [`trustbus_pki::tls::ss_client_config`]; pass any server name (host names are not checked).
+pub fn management_client_config(
+    service: &crate::model::ManagementService,
+    chain: &[Certificate],
+    key: &KeyPair,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let cert = |what: &str, v: &Option<String>| -> Result<Vec<u8>, Error> {
+        let b64 = v.as_deref().ok_or_else(|| {
+            Error::Config(format!(
+                "private parameters carry no management_service.{what}"
+            ))
+        })?;
+        crate::util::unb64(what, b64)
+    };
+    let ca = Certificate::from_der(cert("tls_ca_cert", &service.tls_ca_cert)?)
+        .map_err(|e| Error::Config(format!("management_service.tls_ca_cert: {e}")))?;
+    let pinned = trustbus_pki::cert::sha256(&cert("tls_cert", &service.tls_cert)?);
+    let mut store = TrustStore::new();
+    store.add_ca(ca, false);
+    let policy = tls::StaticPeerPolicy {
+        store: Arc::new(store),
+        registered: Arc::new(move |fp: &[u8; 32]| *fp == pinned),
+    };
+    let identity = TlsIdentity::new(chain, key).map_err(|e| Error::Config(e.to_string()))?;
+    tls::ss_client_config(identity, Arc::new(policy))
+        .map_err(|e| Error::Config(format!("management TLS client: {e}")))
+}
+
 /// An HTTPS configuration (no client certificates) from a PEM certificate chain file and a
 /// PEM PKCS#8 key file.
 pub fn https_server_config(
@@ -202,9 +234,15 @@ impl TlsListener {
                                 .map(ToString::to_string)
                                 .unwrap_or_else(|| e.to_string());
                             tracing::info!(%peer, listener = name, reason, "TLS handshake refused");
+                            crate::metrics::with(|m| {
+                                m.tls_handshake_failures.with_label_values(&[name]).inc();
+                            });
                         }
                         Err(_) => {
                             tracing::info!(%peer, listener = name, "TLS handshake timed out");
+                            crate::metrics::with(|m| {
+                                m.tls_handshake_failures.with_label_values(&[name]).inc();
+                            });
                         }
                     }
                 });

@@ -16,15 +16,14 @@ use trustbus_central_server::confclient::{ConfClient, ConfClientError, HttpFetch
 use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
 use trustbus_central_server::keys::self_signed_cert;
 use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
+use trustbus_central_server::tlsconf::management_client_config;
 use trustbus_central_server::util;
 
-use trustbus_pki::chain::TrustStore;
 use trustbus_pki::devca::{DevCa, IssueRequest, SubjectKey};
 use trustbus_pki::key::{KeyKind, KeyPair};
 use trustbus_pki::ocsp::{self, OcspResponder};
 use trustbus_pki::profile::CertProfile;
 use trustbus_pki::revocation::CrlReason;
-use trustbus_pki::tls::{StaticPeerPolicy, TlsIdentity, ss_client_config};
 use trustbus_pki::{Certificate, DigestAlgorithm, Signer};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 
@@ -413,37 +412,24 @@ fn envelope_with(base: Vec<u8>, field: &str, value: Option<String>) -> Vec<u8> {
 
 /// How a security server pins the management listener: the CA and certificate published in
 /// private parameters.
-struct MgmtPin {
-    ca: Vec<u8>,
-    cert: Vec<u8>,
-}
+struct MgmtPin(trustbus_central_server::model::ManagementService);
 
 impl MgmtPin {
     fn from_conf(conf: &trustbus_central_server::confclient::GlobalConfiguration) -> Self {
         let ms = &conf.private.as_ref().unwrap().management_service;
         assert!(ms.address.starts_with("https://"), "{}", ms.address);
-        Self {
-            ca: util::unb64("ca", ms.tls_ca_cert.as_deref().unwrap()).unwrap(),
-            cert: util::unb64("cert", ms.tls_cert.as_deref().unwrap()).unwrap(),
-        }
+        Self(ms.clone())
     }
 
-    /// The client configuration a security server uses: pki's security-server client builder
-    /// with a trust store of the published CA and only the published certificate "registered".
+    /// The client configuration a security server uses (the library helper, which wraps pki's
+    /// security-server client builder).
     fn client_config(&self, tls: &MemberKey) -> Arc<rustls::ClientConfig> {
-        let mut store = TrustStore::new();
-        store.add_ca(Certificate::from_der(self.ca.clone()).unwrap(), false);
-        let pinned = trustbus_pki::cert::sha256(&self.cert);
-        let policy = StaticPeerPolicy {
-            store: Arc::new(store),
-            registered: Arc::new(move |fp: &[u8; 32]| *fp == pinned),
-        };
-        let identity = TlsIdentity::new(
+        management_client_config(
+            &self.0,
             &[Certificate::from_der(tls.cert.clone()).unwrap()],
             &tls.key,
         )
-        .unwrap();
-        ss_client_config(identity, Arc::new(policy)).unwrap()
+        .unwrap()
     }
 }
 
@@ -859,6 +845,17 @@ fn registration_flow_globalconf_rotation_and_restart() {
     // authentication certificates: a self-signed one, and a signing certificate.
     assert!(mgmt(&s, &pin, &self_signed, &good()).is_err());
     assert!(mgmt(&s, &pin, &owner, &good()).is_err());
+    let refused_counted = (0..40).any(|_| {
+        let m = http("GET", &s.public, "/metrics", None, &[], b"");
+        let text = String::from_utf8_lossy(&m.body).into_owned();
+        let counted = text
+            .contains("trustbus_central_tls_handshake_failures_total{listener=\"management\"} 2");
+        if !counted {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        counted
+    });
+    assert!(refused_counted, "two refused handshakes are counted");
     assert_eq!(request_count(&s, &observer), before);
 
     // Client registration of a new subsystem, approved.
