@@ -15,7 +15,7 @@ use trustbus_central_server::anchor::Anchor;
 use trustbus_central_server::confclient::{ConfClient, ConfClientError, HttpFetcher, PollOutcome};
 use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
 use trustbus_central_server::keys::self_signed_cert;
-use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
+use trustbus_central_server::management::{CanonicalRequest, Envelope, EnvelopeKey, RequestBody};
 use trustbus_central_server::tlsconf::management_client_config;
 use trustbus_central_server::util;
 
@@ -30,7 +30,6 @@ use trustbus_sdk::id::{ClientId, SecurityServerId};
 const BIN: &str = env!("CARGO_BIN_EXE_central-server");
 const PIN_ENV: &str = "TRUSTBUS_CENTRAL_PIN";
 const PIN: &str = "test PIN 1234";
-const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -384,17 +383,22 @@ fn envelope(
         created_at: util::rfc3339(util::now()),
         request: body,
     };
-    let bytes = serde_json::to_vec(&req).unwrap();
-    let env = Envelope {
-        request: util::b64(&bytes),
-        signature: util::b64(&signer.key.sign(&bytes).unwrap()),
-        signature_algorithm: ECDSA_SHA256.into(),
-        signing_cert: util::b64(&signer.cert),
-        auth_signature: auth.map(|a| util::b64(&a.key.sign(&bytes).unwrap())),
-        auth_signature_algorithm: auth.map(|_| ECDSA_SHA256.into()),
-        ocsp_response: Some(util::b64(&pki.ocsp(&signer.cert))),
-        auth_ocsp_response: auth.map(|a| util::b64(&pki.ocsp(&a.cert))),
-    };
+    let ocsp = pki.ocsp(&signer.cert);
+    let auth_ocsp = auth.map(|a| pki.ocsp(&a.cert));
+    let env = Envelope::sign(
+        &req,
+        EnvelopeKey {
+            signer: &signer.key,
+            cert_der: &signer.cert,
+            ocsp_response: Some(&ocsp),
+        },
+        auth.map(|a| EnvelopeKey {
+            signer: &a.key,
+            cert_der: &a.cert,
+            ocsp_response: auth_ocsp.as_deref(),
+        }),
+    )
+    .unwrap();
     serde_json::to_vec(&env).unwrap()
 }
 

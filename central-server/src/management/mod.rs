@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use trustbus_pki::chain::Purpose;
-use trustbus_pki::{Certificate, SignatureAlgorithm};
+use trustbus_pki::{Certificate, SignatureAlgorithm, Signer};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 
 use crate::Error;
@@ -230,6 +230,47 @@ pub struct Envelope {
     /// (required when its CA lists OCSP responders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_ocsp_response: Option<String>,
+}
+
+/// A key that signs an envelope, with its certificate and (optionally) a stapled OCSP
+/// response about that certificate.
+#[derive(Clone, Copy)]
+pub struct EnvelopeKey<'a> {
+    /// The key.
+    pub signer: &'a dyn Signer,
+    /// Its certificate (DER).
+    pub cert_der: &'a [u8],
+    /// A DER OCSP response about the certificate, if the requester holds one.
+    pub ocsp_response: Option<&'a [u8]>,
+}
+
+impl Envelope {
+    /// Builds the envelope a security server sends: serialises `request` once, signs those
+    /// bytes with the member's signing key and, for authentication-certificate registration,
+    /// with the authentication key (`auth`, the proof of possession).
+    pub fn sign(
+        request: &CanonicalRequest,
+        member: EnvelopeKey<'_>,
+        auth: Option<EnvelopeKey<'_>>,
+    ) -> Result<Self, Error> {
+        let bytes = serde_json::to_vec(request)?;
+        let sign = |k: &EnvelopeKey<'_>| {
+            k.signer
+                .sign(&bytes)
+                .map(|s| util::b64(&s))
+                .map_err(|e| Error::Crypto(e.to_string()))
+        };
+        Ok(Self {
+            request: util::b64(&bytes),
+            signature: sign(&member)?,
+            signature_algorithm: member.signer.algorithm().oid().to_string(),
+            signing_cert: util::b64(member.cert_der),
+            auth_signature: auth.as_ref().map(sign).transpose()?,
+            auth_signature_algorithm: auth.map(|a| a.signer.algorithm().oid().to_string()),
+            ocsp_response: member.ocsp_response.map(util::b64),
+            auth_ocsp_response: auth.and_then(|a| a.ocsp_response).map(util::b64),
+        })
+    }
 }
 
 /// Request states.
