@@ -1068,7 +1068,20 @@ fn admin_bad_input_changes_nothing() {
         http("GET", &s.admin, "/api/v1/status", Some(&observer), &[], b"").json()["registry_revision"].clone()
     };
     let (m0, r0) = (members(), status());
+    // A leaf certificate (the configuration-signing certificate) is not a CA.
+    let anchor = Anchor::from_bytes(&std::fs::read(dir.join("anchor.json")).unwrap()).unwrap();
+    let leaf_ca =
+        json!({"name": "leaf", "roots": [util::b64(&anchor.certs().unwrap()[0])]}).to_string();
     let cases: Vec<AdminCase> = vec![
+        (
+            "POST",
+            "/api/v1/cas",
+            &leaf_ca,
+            Some(&admin),
+            "",
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/api/v1/members",

@@ -43,6 +43,47 @@ pub fn trust_store(state: &RegistryState) -> Result<TrustStore, Error> {
     Ok(store)
 }
 
+/// Checks an approved-CA record before it enters the registry: a name, at least one root, every
+/// root and intermediate a DER CA certificate (basic constraints cA=TRUE), every OCSP responder
+/// with a URL and, if given, a DER certificate. Otherwise `bad_request`.
+pub fn check_ca_record(ca: &crate::model::ApprovedCa) -> Result<(), Error> {
+    if ca.name.trim().is_empty() || ca.roots.is_empty() {
+        return Err(Error::BadRequest(
+            "a CA needs a name and at least one root".into(),
+        ));
+    }
+    let ca_cert = |what: &str, b64: &str| -> Result<(), Error> {
+        let cert = parse_cert(what, util::unb64(what, b64)?)?;
+        if !cert.is_ca() {
+            return Err(Error::BadRequest(format!(
+                "{what}: {} is not a CA certificate (basic constraints cA=TRUE)",
+                cert.subject()
+            )));
+        }
+        Ok(())
+    };
+    for r in &ca.roots {
+        ca_cert("roots", r)?;
+    }
+    for i in &ca.intermediates {
+        ca_cert("intermediates", i)?;
+    }
+    for o in &ca.ocsp_responders {
+        if o.url.trim().is_empty() {
+            return Err(Error::BadRequest(
+                "ocsp_responders.url must not be empty".into(),
+            ));
+        }
+        if let Some(c) = &o.cert {
+            parse_cert(
+                "ocsp_responders.cert",
+                util::unb64("ocsp_responders.cert", c)?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_registered(ca: &str, b64: &str) -> Result<Certificate, Error> {
     let der = util::unb64("approved CA certificate", b64)?;
     Certificate::from_der(der).map_err(|e| {
