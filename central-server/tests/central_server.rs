@@ -860,6 +860,67 @@ fn registration_flow_globalconf_rotation_and_restart() {
         counted
     });
     assert!(refused_counted, "two refused handshakes are counted");
+
+    // openssl, as an independent TLS client: with the registered authentication certificate it
+    // gets an HTTP answer (verifying the server against the published CA); without a client
+    // certificate it gets none.
+    if Command::new("openssl").arg("version").output().is_ok() {
+        std::fs::write(
+            dir.join("ss1.pem"),
+            Certificate::from_der(auth.cert.clone()).unwrap().to_pem(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("ss1.key"), auth.key.to_pkcs8_pem()).unwrap();
+        let ca = util::unb64("ca", pin.0.tls_ca_cert.as_deref().unwrap()).unwrap();
+        std::fs::write(
+            dir.join("mgmt-ca.pem"),
+            Certificate::from_der(ca).unwrap().to_pem(),
+        )
+        .unwrap();
+        let s_client = |with_cert: bool| {
+            let mut args = vec![
+                "s_client".to_owned(),
+                "-connect".into(),
+                s.mgmt.clone(),
+                "-tls1_3".into(),
+                "-quiet".into(),
+                "-verify_return_error".into(),
+                "-CAfile".into(),
+                "mgmt-ca.pem".into(),
+            ];
+            if with_cert {
+                args.extend(["-cert", "ss1.pem", "-key", "ss1.key"].map(str::to_owned));
+            }
+            let mut child = Command::new("openssl")
+                .args(&args)
+                .current_dir(dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let body = b"{oops";
+            let req = format!(
+                "POST {REQUESTS} HTTP/1.1\r\nHost: cs\r\nConnection: close\r\n\
+                 Content-Length: {}\r\n\r\n{{oops",
+                body.len()
+            );
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(req.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let answer = s_client(true);
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("malformed_json"),
+            "{answer}"
+        );
+        assert!(!s_client(false).contains("HTTP/1.1"));
+    }
     assert_eq!(request_count(&s, &observer), before);
 
     // Client registration of a new subsystem, approved.

@@ -394,3 +394,43 @@ fn tls_binding() {
         Err("tls_certificate_mismatch".into())
     );
 }
+
+#[test]
+fn approved_ca_records_are_checked() {
+    let f = fixture(true);
+    let good = f.state.cas["dev"].clone();
+    assert!(super::trust::check_ca_record(&good).is_ok());
+    let leaf = issue(&f.ca, "DEV/GOV/1000", None, None);
+    let bad = [
+        ApprovedCa {
+            certificate_profile: "ee-sk".into(),
+            ..good.clone()
+        },
+        ApprovedCa {
+            roots: vec![util::b64(leaf.cert.der())],
+            ..good.clone()
+        },
+        ApprovedCa {
+            intermediates: vec![util::b64(leaf.cert.der())],
+            ..good.clone()
+        },
+        ApprovedCa {
+            roots: vec![],
+            ..good.clone()
+        },
+        ApprovedCa {
+            ocsp_responders: vec![OcspEntry {
+                url: " ".into(),
+                cert: None,
+            }],
+            ..good
+        },
+    ];
+    for ca in bad {
+        assert_eq!(
+            super::trust::check_ca_record(&ca).map_err(|e| e.code()),
+            Err("bad_request"),
+            "{ca:?}"
+        );
+    }
+}

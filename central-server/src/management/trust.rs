@@ -43,14 +43,25 @@ pub fn trust_store(state: &RegistryState) -> Result<TrustStore, Error> {
     Ok(store)
 }
 
+/// The only certificate profile implemented: `trustbus_pki::profile` (docs/pki.md §2).
+pub const DEFAULT_PROFILE: &str = "trustbus-default";
+
 /// Checks an approved-CA record before it enters the registry: a name, at least one root, every
 /// root and intermediate a DER CA certificate (basic constraints cA=TRUE), every OCSP responder
-/// with a URL and, if given, a DER certificate. Otherwise `bad_request`.
+/// with a URL and, if given, a DER certificate, and the profile [`DEFAULT_PROFILE`]. Otherwise
+/// `bad_request`.
 pub fn check_ca_record(ca: &crate::model::ApprovedCa) -> Result<(), Error> {
     if ca.name.trim().is_empty() || ca.roots.is_empty() {
         return Err(Error::BadRequest(
             "a CA needs a name and at least one root".into(),
         ));
+    }
+    if ca.certificate_profile != DEFAULT_PROFILE {
+        return Err(Error::BadRequest(format!(
+            "certificate_profile {:?} is not implemented; use {DEFAULT_PROFILE:?} \
+             (C/O/businessCategory/serialNumber[/CN], docs/pki.md section 2)",
+            ca.certificate_profile
+        )));
     }
     let ca_cert = |what: &str, b64: &str| -> Result<(), Error> {
         let cert = parse_cert(what, util::unb64(what, b64)?)?;
