@@ -17,8 +17,9 @@
 //!   PEM certificate chain and PKCS#8 key, no client certificates.
 //!
 //! [`TlsListener`] plugs a TLS acceptor into `axum::serve`: TCP connections are accepted in a
-//! task and each handshake runs in its own task with a timeout, so a slow or hostile client
-//! cannot hold up the others.
+//! task and each handshake runs in its own task with a timeout ([`HANDSHAKE_TIMEOUT`]), at most
+//! [`MAX_CONCURRENT_HANDSHAKES`] at a time, so a slow or hostile client cannot hold up the
+//! others.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,6 +39,10 @@ use crate::registry::Registry;
 
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many TLS handshakes may run at once per listener; further connections are closed at
+/// once until one finishes.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 256;
 
 /// Issues the management listener's certificate for `key`: returns (certificate DER, CA DER).
 /// The CA is generated for this one certificate and its key is dropped afterwards.
@@ -206,6 +211,7 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match tcp.accept().await {
@@ -219,9 +225,17 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, listener = name, "too many TLS handshakes in progress; connection closed");
+                    crate::metrics::with(|m| {
+                        m.tls_handshake_failures.with_label_values(&[name]).inc();
+                    });
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;

@@ -616,6 +616,12 @@ fn registration_flow_globalconf_rotation_and_restart() {
     .unwrap();
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["state"], "pending");
+    // The stored request records which certificates signed and carried it.
+    assert_eq!(
+        r.json()["signing_cert_sha256"],
+        util::sha256_hex(&owner.cert)
+    );
+    assert_eq!(r.json()["tls_cert_sha256"], util::sha256_hex(&auth.cert));
     let auth_req = r.json()["id"].as_u64().unwrap();
 
     // Approval needs a role: none → 401, observer → 403, officer → ok.

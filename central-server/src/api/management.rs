@@ -47,15 +47,14 @@ async fn submit(
             ),
         };
         let (actor, kind) = match &verified {
-            Ok((r, _)) => (
-                format!("management:{}", r.member.to_slash()),
-                r.request.request_type().as_str(),
+            Ok(v) => (
+                format!("management:{}", v.request.member.to_slash()),
+                v.request.request.request_type().as_str(),
             ),
             Err(_) => ("management:unverified".to_owned(), "unknown"),
         };
-        let result = verified.and_then(|(req, sha)| {
-            crate::management::submit(&st2.registry, &st2.auto_approve, req, sha)
-        });
+        let result =
+            verified.and_then(|v| crate::management::submit(&st2.registry, &st2.auto_approve, v));
         let (res, detail, target) = match &result {
             Ok(r) => (
                 "ok".to_owned(),

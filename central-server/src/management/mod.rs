@@ -309,6 +309,25 @@ pub struct ManagementRequest {
     pub decided_by: Option<String>,
     /// SHA-256 (hex) of the signed bytes: the same signed request is accepted once.
     pub request_sha256: String,
+    /// SHA-256 (hex) of the signing certificate that signed the request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signing_cert_sha256: String,
+    /// SHA-256 (hex) of the TLS client certificate the request arrived with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_sha256: Option<String>,
+}
+
+/// A request whose envelope passed [`verify_envelope`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRequest {
+    /// The request.
+    pub request: CanonicalRequest,
+    /// SHA-256 (hex) of the signed bytes.
+    pub request_sha256: String,
+    /// SHA-256 (hex) of the signing certificate.
+    pub signing_cert_sha256: String,
+    /// SHA-256 (hex) of the TLS client certificate, when the request came over TLS.
+    pub tls_cert_sha256: Option<String>,
 }
 
 /// Which request types are approved on receipt.
@@ -338,12 +357,9 @@ pub struct VerifyContext<'a> {
 /// the member signature, the signing certificate's chain, its mapping to the requesting member
 /// and its OCSP status, and for authentication-certificate registration the proof of
 /// possession and the authentication certificate's chain, mapping and OCSP status; finally the
-/// TLS client certificate binding. Returns the canonical request and the hex SHA-256 of its
-/// bytes. The rules and their error codes are in [`trust`].
-pub fn verify_envelope(
-    body: &[u8],
-    ctx: &VerifyContext<'_>,
-) -> Result<(CanonicalRequest, String), Error> {
+/// TLS client certificate binding. Returns the canonical request with the fingerprints that
+/// go into the stored request. The rules and their error codes are in [`trust`].
+pub fn verify_envelope(body: &[u8], ctx: &VerifyContext<'_>) -> Result<VerifiedRequest, Error> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
     let bytes = util::unb64("request", &env.request)?;
@@ -452,7 +468,12 @@ pub fn verify_envelope(
             )));
         }
     }
-    Ok((req, util::sha256_hex(&bytes)))
+    Ok(VerifiedRequest {
+        request: req,
+        request_sha256: util::sha256_hex(&bytes),
+        signing_cert_sha256: cert.fingerprint_hex(),
+        tls_cert_sha256: ctx.tls_peer.map(Certificate::fingerprint_hex),
+    })
 }
 
 fn same_target(a: &RequestBody, b: &RequestBody) -> bool {
@@ -524,9 +545,14 @@ pub fn validate(
 pub fn submit(
     registry: &Registry,
     policy: &AutoApprove,
-    req: CanonicalRequest,
-    request_sha256: String,
+    verified: VerifiedRequest,
 ) -> Result<ManagementRequest, Error> {
+    let VerifiedRequest {
+        request: req,
+        request_sha256,
+        signing_cert_sha256,
+        tls_cert_sha256,
+    } = verified;
     let instance = registry.instance().to_owned();
     let (stored, _) = registry.mutate(|state| {
         if state
@@ -552,6 +578,8 @@ pub fn submit(
             decided_at: None,
             decided_by: None,
             request_sha256: request_sha256.clone(),
+            signing_cert_sha256: signing_cert_sha256.clone(),
+            tls_cert_sha256: tls_cert_sha256.clone(),
         };
         if policy.0.contains(&request_type) {
             apply_effect(state, &r.request)?;
