@@ -312,6 +312,9 @@ pub struct ManagementRequest {
     /// SHA-256 (hex) of the signing certificate that signed the request.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub signing_cert_sha256: String,
+    /// The signing certificate (base64 DER), re-validated when an officer approves.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signing_cert: String,
     /// SHA-256 (hex) of the TLS client certificate the request arrived with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert_sha256: Option<String>,
@@ -326,6 +329,8 @@ pub struct VerifiedRequest {
     pub request_sha256: String,
     /// SHA-256 (hex) of the signing certificate.
     pub signing_cert_sha256: String,
+    /// The signing certificate (DER).
+    pub signing_cert: Vec<u8>,
     /// SHA-256 (hex) of the TLS client certificate, when the request came over TLS.
     pub tls_cert_sha256: Option<String>,
 }
@@ -472,6 +477,7 @@ pub fn verify_envelope(body: &[u8], ctx: &VerifyContext<'_>) -> Result<VerifiedR
         request: req,
         request_sha256: util::sha256_hex(&bytes),
         signing_cert_sha256: cert.fingerprint_hex(),
+        signing_cert: cert.der().to_vec(),
         tls_cert_sha256: ctx.tls_peer.map(Certificate::fingerprint_hex),
     })
 }
@@ -551,8 +557,10 @@ pub fn submit(
         request: req,
         request_sha256,
         signing_cert_sha256,
+        signing_cert,
         tls_cert_sha256,
     } = verified;
+    let signing_cert = util::b64(&signing_cert);
     let instance = registry.instance().to_owned();
     let (stored, _) = registry.mutate(|state| {
         if state
@@ -579,6 +587,7 @@ pub fn submit(
             decided_by: None,
             request_sha256: request_sha256.clone(),
             signing_cert_sha256: signing_cert_sha256.clone(),
+            signing_cert: signing_cert.clone(),
             tls_cert_sha256: tls_cert_sha256.clone(),
         };
         if policy.0.contains(&request_type) {
@@ -598,7 +607,44 @@ pub fn request_key(id: u64) -> String {
     format!("{id:020}")
 }
 
-/// Approves (and applies) or rejects pending request `id`.
+/// Checks, when an officer approves, that the request's certificates are still trusted: the
+/// signing certificate (and for auth-cert registration the authentication certificate) must
+/// still chain to an approved CA and be valid at `now`. OCSP is not re-checked (the central
+/// server holds no fresh response); it was checked on receipt.
+pub fn recheck_on_approval(
+    state: &RegistryState,
+    r: &ManagementRequest,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
+    let store = trust::trust_store(state)?;
+    if !r.signing_cert.is_empty() {
+        let cert = trust::parse_cert(
+            "signing_cert",
+            util::unb64("signing_cert", &r.signing_cert)?,
+        )?;
+        trust::validate_chain(
+            &store,
+            "signing certificate, on approval",
+            &cert,
+            Purpose::Sign,
+            now,
+        )?;
+    }
+    if let RequestBody::AuthCertRegistration { auth_cert, .. } = &r.request {
+        let cert = trust::parse_cert("auth_cert", util::unb64("auth_cert", auth_cert)?)?;
+        trust::validate_chain(
+            &store,
+            "authentication certificate, on approval",
+            &cert,
+            Purpose::Auth,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// Approves (and applies) or rejects pending request `id`. Approval first re-checks the
+/// certificates ([`recheck_on_approval`]); a request that fails stays pending (reject it).
 pub fn decide(
     registry: &Registry,
     id: u64,
@@ -618,6 +664,7 @@ pub fn decide(
             )));
         }
         if approve {
+            recheck_on_approval(state, &r, OffsetDateTime::now_utc())?;
             apply_effect(state, &r.request)?;
             r.state = RequestState::Approved;
         } else {

@@ -434,3 +434,80 @@ fn approved_ca_records_are_checked() {
         );
     }
 }
+
+#[test]
+fn approval_rechecks_the_certificates() {
+    let f = fixture(false);
+    let dir = tempfile::tempdir().unwrap();
+    let registry = crate::registry::Registry::open(&dir.path().join("r"), "DEV").unwrap();
+    let member = crate::model::Member {
+        id: ClientId::from_slash("DEV/GOV/1000").unwrap(),
+        name: "Finance".into(),
+        subsystems: vec![],
+    };
+    let cas = f.state.cas.clone();
+    registry
+        .mutate(|s| {
+            s.member_classes.insert(
+                "GOV".into(),
+                crate::model::MemberClass {
+                    code: "GOV".into(),
+                    description: String::new(),
+                },
+            );
+            s.members.insert("DEV/GOV/1000".into(), member.clone());
+            s.cas = cas.clone();
+            Ok(())
+        })
+        .unwrap();
+    let owner = issue(&f.ca, "DEV/GOV/1000", None, None);
+    let auth = issue(&f.ca, "DEV/GOV/1000", Some("ss1"), None);
+    let body = envelope(
+        &owner,
+        "DEV/GOV/1000",
+        registration(&auth),
+        Some(&auth),
+        None,
+        None,
+    );
+    let state = registry.snapshot();
+    let verified = verify_envelope(
+        &body,
+        &VerifyContext {
+            state: &state,
+            now: OffsetDateTime::now_utc(),
+            tls_peer: Some(&auth.cert),
+        },
+    )
+    .unwrap();
+    let policy = super::AutoApprove::default();
+    let stored = super::submit(&registry, &policy, verified).unwrap();
+    assert_eq!(stored.signing_cert, util::b64(owner.cert.der()));
+
+    // The CA is withdrawn while the request waits: approval is refused, the request stays
+    // pending and nothing is applied.
+    registry
+        .mutate(|s| {
+            s.cas.remove("dev");
+            Ok(())
+        })
+        .unwrap();
+    let e = super::decide(&registry, stored.id, true, "officer").unwrap_err();
+    assert_eq!(e.code(), "untrusted_certificate");
+    let now = registry.snapshot();
+    assert_eq!(
+        now.requests[&super::request_key(stored.id)].state,
+        super::RequestState::Pending
+    );
+    assert!(now.servers.is_empty());
+    // With the CA approved again, the officer can approve.
+    registry
+        .mutate(|s| {
+            s.cas = cas.clone();
+            Ok(())
+        })
+        .unwrap();
+    let ok = super::decide(&registry, stored.id, true, "officer").unwrap();
+    assert_eq!(ok.state, super::RequestState::Approved);
+    assert!(registry.snapshot().servers.contains_key("DEV/GOV/1000/ss1"));
+}
