@@ -126,7 +126,7 @@ impl std::fmt::Debug for KeyStore {
 impl KeyStore {
     /// Opens (creating) the token in `dir`. `pin` is `None` when the environment variable
     /// `pin_env` is not set: then reading certificates works, and anything that needs a private
-    /// key fails with a configuration error naming the variable. New keys are encrypted with
+    /// key fails with a configuration error naming the variable (also when the PIN is empty). New keys are encrypted with
     /// `iterations` PBKDF2 iterations.
     pub fn open(
         dir: &Path,
@@ -134,11 +134,6 @@ impl KeyStore {
         pin_env: &str,
         iterations: NonZeroU32,
     ) -> Result<Self, Error> {
-        if pin.as_deref().is_some_and(str::is_empty) {
-            return Err(Error::Config(format!(
-                "the key token PIN in {pin_env} must not be empty"
-            )));
-        }
         let token = SoftToken::open(dir)
             .map_err(token_err)?
             .with_iterations(iterations);
@@ -157,12 +152,17 @@ impl KeyStore {
     }
 
     fn pin(&self) -> Result<&str, Error> {
-        self.pin.as_deref().ok_or_else(|| {
-            Error::Config(format!(
+        match self.pin.as_deref() {
+            Some(p) if !p.is_empty() => Ok(p),
+            Some(_) => Err(Error::Config(format!(
+                "the key token PIN in {} must not be empty",
+                self.pin_env
+            ))),
+            None => Err(Error::Config(format!(
                 "the key token PIN is not set: export {} (named by [keys] pin_env)",
                 self.pin_env
-            ))
-        })
+            ))),
+        }
     }
 
     fn conf_id(n: u32) -> String {
@@ -347,7 +347,8 @@ mod tests {
         );
         // Certificates are readable without the PIN.
         assert_eq!(none.certificate(1).unwrap(), ks.certificate(1).unwrap());
-        assert!(KeyStore::open(dir.path(), Some(String::new()), "X", few()).is_err());
+        let empty = KeyStore::open(dir.path(), Some(String::new()), "X", few()).unwrap();
+        assert!(empty.load_signer(1).is_err());
         // A wrong PIN cannot add a key to the token either.
         let e = wrong.management_tls("DEV").err().unwrap();
         assert!(

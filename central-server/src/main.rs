@@ -207,7 +207,7 @@ fn init(dir: &Path, instance: &str) -> Result<(), Error> {
     );
     // Check the PIN before writing anything, so a missing PIN leaves no half-made directory.
     let probe: Config = toml::from_str(&text).map_err(|e| Error::Internal(e.to_string()))?;
-    if std::env::var_os(&probe.keys.pin_env).is_none() {
+    if std::env::var_os(&probe.keys.pin_env).is_none_or(|v| v.is_empty()) {
         return Err(Error::Config(format!(
             "set the key token PIN in the environment variable {} first; \
              the same variable must be set for `serve`",
