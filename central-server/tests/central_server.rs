@@ -1556,6 +1556,11 @@ fn pin_and_https_listeners() {
     ));
     let conf = client.current().unwrap();
     MgmtPin::from_conf(&conf);
+    // The next poll over HTTPS revalidates with If-None-Match and gets 304.
+    assert!(matches!(
+        rt.block_on(client.poll()).unwrap(),
+        PollOutcome::Unchanged(_)
+    ));
     for fetcher in [
         HttpFetcher::new(Duration::from_secs(5)),
         HttpFetcher::with_tls_roots(Duration::from_secs(5), &[admin_ca]).unwrap(),
