@@ -212,6 +212,10 @@ pub fn apply_to_state(
         })
         .collect();
     effect_sync_owner_group(state);
+    for ca in &file.approved_cas {
+        crate::management::trust::check_ca_record(ca)
+            .map_err(|e| Error::BadRequest(format!("approved CA {:?}: {e}", ca.name)))?;
+    }
     state.cas = file
         .approved_cas
         .iter()

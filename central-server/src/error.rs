@@ -32,6 +32,32 @@ pub enum Error {
     /// A management request's signature or proof of possession does not verify.
     #[error("invalid signature: {0}")]
     InvalidSignature(String),
+    /// A certificate in a management request (or the TLS client certificate) does not chain to
+    /// an approved CA for its purpose.
+    #[error("untrusted certificate: {0}")]
+    UntrustedCertificate(String),
+    /// A certificate does not name the requesting member (or the server being registered).
+    #[error("certificate does not match: {0}")]
+    CertificateMemberMismatch(String),
+    /// The TLS client certificate is neither the authentication certificate being registered
+    /// nor one registered for the server the request is about.
+    #[error("TLS client certificate does not match: {0}")]
+    TlsCertificateMismatch(String),
+    /// The CA publishes OCSP responders but the request carries no OCSP response.
+    #[error("missing OCSP response: {0}")]
+    MissingOcspResponse(String),
+    /// The OCSP response does not decode, is not about the certificate or is badly signed.
+    #[error("invalid OCSP response: {0}")]
+    InvalidOcspResponse(String),
+    /// The OCSP response is outside the freshness window (or expired, or from the future).
+    #[error("stale OCSP response: {0}")]
+    StaleOcsp(String),
+    /// The OCSP response says the certificate is revoked.
+    #[error("revoked certificate: {0}")]
+    RevokedCertificate(String),
+    /// The OCSP responder does not know the certificate.
+    #[error("unknown certificate status: {0}")]
+    UnknownCertificateStatus(String),
     /// The signing member is not allowed to make this request.
     #[error("not allowed: {0}")]
     NotAllowed(String),
@@ -82,6 +108,14 @@ impl Error {
             Self::AlreadyExists(_) => "already_exists",
             Self::DuplicateRegistration(_) => "duplicate_registration",
             Self::InvalidSignature(_) => "invalid_signature",
+            Self::UntrustedCertificate(_) => "untrusted_certificate",
+            Self::CertificateMemberMismatch(_) => "certificate_member_mismatch",
+            Self::TlsCertificateMismatch(_) => "tls_certificate_mismatch",
+            Self::MissingOcspResponse(_) => "missing_ocsp_response",
+            Self::InvalidOcspResponse(_) => "invalid_ocsp_response",
+            Self::StaleOcsp(_) => "stale_ocsp",
+            Self::RevokedCertificate(_) => "revoked_certificate",
+            Self::UnknownCertificateStatus(_) => "unknown_certificate_status",
             Self::NotAllowed(_) => "not_allowed",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden { .. } => "forbidden",
@@ -98,9 +132,20 @@ impl Error {
     /// The HTTP status for the error.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MalformedJson(_) | Self::BadRequest(_) | Self::InvalidSignature(_) => 400,
+            Self::MalformedJson(_)
+            | Self::BadRequest(_)
+            | Self::InvalidSignature(_)
+            | Self::MissingOcspResponse(_)
+            | Self::InvalidOcspResponse(_)
+            | Self::StaleOcsp(_) => 400,
             Self::Unauthenticated => 401,
-            Self::Forbidden { .. } | Self::NotAllowed(_) => 403,
+            Self::Forbidden { .. }
+            | Self::NotAllowed(_)
+            | Self::UntrustedCertificate(_)
+            | Self::CertificateMemberMismatch(_)
+            | Self::TlsCertificateMismatch(_)
+            | Self::RevokedCertificate(_)
+            | Self::UnknownCertificateStatus(_) => 403,
             Self::NotFound(_) => 404,
             Self::AlreadyExists(_)
             | Self::DuplicateRegistration(_)

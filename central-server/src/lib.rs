@@ -13,6 +13,8 @@
 //! - [`api`]: the HTTP surface (admin REST API, management service, global configuration).
 //! - [`apply`]: declarative setup from a whole-instance TOML description.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`keys`]: the PIN-encrypted key token (configuration-signing and TLS keys).
+//! - [`tlsconf`]: mutual TLS on the management listener, optional HTTPS elsewhere.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +30,7 @@ pub mod management;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod tlsconf;
 pub mod util;
 
 pub use error::Error;

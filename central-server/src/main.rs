@@ -13,6 +13,7 @@ use trustbus_central_server::keys::KeyStore;
 use trustbus_central_server::management::AutoApprove;
 use trustbus_central_server::model::ManagementService;
 use trustbus_central_server::registry::{Registry, Role};
+use trustbus_central_server::tlsconf;
 use trustbus_central_server::{Error, anchor, apply, util};
 
 /// Trustbus central server.
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    trustbus_pki::tls::install_ring_provider();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,7 +104,7 @@ fn main() -> ExitCode {
 /// Opens the registry and makes sure the active signing key exists.
 fn open(config: &Config) -> Result<(Arc<Registry>, KeyStore), Error> {
     let registry = Arc::new(Registry::open(&config.registry_path(), &config.instance)?);
-    let keys = KeyStore::new(&config.keys_path());
+    let keys = config.key_store()?;
     let signing = registry.snapshot().signing;
     if signing.active == 0 {
         keys.generate(1, &config.instance)?;
@@ -203,9 +205,22 @@ fn init(dir: &Path, instance: &str) -> Result<(), Error> {
          instance = \"{instance}\"\n\
          data_dir = \"data\"\n"
     );
+    // Check the PIN before writing anything, so a missing PIN leaves no half-made directory.
+    let probe: Config = toml::from_str(&text).map_err(|e| Error::Internal(e.to_string()))?;
+    if std::env::var_os(&probe.keys.pin_env).is_none_or(|v| v.is_empty()) {
+        return Err(Error::Config(format!(
+            "set the key token PIN in the environment variable {} first; \
+             the same variable must be set for `serve`",
+            probe.keys.pin_env
+        )));
+    }
     trustbus_central_server::globalconf::publish::write_file_durably(&path, text.as_bytes())?;
     let config = Config::load(&path)?;
     open(&config)?;
+    println!(
+        "configuration-signing key 1 created, encrypted with the PIN from {}",
+        config.keys.pin_env
+    );
     println!("created {}", path.display());
     println!(
         "next: central-server apply INSTANCE.toml --config {}",
@@ -230,6 +245,30 @@ fn serve(config: &Config) -> Result<(), Error> {
         .build()?;
     rt.block_on(async {
         let (registry, keys) = open(config)?;
+        // Decrypt the active signing key first: a wrong PIN stops here, before anything is
+        // generated. Then the management TLS identity (generated on first start) and the
+        // optional HTTPS ones.
+        keys.load_signer(registry.snapshot().signing.active)?;
+        let mgmt = keys.management_tls(&config.instance)?;
+        let mgmt_tls = tlsconf::management_server_config(registry.clone(), &mgmt.key, &mgmt.cert)?;
+        let https = |section: &str, cert: &Option<PathBuf>, key: &Option<PathBuf>| {
+            Ok::<_, Error>(
+                match trustbus_central_server::config::https_pair(section, cert, key)? {
+                    Some((c, k)) => api::Transport::Https(tlsconf::https_server_config(c, k)?),
+                    None => api::Transport::Http,
+                },
+            )
+        };
+        let admin_transport = https(
+            "admin",
+            &config.admin.tls_cert_file,
+            &config.admin.tls_key_file,
+        )?;
+        let public_transport = https(
+            "globalconf",
+            &config.globalconf.tls_cert_file,
+            &config.globalconf.tls_key_file,
+        )?;
         let publisher = Publisher::open(&config.publish_path(), config.globalconf.keep_versions)?;
         let auto: Vec<String> = config
             .management
@@ -243,7 +282,8 @@ fn serve(config: &Config) -> Result<(), Error> {
             publisher,
             ManagementService {
                 address: config.management_address(),
-                tls_cert: None,
+                tls_cert: Some(util::b64(&mgmt.cert)),
+                tls_ca_cert: Some(util::b64(&mgmt.ca)),
             },
             auto,
         ));
@@ -276,22 +316,38 @@ fn serve(config: &Config) -> Result<(), Error> {
                 "globalconf",
                 config.globalconf.listen.clone(),
                 api::public_router(state.clone()),
+                public_transport,
+                false,
             ),
             (
                 "admin",
                 config.admin.listen.clone(),
                 api::admin_router(state.clone()),
+                admin_transport,
+                false,
             ),
             (
                 "management",
                 config.management.listen.clone(),
                 api::management_router(state.clone()),
+                api::Transport::Https(mgmt_tls),
+                true,
             ),
         ];
         let mut tasks = tokio::task::JoinSet::new();
-        for (name, addr, router) in servers {
+        for (name, addr, router, transport, peer_info) in servers {
             let rx = rx.clone();
-            tasks.spawn(async move { api::serve(name, &addr, router, shutdown_signal(rx)).await });
+            tasks.spawn(async move {
+                api::serve(
+                    name,
+                    &addr,
+                    router,
+                    transport,
+                    peer_info,
+                    shutdown_signal(rx),
+                )
+                .await
+            });
         }
         tokio::spawn(async move {
             let ctrl_c = tokio::signal::ctrl_c();

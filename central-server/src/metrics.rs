@@ -17,6 +17,8 @@ pub struct Metrics {
     pub admin_actions: IntCounterVec,
     /// Global configuration downloads, by endpoint and status.
     pub globalconf_downloads: IntCounterVec,
+    /// TLS handshakes refused or timed out, by listener.
+    pub tls_handshake_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,6 +53,14 @@ impl Metrics {
             ),
             &["resource", "status"],
         )?;
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "trustbus_central_tls_handshake_failures_total",
+                "TLS handshakes refused (for example an untrusted client certificate) or timed out, by listener",
+            ),
+            &["listener"],
+        )?;
+        registry.register(Box::new(tls_handshake_failures.clone()))?;
         registry.register(Box::new(globalconf_version.clone()))?;
         registry.register(Box::new(globalconf_generations.clone()))?;
         registry.register(Box::new(management_requests.clone()))?;
@@ -63,6 +73,7 @@ impl Metrics {
             management_requests,
             admin_actions,
             globalconf_downloads,
+            tls_handshake_failures,
         })
     }
 

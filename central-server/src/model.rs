@@ -265,9 +265,13 @@ pub struct SharedParams {
 pub struct ManagementService {
     /// Base URL of the management service.
     pub address: String,
-    /// The service's TLS certificate (base64 DER), once TLS is enabled.
+    /// The service's TLS certificate (base64 DER): pin its SHA-256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<String>,
+    /// The one-off CA certificate (base64 DER) that issued `tls_cert`: the only trust anchor a
+    /// security server needs for the management listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_cert: Option<String>,
 }
 
 /// `private-params.json`: what only the instance's own security servers need.

@@ -797,19 +797,7 @@ async fn create_ca(State(st): State<AppState>, h: HeaderMap, body: Bytes) -> Res
         String::new(),
         move |st, _| {
             let ca: ApprovedCa = parse_json(&body)?;
-            if ca.name.trim().is_empty() || ca.roots.is_empty() {
-                return Err(Error::BadRequest(
-                    "a CA needs a name and at least one root".into(),
-                ));
-            }
-            check_certs("roots", &ca.roots)?;
-            check_certs("intermediates", &ca.intermediates)?;
-            let ocsp: Vec<String> = ca
-                .ocsp_responders
-                .iter()
-                .filter_map(|o| o.cert.clone())
-                .collect();
-            check_certs("ocsp_responders.cert", &ocsp)?;
+            crate::management::trust::check_ca_record(&ca)?;
             st.registry
                 .mutate(|s| {
                     if s.cas.contains_key(&ca.name) {

@@ -1,7 +1,8 @@
-//! The management service: `POST /managementservice/v1/requests`.
+//! The management service: `POST /managementservice/v1/requests`, served over mutual TLS
+//! ([`crate::tlsconf`]); the handler needs the connection's [`PeerCert`] as connect info.
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -9,6 +10,7 @@ use bytes::Bytes;
 
 use super::{AppState, correlation_id, error_response};
 use crate::registry::AuditEntry;
+use crate::tlsconf::PeerCert;
 
 /// The management router.
 pub fn management_router(state: AppState) -> Router {
@@ -19,22 +21,40 @@ pub fn management_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn submit(State(st): State<AppState>, body: Bytes) -> Response {
+async fn submit(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerCert>,
+    body: Bytes,
+) -> Response {
     let cid = correlation_id();
     let st2 = st.clone();
     let cid2 = cid.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let verified = crate::management::verify_envelope(&body);
+        let state = st2.registry.snapshot();
+        let verified = match &peer.0 {
+            // The listener requires a client certificate; a connection without one cannot
+            // reach this handler, but refuse rather than skip the binding if it ever does.
+            None => Err(crate::Error::TlsCertificateMismatch(
+                "no TLS client certificate".into(),
+            )),
+            Some(cert) => crate::management::verify_envelope(
+                &body,
+                &crate::management::VerifyContext {
+                    state: &state,
+                    now: time::OffsetDateTime::now_utc(),
+                    tls_peer: Some(cert),
+                },
+            ),
+        };
         let (actor, kind) = match &verified {
-            Ok((r, _)) => (
-                format!("management:{}", r.member.to_slash()),
-                r.request.request_type().as_str(),
+            Ok(v) => (
+                format!("management:{}", v.request.member.to_slash()),
+                v.request.request.request_type().as_str(),
             ),
             Err(_) => ("management:unverified".to_owned(), "unknown"),
         };
-        let result = verified.and_then(|(req, sha)| {
-            crate::management::submit(&st2.registry, &st2.auto_approve, req, sha)
-        });
+        let result =
+            verified.and_then(|v| crate::management::submit(&st2.registry, &st2.auto_approve, v));
         let (res, detail, target) = match &result {
             Ok(r) => (
                 "ok".to_owned(),

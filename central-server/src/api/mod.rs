@@ -5,9 +5,9 @@
 //! - admin ([`admin_router`]): `/api/v1/...` and `/api/openapi.json`, API-key authenticated;
 //! - management ([`management_router`]): `POST /managementservice/v1/requests`.
 //!
-//! INTERIM: all three are plain HTTP. The management listener becomes mTLS and the others
-//! HTTPS when the pki TLS configuration builders land (ARCHITECTURE.md §2: one place builds
-//! TLS configurations).
+//! The management listener is always mutual TLS; the admin and public listeners are plain HTTP
+//! unless a certificate and key are configured (see [`crate::tlsconf`] and
+//! `docs/globalconf.md` §6.10).
 
 mod admin;
 mod management;
@@ -117,22 +117,56 @@ pub(crate) fn cached(
     }
 }
 
-/// Binds `addr`, prints `listening NAME http://ADDR` on stdout (tests and operators read it)
-/// and serves `router` until `shutdown` resolves.
+/// How a listener speaks.
+pub enum Transport {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS with this configuration (client certificates as the configuration says).
+    Https(Arc<rustls::ServerConfig>),
+}
+
+/// Binds `addr`, prints `listening NAME http://ADDR` (or `https://`) on stdout (tests and
+/// operators read it) and serves `router` until `shutdown` resolves. With `peer_info`, handlers
+/// can extract the TLS client certificate as `ConnectInfo<PeerCert>` (HTTPS only).
 pub async fn serve(
-    name: &str,
+    name: &'static str,
     addr: &str,
     router: Router,
+    transport: Transport,
+    peer_info: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {addr} ({name}): {e}")))?;
     let local = listener.local_addr()?;
-    println!("listening {name} http://{local}");
-    tracing::info!(%local, name, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Io)
+    match transport {
+        Transport::Http => {
+            println!("listening {name} http://{local}");
+            tracing::info!(%local, name, "listening (HTTP)");
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(Error::Io)
+        }
+        Transport::Https(config) => {
+            let tls = crate::tlsconf::TlsListener::new(listener, config, name)?;
+            println!("listening {name} https://{local}");
+            tracing::info!(%local, name, "listening (HTTPS)");
+            if peer_info {
+                axum::serve(
+                    tls,
+                    router.into_make_service_with_connect_info::<crate::tlsconf::PeerCert>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(Error::Io)
+            } else {
+                axum::serve(tls, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .map_err(Error::Io)
+            }
+        }
+    }
 }

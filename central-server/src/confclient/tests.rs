@@ -9,8 +9,9 @@ use trustbus_sdk::fault::ErrorKind;
 use super::*;
 use crate::globalconf::cms_signing::{CmsDirectorySigner, CmsDirectoryVerifier};
 use crate::globalconf::{Generated, build, shared_params, to_canonical_json};
-use crate::keys::SoftwareKey;
+use crate::keys::{SharedKey, self_signed_cert};
 use crate::registry::RegistryState;
+use trustbus_pki::key::{KeyKind, KeyPair};
 
 #[derive(Default)]
 struct MemFetcher {
@@ -33,10 +34,11 @@ impl Fetcher for MemFetcher {
 
 const BASE: &str = "mem://cs/globalconf";
 
-fn key() -> (CmsDirectorySigner<SoftwareKey>, Vec<u8>) {
-    let (p8, cert) = SoftwareKey::generate("test signing").unwrap();
+fn key() -> (CmsDirectorySigner<SharedKey>, Vec<u8>) {
+    let key = KeyPair::generate(KeyKind::EcdsaP256).unwrap();
+    let cert = self_signed_cert(&key, "test signing").unwrap();
     (
-        CmsDirectorySigner::new(SoftwareKey::from_pkcs8(&p8, &cert).unwrap(), cert.clone()),
+        CmsDirectorySigner::new(SharedKey(Arc::new(key)), cert.clone()),
         cert,
     )
 }
@@ -46,7 +48,7 @@ fn generate(
     version: u64,
     at: OffsetDateTime,
     validity: u64,
-    signer: &CmsDirectorySigner<SoftwareKey>,
+    signer: &CmsDirectorySigner<SharedKey>,
     announced: &[Vec<u8>],
 ) -> Generated {
     let shared = shared_params(&RegistryState::default(), instance, announced);

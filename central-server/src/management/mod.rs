@@ -6,20 +6,25 @@
 //! registration a proof-of-possession signature by the authentication key over the same bytes.
 //! Because the signed bytes travel as they were signed, there is no canonicalisation step.
 //!
-//! PENDING pki: the mapping from the signing certificate to a member (certificate profiles) and
-//! the certificate's chain and OCSP status are not checked yet. Today the member is taken from
-//! the request and only the signature is verified against the certificate's key; see
-//! [`verify_envelope`].
+//! The signing certificate must chain to an approved CA and name the requesting member, the
+//! authentication certificate being registered must chain and name the server, OCSP responses
+//! are checked where the CA publishes a responder, and the TLS client certificate must be bound
+//! to the request; see [`verify_envelope`] and [`trust`].
 //!
 //! Each request is stored with a state (pending, approved, rejected). Approval applies its
 //! effect to the registry in the same transaction; auto-approval does so on receipt.
 
 mod effect;
+#[cfg(test)]
+mod tests;
+pub mod trust;
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use trustbus_pki::SignatureAlgorithm;
+use time::OffsetDateTime;
+use trustbus_pki::chain::Purpose;
+use trustbus_pki::{Certificate, SignatureAlgorithm, Signer};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 
 use crate::Error;
@@ -217,6 +222,55 @@ pub struct Envelope {
     /// Algorithm OID of `auth_signature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_signature_algorithm: Option<String>,
+    /// Base64 DER OCSP response about `signing_cert` (required when its CA lists OCSP
+    /// responders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_response: Option<String>,
+    /// Base64 DER OCSP response about the authentication certificate being registered
+    /// (required when its CA lists OCSP responders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_ocsp_response: Option<String>,
+}
+
+/// A key that signs an envelope, with its certificate and (optionally) a stapled OCSP
+/// response about that certificate.
+#[derive(Clone, Copy)]
+pub struct EnvelopeKey<'a> {
+    /// The key.
+    pub signer: &'a dyn Signer,
+    /// Its certificate (DER).
+    pub cert_der: &'a [u8],
+    /// A DER OCSP response about the certificate, if the requester holds one.
+    pub ocsp_response: Option<&'a [u8]>,
+}
+
+impl Envelope {
+    /// Builds the envelope a security server sends: serialises `request` once, signs those
+    /// bytes with the member's signing key and, for authentication-certificate registration,
+    /// with the authentication key (`auth`, the proof of possession).
+    pub fn sign(
+        request: &CanonicalRequest,
+        member: EnvelopeKey<'_>,
+        auth: Option<EnvelopeKey<'_>>,
+    ) -> Result<Self, Error> {
+        let bytes = serde_json::to_vec(request)?;
+        let sign = |k: &EnvelopeKey<'_>| {
+            k.signer
+                .sign(&bytes)
+                .map(|s| util::b64(&s))
+                .map_err(|e| Error::Crypto(e.to_string()))
+        };
+        Ok(Self {
+            request: util::b64(&bytes),
+            signature: sign(&member)?,
+            signature_algorithm: member.signer.algorithm().oid().to_string(),
+            signing_cert: util::b64(member.cert_der),
+            auth_signature: auth.as_ref().map(sign).transpose()?,
+            auth_signature_algorithm: auth.map(|a| a.signer.algorithm().oid().to_string()),
+            ocsp_response: member.ocsp_response.map(util::b64),
+            auth_ocsp_response: auth.and_then(|a| a.ocsp_response).map(util::b64),
+        })
+    }
 }
 
 /// Request states.
@@ -255,6 +309,30 @@ pub struct ManagementRequest {
     pub decided_by: Option<String>,
     /// SHA-256 (hex) of the signed bytes: the same signed request is accepted once.
     pub request_sha256: String,
+    /// SHA-256 (hex) of the signing certificate that signed the request.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signing_cert_sha256: String,
+    /// The signing certificate (base64 DER), re-validated when an officer approves.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub signing_cert: String,
+    /// SHA-256 (hex) of the TLS client certificate the request arrived with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_sha256: Option<String>,
+}
+
+/// A request whose envelope passed [`verify_envelope`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRequest {
+    /// The request.
+    pub request: CanonicalRequest,
+    /// SHA-256 (hex) of the signed bytes.
+    pub request_sha256: String,
+    /// SHA-256 (hex) of the signing certificate.
+    pub signing_cert_sha256: String,
+    /// The signing certificate (DER).
+    pub signing_cert: Vec<u8>,
+    /// SHA-256 (hex) of the TLS client certificate, when the request came over TLS.
+    pub tls_cert_sha256: Option<String>,
 }
 
 /// Which request types are approved on receipt.
@@ -267,12 +345,26 @@ fn alg(oid: &str) -> Result<SignatureAlgorithm, Error> {
     SignatureAlgorithm::from_oid(&oid).map_err(|e| Error::BadRequest(e.to_string()))
 }
 
-/// Parses an envelope and checks its signatures. Returns the canonical request and the hex
-/// SHA-256 of its bytes.
-///
-/// PENDING pki: does not yet check that `signing_cert` belongs to `member` (certificate
-/// profile), chains to an approved CA, or has a good OCSP status.
-pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error> {
+/// What the verification of an envelope needs besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyContext<'a> {
+    /// The registry state: approved CAs, OCSP freshness, registered servers.
+    pub state: &'a RegistryState,
+    /// The time at which certificates and OCSP responses are judged.
+    pub now: OffsetDateTime,
+    /// The certificate the client authenticated with in TLS, if the request came over TLS.
+    /// When present it must be the authentication certificate being registered or one already
+    /// registered for the server the request is about (`tls_certificate_mismatch`).
+    pub tls_peer: Option<&'a Certificate>,
+}
+
+/// Parses an envelope and checks everything that does not depend on the request's effect:
+/// the member signature, the signing certificate's chain, its mapping to the requesting member
+/// and its OCSP status, and for authentication-certificate registration the proof of
+/// possession and the authentication certificate's chain, mapping and OCSP status; finally the
+/// TLS client certificate binding. Returns the canonical request with the fingerprints that
+/// go into the stored request. The rules and their error codes are in [`trust`].
+pub fn verify_envelope(body: &[u8], ctx: &VerifyContext<'_>) -> Result<VerifiedRequest, Error> {
     let env: Envelope =
         serde_json::from_slice(body).map_err(|e| Error::MalformedJson(e.to_string()))?;
     let bytes = util::unb64("request", &env.request)?;
@@ -284,13 +376,54 @@ pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error>
         ));
     }
     let sig = util::unb64("signature", &env.signature)?;
-    let cert = util::unb64("signing_cert", &env.signing_cert)?;
-    let spki = util::cert_spki(&cert)?;
-    trustbus_pki::signature::verify(&spki, alg(&env.signature_algorithm)?, &bytes, &sig)
-        .map_err(|e| Error::InvalidSignature(format!("member signature: {e}")))?;
-    if let RequestBody::AuthCertRegistration { auth_cert, .. } = &req.request {
-        let auth_cert = util::unb64("auth_cert", auth_cert)?;
-        let auth_spki = util::cert_spki(&auth_cert)?;
+    let cert = trust::parse_cert(
+        "signing_cert",
+        util::unb64("signing_cert", &env.signing_cert)?,
+    )?;
+    let ocsp_response = env
+        .ocsp_response
+        .as_deref()
+        .map(|r| util::unb64("ocsp_response", r))
+        .transpose()?;
+    let auth_ocsp_response = env
+        .auth_ocsp_response
+        .as_deref()
+        .map(|r| util::unb64("auth_ocsp_response", r))
+        .transpose()?;
+    trustbus_pki::signature::verify(
+        cert.spki_der(),
+        alg(&env.signature_algorithm)?,
+        &bytes,
+        &sig,
+    )
+    .map_err(|e| Error::InvalidSignature(format!("member signature: {e}")))?;
+
+    let store = trust::trust_store(ctx.state)?;
+    let chain = trust::validate_chain(&store, "signing_cert", &cert, Purpose::Sign, ctx.now)?;
+    let named = trustbus_pki::profile::sign_cert_member(&cert).map_err(|e| {
+        Error::CertificateMemberMismatch(format!("signing certificate does not name a member: {e}"))
+    })?;
+    if named.member != req.member {
+        return Err(Error::CertificateMemberMismatch(format!(
+            "the signing certificate belongs to {}, the request is made by {}",
+            named.member.to_slash(),
+            req.member.to_slash()
+        )));
+    }
+    trust::check_ocsp(
+        ctx.state,
+        "signing_cert",
+        &chain,
+        ocsp_response.as_deref(),
+        ctx.now,
+    )?;
+
+    let mut auth_cert_der = None;
+    if let RequestBody::AuthCertRegistration {
+        auth_cert, server, ..
+    } = &req.request
+    {
+        let auth = trust::parse_cert("auth_cert", util::unb64("auth_cert", auth_cert)?)?;
         let pop = env.auth_signature.as_deref().ok_or_else(|| {
             Error::InvalidSignature("auth_signature (proof of possession) is required".into())
         })?;
@@ -299,10 +432,54 @@ pub fn verify_envelope(body: &[u8]) -> Result<(CanonicalRequest, String), Error>
             .auth_signature_algorithm
             .as_deref()
             .unwrap_or(&env.signature_algorithm))?;
-        trustbus_pki::signature::verify(&auth_spki, pop_alg, &bytes, &pop)
+        trustbus_pki::signature::verify(auth.spki_der(), pop_alg, &bytes, &pop)
             .map_err(|e| Error::InvalidSignature(format!("proof of possession: {e}")))?;
+        let auth_chain = trust::validate_chain(&store, "auth_cert", &auth, Purpose::Auth, ctx.now)?;
+        let named = trustbus_pki::profile::auth_cert_server(&auth).map_err(|e| {
+            Error::CertificateMemberMismatch(format!(
+                "authentication certificate does not name a security server: {e}"
+            ))
+        })?;
+        if &named.server != server {
+            return Err(Error::CertificateMemberMismatch(format!(
+                "the authentication certificate belongs to {}, the request registers {}",
+                named.server.to_slash(),
+                server.to_slash()
+            )));
+        }
+        trust::check_ocsp(
+            ctx.state,
+            "auth_cert",
+            &auth_chain,
+            auth_ocsp_response.as_deref(),
+            ctx.now,
+        )?;
+        auth_cert_der = Some(auth);
     }
-    Ok((req, util::sha256_hex(&bytes)))
+
+    if let Some(peer) = ctx.tls_peer {
+        let fp = peer.fingerprint_hex();
+        let is_new = auth_cert_der.as_ref().is_some_and(|a| a == peer);
+        let server_key = req.request.server().to_slash();
+        let registered = ctx
+            .state
+            .servers
+            .get(&server_key)
+            .is_some_and(|s| s.auth_cert_sha256.contains(&fp));
+        if !is_new && !registered {
+            return Err(Error::TlsCertificateMismatch(format!(
+                "the TLS client certificate {fp} is neither the authentication certificate \
+                 being registered nor one registered for {server_key}"
+            )));
+        }
+    }
+    Ok(VerifiedRequest {
+        request: req,
+        request_sha256: util::sha256_hex(&bytes),
+        signing_cert_sha256: cert.fingerprint_hex(),
+        signing_cert: cert.der().to_vec(),
+        tls_cert_sha256: ctx.tls_peer.map(Certificate::fingerprint_hex),
+    })
 }
 
 fn same_target(a: &RequestBody, b: &RequestBody) -> bool {
@@ -374,9 +551,16 @@ pub fn validate(
 pub fn submit(
     registry: &Registry,
     policy: &AutoApprove,
-    req: CanonicalRequest,
-    request_sha256: String,
+    verified: VerifiedRequest,
 ) -> Result<ManagementRequest, Error> {
+    let VerifiedRequest {
+        request: req,
+        request_sha256,
+        signing_cert_sha256,
+        signing_cert,
+        tls_cert_sha256,
+    } = verified;
+    let signing_cert = util::b64(&signing_cert);
     let instance = registry.instance().to_owned();
     let (stored, _) = registry.mutate(|state| {
         if state
@@ -402,6 +586,9 @@ pub fn submit(
             decided_at: None,
             decided_by: None,
             request_sha256: request_sha256.clone(),
+            signing_cert_sha256: signing_cert_sha256.clone(),
+            signing_cert: signing_cert.clone(),
+            tls_cert_sha256: tls_cert_sha256.clone(),
         };
         if policy.0.contains(&request_type) {
             apply_effect(state, &r.request)?;
@@ -420,7 +607,44 @@ pub fn request_key(id: u64) -> String {
     format!("{id:020}")
 }
 
-/// Approves (and applies) or rejects pending request `id`.
+/// Checks, when an officer approves, that the request's certificates are still trusted: the
+/// signing certificate (and for auth-cert registration the authentication certificate) must
+/// still chain to an approved CA and be valid at `now`. OCSP is not re-checked (the central
+/// server holds no fresh response); it was checked on receipt.
+pub fn recheck_on_approval(
+    state: &RegistryState,
+    r: &ManagementRequest,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
+    let store = trust::trust_store(state)?;
+    if !r.signing_cert.is_empty() {
+        let cert = trust::parse_cert(
+            "signing_cert",
+            util::unb64("signing_cert", &r.signing_cert)?,
+        )?;
+        trust::validate_chain(
+            &store,
+            "signing certificate, on approval",
+            &cert,
+            Purpose::Sign,
+            now,
+        )?;
+    }
+    if let RequestBody::AuthCertRegistration { auth_cert, .. } = &r.request {
+        let cert = trust::parse_cert("auth_cert", util::unb64("auth_cert", auth_cert)?)?;
+        trust::validate_chain(
+            &store,
+            "authentication certificate, on approval",
+            &cert,
+            Purpose::Auth,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// Approves (and applies) or rejects pending request `id`. Approval first re-checks the
+/// certificates ([`recheck_on_approval`]); a request that fails stays pending (reject it).
 pub fn decide(
     registry: &Registry,
     id: u64,
@@ -440,6 +664,7 @@ pub fn decide(
             )));
         }
         if approve {
+            recheck_on_approval(state, &r, OffsetDateTime::now_utc())?;
             apply_effect(state, &r.request)?;
             r.state = RequestState::Approved;
         } else {

@@ -225,13 +225,14 @@ impl Registry {
     /// to another instance, or if another process has it open.
     pub fn open(path: &Path, instance: &str) -> Result<Self, Error> {
         // sled releases its file lock from a background thread after the last handle is
-        // dropped (and a previous process may be just exiting): wait briefly for it.
+        // dropped (and a previous process may be just exiting): wait for it, up to 10 s (2 s
+        // proved too short on a loaded machine).
         let mut attempts = 0;
         let db = loop {
             match sled::Config::new().path(path).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 40 =>
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 200 =>
                 {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -295,6 +296,11 @@ impl Registry {
     /// A copy of the current state.
     pub fn snapshot(&self) -> RegistryState {
         self.lock().clone()
+    }
+
+    /// Reads the current state without copying it (keep `f` short: it holds the lock).
+    pub fn read<T>(&self, f: impl FnOnce(&RegistryState) -> T) -> T {
+        f(&self.lock())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
