@@ -423,9 +423,14 @@ fn check_purpose(c: &Certificate, purpose: Purpose) -> Result<(), ChainError> {
             let Some(ku) = ku else {
                 return Err(wrong("no key usage extension"));
             };
-            if !(ku.digital_signature || ku.non_repudiation) {
+            // nonRepudiation is what tells a signing certificate from an authentication one
+            // (which has digitalSignature only), so that a TLS key can never sign messages.
+            if !ku.non_repudiation {
+                return Err(wrong("key usage lacks nonRepudiation"));
+            }
+            if eku.is_some_and(|e| e.server_auth || e.client_auth) {
                 return Err(wrong(
-                    "key usage has neither digitalSignature nor nonRepudiation",
+                    "a TLS (clientAuth/serverAuth) certificate cannot sign",
                 ));
             }
         }

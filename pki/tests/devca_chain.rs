@@ -322,6 +322,14 @@ fn chain_rejects_wrong_key_usage() {
         s.validate(&auth, &[], Purpose::TimeStamping, now()),
         Err(ChainError::WrongKeyUsage { .. })
     ));
+    // A TLS key must never sign messages: an authentication certificate is not a signing one.
+    assert!(matches!(
+        s.validate(&auth, &[], Purpose::Sign, now()),
+        Err(ChainError::WrongKeyUsage {
+            purpose: Purpose::Sign,
+            ..
+        })
+    ));
     assert!(matches!(
         s.validate(&ocsp, &[], Purpose::Auth, now()),
         Err(ChainError::WrongKeyUsage { .. })
@@ -407,7 +415,11 @@ fn issue_below(
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
     } else {
-        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        // A signing-profile leaf: nonRepudiation is what Purpose::Sign requires.
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::ContentCommitment,
+        ];
     }
     let cert = p.signed_by(&sub, &issuer).unwrap();
     (Certificate::from_der(cert.der().to_vec()).unwrap(), key)

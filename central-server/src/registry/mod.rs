@@ -231,8 +231,11 @@ impl Registry {
         let db = loop {
             match sled::Config::new().path(path).open() {
                 Ok(db) => break db,
+                // sled reports a held lock as ErrorKind::Other with the OS error in the text.
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 200 =>
+                    if (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().starts_with("could not acquire lock"))
+                        && attempts < 200 =>
                 {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
