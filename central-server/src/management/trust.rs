@@ -112,9 +112,8 @@ pub fn parse_cert(what: &str, der: Vec<u8>) -> Result<Certificate, Error> {
 
 /// Validates `cert` for `purpose` against `store` at `now`.
 ///
-/// On top of the pki rules, a signing certificate must not be an authentication certificate:
-/// the pki sign purpose accepts any certificate with digitalSignature, so a certificate with
-/// the clientAuth or serverAuth extended key usage is refused here explicitly.
+/// The pki rules already refuse an authentication certificate (no nonRepudiation, TLS EKU)
+/// for [`Purpose::Sign`], so a TLS key can never sign a management request.
 pub fn validate_chain(
     store: &TrustStore,
     what: &str,
@@ -122,16 +121,6 @@ pub fn validate_chain(
     purpose: Purpose,
     now: OffsetDateTime,
 ) -> Result<ValidatedChain, Error> {
-    if purpose == Purpose::Sign
-        && cert
-            .ext_key_usage()
-            .is_some_and(|e| e.client_auth || e.server_auth)
-    {
-        return Err(Error::UntrustedCertificate(format!(
-            "{what}: an authentication certificate (clientAuth/serverAuth) cannot sign \
-             management requests"
-        )));
-    }
     store
         .validate(cert, &[], purpose, now)
         .map_err(|e: ChainError| Error::UntrustedCertificate(format!("{what}: {e}")))
