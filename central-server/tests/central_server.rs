@@ -1436,8 +1436,7 @@ fn https_files(dir: &Path, name: &str) -> Certificate {
 
 /// GET over HTTPS trusting `ca`.
 fn https_get(addr: &str, ca: &Certificate, path: &str) -> Resp {
-    let cfg =
-        trustbus_central_server::confclient::https_client_config(std::slice::from_ref(ca)).unwrap();
+    let cfg = trustbus_pki::tls::https_client_config(std::slice::from_ref(ca)).unwrap();
     let conn = rustls::ClientConnection::new(
         cfg,
         rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),

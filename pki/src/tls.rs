@@ -42,6 +42,9 @@ pub enum TlsError {
     /// No certificate given for the identity.
     #[error("a TLS identity needs at least one certificate")]
     NoCertificate,
+    /// An HTTPS client was given no root certificates to trust.
+    #[error("HTTPS needs at least one root certificate")]
+    NoRoots,
 }
 
 /// Why a TLS peer's certificate was rejected; carried inside
@@ -434,6 +437,25 @@ pub fn is_server_config(
         }
     }
     .with_single_cert(identity.chain, identity.key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// Client configuration for plain HTTPS to a server whose certificate chains to one of `roots`
+/// (web PKI rules with host-name checks; no client certificate), such as downloading global
+/// configuration from a central server or a mirror over HTTPS. No built-in roots: what to trust
+/// always comes from configuration.
+pub fn https_client_config(roots: &[Certificate]) -> Result<Arc<ClientConfig>, TlsError> {
+    if roots.is_empty() {
+        return Err(TlsError::NoRoots);
+    }
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(CertificateDer::from(r.der().to_vec()))?;
+    }
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(store)
+        .with_no_client_auth();
     Ok(Arc::new(cfg))
 }
 

@@ -10,8 +10,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
@@ -56,29 +54,6 @@ pub struct HttpFetcher {
     tls: Option<tokio_rustls::TlsConnector>,
 }
 
-/// A TLS client configuration for HTTPS downloads: TLS 1.2/1.3, ring provider, server
-/// certificates validated (with host name) against `roots` only.
-///
-/// Kept here rather than in `trustbus_pki::tls` because pki is read-only on this branch; it
-/// belongs there (ARCHITECTURE.md §2: one place builds TLS configurations).
-pub fn https_client_config(roots: &[Certificate]) -> Result<Arc<rustls::ClientConfig>, String> {
-    if roots.is_empty() {
-        return Err("HTTPS needs at least one root certificate".into());
-    }
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store
-            .add(rustls::pki_types::CertificateDer::from(r.der().to_vec()))
-            .map_err(|e| format!("root {}: {e}", r.subject()))?;
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(trustbus_pki::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
-}
-
 impl HttpFetcher {
     /// A plain-HTTP fetcher whose requests time out after `timeout` (`https://` URLs fail).
     pub fn new(timeout: Duration) -> Self {
@@ -92,7 +67,7 @@ impl HttpFetcher {
     /// A fetcher that also speaks HTTPS, trusting server certificates that chain to `roots`
     /// (for example the CA of the central server's HTTPS certificate).
     pub fn with_tls_roots(timeout: Duration, roots: &[Certificate]) -> Result<Self, String> {
-        let cfg = https_client_config(roots)?;
+        let cfg = trustbus_pki::tls::https_client_config(roots).map_err(|e| e.to_string())?;
         Ok(Self {
             tls: Some(tokio_rustls::TlsConnector::from(cfg)),
             ..Self::new(timeout)

@@ -28,7 +28,7 @@ use crate::globalconf::{
 use crate::model::{PrivateParams, SharedParams};
 use crate::util;
 
-pub use fetch::{FetchResponse, Fetcher, HttpFetcher, MAX_BODY, https_client_config};
+pub use fetch::{FetchResponse, Fetcher, HttpFetcher, MAX_BODY};
 pub use store::Store;
 
 /// Why a configuration was not accepted.
