@@ -30,13 +30,15 @@ pub struct AuditEntry {
 pub struct AuditLog {
     tree: sled::Tree,
     append: std::sync::Mutex<()>,
+    durability: super::SledDurability,
 }
 
 impl AuditLog {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
+    pub(crate) fn new(tree: sled::Tree, durability: super::SledDurability) -> Self {
         Self {
             tree,
             append: std::sync::Mutex::new(()),
+            durability,
         }
     }
 
@@ -51,7 +53,7 @@ impl AuditLog {
         entry.id = id;
         self.tree
             .insert(id.to_be_bytes(), serde_json::to_vec(&entry)?)?;
-        self.tree.flush()?;
+        self.durability.flush(&self.tree)?;
         Ok(id)
     }
 

@@ -2,14 +2,42 @@
 //!
 //! Every record kind has its own tree, keyed by the record's identifier and holding its JSON.
 //! A change is made on a copy of the in-memory [`RegistryState`]; the trees that differ are
-//! then written in one sled transaction, and `flush()` is called before the change is
-//! acknowledged. A closure that returns an error changes nothing.
-//!
-//! Durability limitation: sled 0.34's `flush` uses `sync_file_range`, not `fsync`, so a power
-//! loss (not a process crash) can lose the last acknowledged changes. The published
-//! configuration files are written with `fsync` + rename. See `docs/globalconf.md`.
+//! then written in one sled transaction and made durable ([`SledDurability::flush`]) before the
+//! change is acknowledged. A closure that returns an error changes nothing.
 
 mod audit;
+
+/// Makes sled writes durable: sled 0.34's `flush` writes its buffers but only issues
+/// `sync_file_range`, which persists neither file metadata nor the device cache
+/// (`shared/reference/perf-anchors.md`). fsync acts on the file, not the descriptor, so after
+/// sled's flush every file of the database and the directories are `fsync`ed through
+/// descriptors of our own. Registry changes are rare, so the cost (a few fsyncs) is fine.
+#[derive(Debug, Clone)]
+pub(crate) struct SledDurability {
+    dir: std::path::PathBuf,
+}
+
+impl SledDurability {
+    /// Flushes `tree`'s database and fsyncs its files.
+    pub(crate) fn flush(&self, tree: &sled::Tree) -> Result<(), Error> {
+        tree.flush()?;
+        self.fsync_dir(&self.dir)
+    }
+
+    fn fsync_dir(&self, dir: &Path) -> Result<(), Error> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                self.fsync_dir(&entry.path())?;
+            } else if kind.is_file() {
+                std::fs::File::open(entry.path())?.sync_all()?;
+            }
+        }
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -217,6 +245,7 @@ pub struct Registry {
     trees: Vec<sled::Tree>,
     state: Mutex<RegistryState>,
     audit: AuditLog,
+    durability: SledDurability,
     instance: String,
 }
 
@@ -227,6 +256,9 @@ impl Registry {
         // sled releases its file lock from a background thread after the last handle is
         // dropped (and a previous process may be just exiting): wait for it, up to 10 s (2 s
         // proved too short on a loaded machine).
+        let durability = SledDurability {
+            dir: path.to_path_buf(),
+        };
         let mut attempts = 0;
         let db = loop {
             match sled::Config::new().path(path).open() {
@@ -259,7 +291,7 @@ impl Registry {
             Some(_) => {}
             None => {
                 db.insert("instance", instance.as_bytes())?;
-                db.flush()?;
+                durability.flush(&db)?;
             }
         }
         let trees = TREES
@@ -276,12 +308,13 @@ impl Registry {
             view.push(m);
         }
         let state = RegistryState::from_view(&view)?;
-        let audit = AuditLog::new(db.open_tree("audit")?);
+        let audit = AuditLog::new(db.open_tree("audit")?, durability.clone());
         Ok(Self {
             db,
             trees,
             state: Mutex::new(state),
             audit,
+            durability,
             instance: instance.to_owned(),
         })
     }
@@ -363,7 +396,7 @@ impl Registry {
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| Error::Storage(format!("transaction failed: {e:?}")))?;
-        self.db.flush()?;
+        self.durability.flush(&self.db)?;
         *guard = next;
         Ok((out, true))
     }
@@ -379,7 +412,7 @@ impl Registry {
     /// Writes a meta value and flushes.
     pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), Error> {
         self.db.insert(key, &value.to_be_bytes())?;
-        self.db.flush()?;
+        self.durability.flush(&self.db)?;
         Ok(())
     }
 }
