@@ -4,4 +4,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod config;
+pub mod gcview;
+pub mod httpc;
+pub mod identity;
+pub mod logsink;
+pub mod spill;
 pub mod transport;
+pub mod verify;
+
+/// The current time, whole seconds (CMS signing times and OCSP times have second precision).
+pub fn now() -> time::OffsetDateTime {
+    let t = time::OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+#[doc(hidden)]
+pub mod testkit;

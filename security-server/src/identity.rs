@@ -1,0 +1,242 @@
+//! This server's own keys and certificates: the owner member's signing key and the server's
+//! authentication key (from the PIN-protected software token), their certificates, and the
+//! OCSP responses for both, fetched on a schedule and stapled into every message.
+
+use std::path::Path;
+use std::sync::RwLock;
+
+use time::OffsetDateTime;
+use trustbus_pki::chain::Purpose;
+use trustbus_pki::cms::CmsSigner;
+use trustbus_pki::ocsp::{self, CertStatus};
+use trustbus_pki::token::SoftToken;
+use trustbus_pki::{Certificate, DigestAlgorithm, KeyPair};
+use trustbus_sdk::fault::{ErrorKind, Fault, Origin};
+use trustbus_sdk::id::{ClientId, SecurityServerId};
+
+use crate::gcview::GcView;
+use crate::verify::fault;
+
+/// Token key id of the authentication key.
+pub const AUTH_KEY_ID: &str = "auth";
+/// Token key id of the signing key.
+pub const SIGN_KEY_ID: &str = "sign";
+/// Certificate file (PEM, end-entity first) of the authentication key, under `<data_dir>/certs`.
+pub const AUTH_CERT_FILE: &str = "auth.pem";
+/// Certificate file of the signing key.
+pub const SIGN_CERT_FILE: &str = "sign.pem";
+
+/// Why the identity cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The token refused (wrong PIN, missing key, tampered file).
+    #[error("token: {0}")]
+    Token(String),
+    /// A certificate file is missing or unreadable.
+    #[error("certificate {0}: {1}")]
+    Cert(String, String),
+    /// The certificate does not belong to the key or this server.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// A certificate with its key and the last OCSP response fetched for it.
+pub struct KeyCert {
+    /// The private key.
+    pub key: KeyPair,
+    /// The certificate followed by intermediates.
+    pub chain: Vec<Certificate>,
+    ocsp: RwLock<Option<(Vec<u8>, CertStatus, OffsetDateTime)>>,
+}
+
+impl std::fmt::Debug for KeyCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCert")
+            .field("subject", &self.cert().subject())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyCert {
+    /// The end-entity certificate.
+    pub fn cert(&self) -> &Certificate {
+        &self.chain[0]
+    }
+
+    /// The stapled OCSP response, its status and `thisUpdate`.
+    pub fn ocsp(&self) -> Option<(Vec<u8>, CertStatus, OffsetDateTime)> {
+        self.ocsp.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the stapled OCSP response.
+    pub fn set_ocsp(&self, der: Vec<u8>, status: CertStatus, this_update: OffsetDateTime) {
+        *self.ocsp.write().unwrap_or_else(|e| e.into_inner()) = Some((der, status, this_update));
+    }
+}
+
+/// The server's identity.
+#[derive(Debug)]
+pub struct Identity {
+    /// This server.
+    pub server: SecurityServerId,
+    /// The owner member (the signer of every message this server sends).
+    pub owner: ClientId,
+    /// The signing key and certificate.
+    pub sign: KeyCert,
+    /// The authentication key and certificate.
+    pub auth: KeyCert,
+}
+
+fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
+    let certs = Certificate::read_file(path)
+        .map_err(|e| IdentityError::Cert(path.display().to_string(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(IdentityError::Cert(path.display().to_string(), "empty".into()));
+    }
+    Ok(certs)
+}
+
+impl Identity {
+    /// Loads both keys from `token_dir` with `pin` and the certificates from `cert_dir`, and
+    /// checks that they belong together and to `server`.
+    pub fn load(
+        server: SecurityServerId,
+        token_dir: &Path,
+        pin: &str,
+        cert_dir: &Path,
+    ) -> Result<Self, IdentityError> {
+        let token = SoftToken::open(token_dir).map_err(|e| IdentityError::Token(e.to_string()))?;
+        let sign_key = token
+            .load(SIGN_KEY_ID, pin)
+            .map_err(|e| IdentityError::Token(e.to_string()))?;
+        let auth_key = token
+            .load(AUTH_KEY_ID, pin)
+            .map_err(|e| IdentityError::Token(e.to_string()))?;
+        let sign = load_chain(&cert_dir.join(SIGN_CERT_FILE))?;
+        let auth = load_chain(&cert_dir.join(AUTH_CERT_FILE))?;
+        Self::new(server, sign_key, sign, auth_key, auth)
+    }
+
+    /// An identity from keys and certificate chains (end-entity first).
+    pub fn new(
+        server: SecurityServerId,
+        sign_key: KeyPair,
+        sign: Vec<Certificate>,
+        auth_key: KeyPair,
+        auth: Vec<Certificate>,
+    ) -> Result<Self, IdentityError> {
+        use trustbus_pki::Signer;
+        let (Some(s), Some(a)) = (sign.first(), auth.first()) else {
+            return Err(IdentityError::Mismatch("empty certificate chain".into()));
+        };
+        if s.spki_der() != sign_key.public_key_der() {
+            return Err(IdentityError::Mismatch("signing certificate is not for the signing key".into()));
+        }
+        if a.spki_der() != auth_key.public_key_der() {
+            return Err(IdentityError::Mismatch("authentication certificate is not for the auth key".into()));
+        }
+        let member = trustbus_pki::profile::sign_cert_member(s)
+            .map_err(|e| IdentityError::Mismatch(format!("signing certificate: {e}")))?;
+        if &member.member != server.owner() {
+            return Err(IdentityError::Mismatch(format!(
+                "signing certificate names {} but the owner is {}",
+                member.member.to_slash(),
+                server.owner().to_slash()
+            )));
+        }
+        let a_srv = trustbus_pki::profile::auth_cert_server(a)
+            .map_err(|e| IdentityError::Mismatch(format!("authentication certificate: {e}")))?;
+        if a_srv.server != server {
+            return Err(IdentityError::Mismatch(format!(
+                "authentication certificate names {} but this server is {}",
+                a_srv.server.to_slash(),
+                server.to_slash()
+            )));
+        }
+        Ok(Self {
+            owner: server.owner().clone(),
+            server,
+            sign: KeyCert {
+                key: sign_key,
+                chain: sign,
+                ocsp: RwLock::new(None),
+            },
+            auth: KeyCert {
+                key: auth_key,
+                chain: auth,
+                ocsp: RwLock::new(None),
+            },
+        })
+    }
+
+    /// Signs `manifest` with the member signing key, embedding the chain and the signing
+    /// certificate's OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
+    /// good OCSP response is at hand: a signature the peer must reject is not worth sending.
+    pub fn sign_manifest(&self, manifest: &[u8], origin: Origin, now: OffsetDateTime) -> Result<Vec<u8>, Fault> {
+        let cannot = |cause, m: String| fault(origin, ErrorKind::CannotCreateSignature, cause, m);
+        let (ocsp_der, status, _) = self.sign.ocsp().ok_or_else(|| {
+            cannot(
+                Some(ErrorKind::MissingValidationInfo),
+                "no OCSP response for the signing certificate yet".into(),
+            )
+        })?;
+        if status != CertStatus::Good {
+            return Err(cannot(
+                Some(ErrorKind::CertValidation),
+                format!("the signing certificate's OCSP status is {status:?}"),
+            ));
+        }
+        let chain: Vec<Vec<u8>> = self.sign.chain[1..].iter().map(|c| c.der().to_vec()).collect();
+        let signer = CmsSigner::new(&self.sign.key, self.sign.cert().der())
+            .and_then(|s| s.with_chain(&chain))
+            .map_err(|e| cannot(None, e.to_string()))?
+            .with_ocsp_response(ocsp_der);
+        signer
+            .sign_detached(manifest, now, None)
+            .map_err(|e| cannot(None, e.to_string()))
+    }
+
+    /// The OCSP response(s) for the authentication certificate, for the `auth-ocsp` part.
+    pub fn auth_ocsp(&self) -> Vec<Vec<u8>> {
+        self.auth.ocsp().map(|(d, _, _)| vec![d]).unwrap_or_default()
+    }
+
+    /// Fetches fresh OCSP responses for both certificates from the approved CA's responder.
+    pub async fn refresh_ocsp(&self, view: &GcView, http: &crate::httpc::HttpClient) -> Result<(), String> {
+        for (kc, purpose) in [(&self.sign, Purpose::Sign), (&self.auth, Purpose::Auth)] {
+            let cert = kc.cert();
+            let extra = &kc.chain[1..];
+            let issuer = view
+                .issuer_of(cert, extra)
+                .ok_or_else(|| format!("no approved CA issued {}", cert.subject()))?;
+            let url = responder_url(view, &issuer)
+                .ok_or_else(|| format!("no OCSP responder for {}", issuer.subject()))?;
+            let req = ocsp::build_request(cert.der(), issuer.der(), DigestAlgorithm::Sha1)
+                .map_err(|e| e.to_string())?;
+            let resp = http
+                .post(&url, "application/ocsp-request", req)
+                .await
+                .map_err(|e| format!("OCSP {url}: {e}"))?;
+            let now = crate::now();
+            let v = ocsp::verify_response(&resp, cert.der(), issuer.der(), now, view.ocsp_freshness)
+                .map_err(|e| format!("OCSP response from {url}: {e}"))?;
+            tracing::debug!(?purpose, status = ?v.status, "OCSP response refreshed");
+            kc.set_ocsp(resp, v.status, v.this_update);
+        }
+        Ok(())
+    }
+}
+
+/// The OCSP responder URL of the approved CA that has `issuer` as a root or intermediate.
+fn responder_url(view: &GcView, issuer: &Certificate) -> Option<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(issuer.der());
+    view.conf
+        .shared
+        .approved_cas
+        .iter()
+        .find(|ca| ca.roots.contains(&b64) || ca.intermediates.contains(&b64))
+        .and_then(|ca| ca.ocsp_responders.first())
+        .map(|r| r.url.clone())
+}
