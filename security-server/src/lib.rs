@@ -10,7 +10,13 @@ pub mod gcview;
 pub mod httpc;
 pub mod identity;
 pub mod logsink;
+pub mod message;
 pub mod spill;
+pub mod sspool;
+pub mod state;
+pub mod metrics;
+pub mod respond;
+pub mod serverproxy;
 pub mod transport;
 pub mod verify;
 

@@ -368,6 +368,11 @@ impl MessageReader {
         Ok(slot)
     }
 
+    /// The payload head, once its part has ended (the body follows it).
+    pub fn head(&self) -> Option<&[u8]> {
+        self.head.as_ref().map(|(_, h)| h.as_slice())
+    }
+
     /// Feeds one event. Returns a chunk of the payload body for the caller to store.
     pub fn on_event(&mut self, ev: Event) -> Result<Option<Bytes>, DecodeError> {
         match ev {
