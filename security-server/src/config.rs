@@ -264,8 +264,10 @@ pub struct ClientConfig {
     /// SHA-256 fingerprints (hex) of the information systems' TLS client certificates.
     #[serde(default)]
     pub is_certs: Vec<String>,
-    /// Pass an unverified `X-Road-UserId` on (marked unverified) instead of dropping it.
-    #[serde(default)]
+    /// Pass a user id the information system asserts (`X-Road-UserId`, SOAP `userId`) on,
+    /// marked unverified. When false, REST drops the header and SOAP requests carrying a
+    /// `userId` are refused (`Client.InvalidUserIdentity`).
+    #[serde(default = "d_true")]
     pub allow_unverified_user_id: bool,
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod clientproxy;
 pub mod config;
 pub mod gcview;
 pub mod httpc;
