@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod clientproxy;
 pub mod config;
 pub mod gcview;
@@ -17,6 +18,7 @@ pub mod sspool;
 pub mod state;
 pub mod metrics;
 pub mod respond;
+pub mod run;
 pub mod serverproxy;
 pub mod transport;
 pub mod verify;

@@ -95,12 +95,23 @@ pub trait MessageLogSink: Send + Sync {
 pub struct MemoryLog {
     entries: Mutex<Vec<LogEntry>>,
     fail: Mutex<Option<String>>,
+    /// Keep at most this many entries (oldest dropped); 0 = unbounded.
+    cap: usize,
 }
 
 impl MemoryLog {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A log that keeps only the newest `cap` entries (the stand-in used by `serve` until
+    /// the durable message log is wired in).
+    pub fn bounded(cap: usize) -> Self {
+        Self {
+            cap,
+            ..Self::default()
+        }
     }
 
     /// Makes every later `log` fail with `reason` (or succeed again with `None`).
@@ -123,10 +134,11 @@ impl MessageLogSink for MemoryLog {
             if let Some(r) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
                 return Err(LogFailed(r));
             }
-            self.entries
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(entry);
+            let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if self.cap > 0 && e.len() >= self.cap {
+                e.remove(0);
+            }
+            e.push(entry);
             Ok(())
         })
     }
