@@ -68,6 +68,12 @@ fn address(s: &SecurityServer) -> String {
     }
 }
 
+/// Pool key: the server identity and address, so a connection checked against one server's
+/// registered certificates is never reused for another server at the same address.
+fn pool_key(s: &SecurityServer) -> String {
+    format!("{}|{}", s.id.to_slash(), address(s))
+}
+
 fn ssl_failed(m: String) -> Fault {
     Fault::of(Origin::ClientProxy, ErrorKind::SslAuthenticationFailed, m)
 }
@@ -94,8 +100,13 @@ impl SsPool {
     fn take_idle(&self, servers: &[SecurityServer]) -> Option<(Conn, SecurityServer)> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         for s in servers {
-            if let Some(list) = idle.get_mut(&address(s)) {
-                list.retain(|c| !c.sender.is_closed());
+            if let Some(list) = idle.get_mut(&pool_key(s)) {
+                // Drop closed connections and those whose peer certificate is no longer
+                // registered for this server in the current configuration.
+                list.retain(|c| {
+                    !c.sender.is_closed()
+                        && s.auth_cert_sha256.iter().any(|f| f.eq_ignore_ascii_case(&c.peer.fingerprint_hex()))
+                });
                 // Connections still reading a previous response are left in the pool.
                 if let Some(i) = list.iter().position(|c| c.sender.is_ready()) {
                     return Some((list.swap_remove(i), s.clone()));
@@ -236,7 +247,7 @@ impl SsPool {
         let peer = conn.peer.clone();
         // hyper queues a next request behind the response still being read, so the
         // connection can go back to the pool at once.
-        self.put_idle(address(&server), conn);
+        self.put_idle(pool_key(&server), conn);
         Ok(Sent {
             response,
             peer,

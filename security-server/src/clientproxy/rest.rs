@@ -46,6 +46,9 @@ async fn run(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| parts.uri.path().to_owned());
     let rr = RestRequest::parse(parts.method.as_str(), &target).map_err(|e| e.fault())?;
+    // Paths that could mean something else to the backend (dot segments, encoded separators)
+    // are refused here already; the provider checks again.
+    rr.endpoint_path().map_err(|e| e.fault())?;
     let mut headers = sdk_headers(&parts.headers);
     let xroad = XRoadHeaders::from_headers(&headers).map_err(|e| e.fault())?;
     *labels = (xroad.client.to_slash(), rr.service().without_version().to_slash());
