@@ -283,10 +283,18 @@ impl AsicBuilder {
         let digests: Vec<(&str, &str, Vec<u8>)> = self
             .files
             .iter()
-            .map(|f| (f.name.as_str(), f.mime_type.as_str(), self.digest.digest(&f.data)))
+            .map(|f| {
+                (
+                    f.name.as_str(),
+                    f.mime_type.as_str(),
+                    self.digest.digest(&f.data),
+                )
+            })
             .collect();
-        let refs: Vec<(&str, &str, &[u8])> =
-            digests.iter().map(|(n, m, d)| (*n, *m, d.as_slice())).collect();
+        let refs: Vec<(&str, &str, &[u8])> = digests
+            .iter()
+            .map(|(n, m, d)| (*n, *m, d.as_slice()))
+            .collect();
         manifest_from_digests(self.digest, &refs)
     }
 

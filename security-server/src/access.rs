@@ -24,7 +24,8 @@ impl Subject {
     pub fn parse(s: &str) -> Result<Self, ConfigError> {
         let bad = |e: String| ConfigError::Invalid(format!("access subject {s:?}: {e}"));
         if let Some(code) = s.strip_prefix("LOCALGROUP:") {
-            trustbus_sdk::id::validate_segment("local group", code).map_err(|e| bad(e.to_string()))?;
+            trustbus_sdk::id::validate_segment("local group", code)
+                .map_err(|e| bad(e.to_string()))?;
             return Ok(Self::LocalGroup(code.to_owned()));
         }
         if s.starts_with("GLOBALGROUP:") {
@@ -37,7 +38,9 @@ impl Subject {
                 .map(Self::Client)
                 .map_err(|e| bad(e.to_string()));
         }
-        Err(bad("must start with SUBSYSTEM:, MEMBER:, GLOBALGROUP: or LOCALGROUP:".into()))
+        Err(bad(
+            "must start with SUBSYSTEM:, MEMBER:, GLOBALGROUP: or LOCALGROUP:".into(),
+        ))
     }
 }
 
@@ -77,7 +80,9 @@ pub fn check(
             (_, true) | (None, _) => true,
             (Some((method, path)), false) => rule.endpoints.iter().any(|e| {
                 EndpointPattern::new(&e.method, &e.path)
-                    .map(|p| (p.method() == "*" || p.method() == method) && p.matches_normalized(path))
+                    .map(|p| {
+                        (p.method() == "*" || p.method() == method) && p.matches_normalized(path)
+                    })
                     .unwrap_or(false)
             }),
         }
@@ -150,12 +155,20 @@ subject = "SUBSYSTEM:DEV/GOV/2/cons"
 endpoints = [{ method = "GET", path = "/persons/*" }]
 "#);
         let svc = ServiceId::from_slash("DEV/GOV/1/prov/svc/v2").unwrap();
-        for ok in ["DEV/GOV/2/cons", "DEV/GOV/3", "DEV/GOV/7/x", "DEV/GOV/9/audit"] {
+        for ok in [
+            "DEV/GOV/2/cons",
+            "DEV/GOV/3",
+            "DEV/GOV/7/x",
+            "DEV/GOV/9/audit",
+        ] {
             check(&c, &Groups, &id(ok), &svc, None).unwrap();
         }
         for denied in ["DEV/GOV/2/other", "DEV/GOV/3/sub", "DEV/GOV/9/x"] {
             let f = check(&c, &Groups, &id(denied), &svc, None).unwrap_err();
-            assert_eq!(f.code.render(trustbus_sdk::FaultDialect::Classic), "Server.ServerProxy.AccessDenied");
+            assert_eq!(
+                f.code.render(trustbus_sdk::FaultDialect::Classic),
+                "Server.ServerProxy.AccessDenied"
+            );
         }
         let rest = ServiceId::from_slash("DEV/GOV/1/prov/rest").unwrap();
         let cons = id("DEV/GOV/2/cons");
@@ -163,6 +176,15 @@ endpoints = [{ method = "GET", path = "/persons/*" }]
         assert!(check(&c, &Groups, &cons, &rest, Some(("POST", "/persons/1"))).is_err());
         assert!(check(&c, &Groups, &cons, &rest, Some(("GET", "/admin"))).is_err());
         // traversal never reaches here normalised; a raw one does not match either
-        assert!(check(&c, &Groups, &cons, &rest, Some(("GET", "/persons/../admin"))).is_err());
+        assert!(
+            check(
+                &c,
+                &Groups,
+                &cons,
+                &rest,
+                Some(("GET", "/persons/../admin"))
+            )
+            .is_err()
+        );
     }
 }

@@ -22,7 +22,9 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(route(&state, req.uri().path())) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
         });
     }
 }
@@ -63,7 +65,10 @@ fn route(state: &AppState, path: &str) -> http::Response<OutBody> {
                 }
             }
             if let Some((_, _, this_update)) = state.identity.sign.ocsp() {
-                state.metrics.ocsp_age.set((now - this_update).whole_seconds());
+                state
+                    .metrics
+                    .ocsp_age
+                    .set((now - this_update).whole_seconds());
             }
             text(200, state.metrics.render(), "text/plain; version=0.0.4")
         }

@@ -294,8 +294,9 @@ pub struct EndpointConfig {
 impl EndpointConfig {
     /// The sdk pattern.
     pub fn pattern(&self) -> Result<EndpointPattern, ConfigError> {
-        EndpointPattern::new(&self.method, &self.path)
-            .map_err(|e| ConfigError::Invalid(format!("endpoint {} {}: {e}", self.method, self.path)))
+        EndpointPattern::new(&self.method, &self.path).map_err(|e| {
+            ConfigError::Invalid(format!("endpoint {} {}: {e}", self.method, self.path))
+        })
     }
 }
 
@@ -369,7 +370,13 @@ impl Config {
         })?;
         let mut c = Self::parse(&text)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let abs = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
         c.server.data_dir = abs(&c.server.data_dir);
         c.globalconf.anchor = abs(&c.globalconf.anchor);
         c.globalconf.dir = c.globalconf.dir.as_deref().map(abs);
@@ -448,6 +455,8 @@ impl Config {
     /// The service entry for `id` (version ignored).
     pub fn service(&self, id: &ServiceId) -> Option<&ServiceConfig> {
         let want = id.without_version();
-        self.services.iter().find(|s| s.id.without_version() == want)
+        self.services
+            .iter()
+            .find(|s| s.id.without_version() == want)
     }
 }

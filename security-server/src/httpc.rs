@@ -67,7 +67,12 @@ impl HttpClient {
     }
 
     /// POSTs `body` and returns the response body (at most 1 MiB) if the status is 200.
-    pub async fn post(&self, url: &str, content_type: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
         let req = http::Request::post(url)
             .header(http::header::CONTENT_TYPE, content_type)
             .body(full(body))

@@ -92,7 +92,10 @@ fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
     let certs = Certificate::read_file(path)
         .map_err(|e| IdentityError::Cert(path.display().to_string(), e.to_string()))?;
     if certs.is_empty() {
-        return Err(IdentityError::Cert(path.display().to_string(), "empty".into()));
+        return Err(IdentityError::Cert(
+            path.display().to_string(),
+            "empty".into(),
+        ));
     }
     Ok(certs)
 }
@@ -131,10 +134,14 @@ impl Identity {
             return Err(IdentityError::Mismatch("empty certificate chain".into()));
         };
         if s.spki_der() != sign_key.public_key_der() {
-            return Err(IdentityError::Mismatch("signing certificate is not for the signing key".into()));
+            return Err(IdentityError::Mismatch(
+                "signing certificate is not for the signing key".into(),
+            ));
         }
         if a.spki_der() != auth_key.public_key_der() {
-            return Err(IdentityError::Mismatch("authentication certificate is not for the auth key".into()));
+            return Err(IdentityError::Mismatch(
+                "authentication certificate is not for the auth key".into(),
+            ));
         }
         let member = trustbus_pki::profile::sign_cert_member(s)
             .map_err(|e| IdentityError::Mismatch(format!("signing certificate: {e}")))?;
@@ -173,7 +180,12 @@ impl Identity {
     /// Signs `manifest` with the member signing key, embedding the chain and the signing
     /// certificate's OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
     /// good OCSP response is at hand: a signature the peer must reject is not worth sending.
-    pub fn sign_manifest(&self, manifest: &[u8], origin: Origin, now: OffsetDateTime) -> Result<Vec<u8>, Fault> {
+    pub fn sign_manifest(
+        &self,
+        manifest: &[u8],
+        origin: Origin,
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, Fault> {
         let cannot = |cause, m: String| fault(origin, ErrorKind::CannotCreateSignature, cause, m);
         let (ocsp_der, status, _) = self.sign.ocsp().ok_or_else(|| {
             cannot(
@@ -187,7 +199,10 @@ impl Identity {
                 format!("the signing certificate's OCSP status is {status:?}"),
             ));
         }
-        let chain: Vec<Vec<u8>> = self.sign.chain[1..].iter().map(|c| c.der().to_vec()).collect();
+        let chain: Vec<Vec<u8>> = self.sign.chain[1..]
+            .iter()
+            .map(|c| c.der().to_vec())
+            .collect();
         let signer = CmsSigner::new(&self.sign.key, self.sign.cert().der())
             .and_then(|s| s.with_chain(&chain))
             .map_err(|e| cannot(None, e.to_string()))?
@@ -199,11 +214,18 @@ impl Identity {
 
     /// The OCSP response(s) for the authentication certificate, for the `auth-ocsp` part.
     pub fn auth_ocsp(&self) -> Vec<Vec<u8>> {
-        self.auth.ocsp().map(|(d, _, _)| vec![d]).unwrap_or_default()
+        self.auth
+            .ocsp()
+            .map(|(d, _, _)| vec![d])
+            .unwrap_or_default()
     }
 
     /// Fetches fresh OCSP responses for both certificates from the approved CA's responder.
-    pub async fn refresh_ocsp(&self, view: &GcView, http: &crate::httpc::HttpClient) -> Result<(), String> {
+    pub async fn refresh_ocsp(
+        &self,
+        view: &GcView,
+        http: &crate::httpc::HttpClient,
+    ) -> Result<(), String> {
         for (kc, purpose) in [(&self.sign, Purpose::Sign), (&self.auth, Purpose::Auth)] {
             let cert = kc.cert();
             let extra = &kc.chain[1..];
@@ -219,8 +241,9 @@ impl Identity {
                 .await
                 .map_err(|e| format!("OCSP {url}: {e}"))?;
             let now = crate::now();
-            let v = ocsp::verify_response(&resp, cert.der(), issuer.der(), now, view.ocsp_freshness)
-                .map_err(|e| format!("OCSP response from {url}: {e}"))?;
+            let v =
+                ocsp::verify_response(&resp, cert.der(), issuer.der(), now, view.ocsp_freshness)
+                    .map_err(|e| format!("OCSP response from {url}: {e}"))?;
             tracing::debug!(?purpose, status = ?v.status, "OCSP response refreshed");
             kc.set_ocsp(resp, v.status, v.this_update);
         }

@@ -13,13 +13,13 @@ pub mod httpc;
 pub mod identity;
 pub mod logsink;
 pub mod message;
-pub mod spill;
-pub mod sspool;
-pub mod state;
 pub mod metrics;
 pub mod respond;
 pub mod run;
 pub mod serverproxy;
+pub mod spill;
+pub mod sspool;
+pub mod state;
 pub mod transport;
 pub mod verify;
 

@@ -177,7 +177,9 @@ mod tests {
         log.set_failing(Some("disk full"));
         let e = log.log(entry()).await.unwrap_err();
         assert_eq!(
-            e.fault(Origin::ClientProxy).code.render(trustbus_sdk::FaultDialect::Classic),
+            e.fault(Origin::ClientProxy)
+                .code
+                .render(trustbus_sdk::FaultDialect::Classic),
             "Server.ClientProxy.LoggingFailed"
         );
         assert_eq!(log.entries().len(), 1);

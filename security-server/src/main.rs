@@ -104,7 +104,9 @@ fn run(cmd: Command) -> Result<(), String> {
             anchor,
             name,
         } => init(&dir, &owner, &server_code, &anchor, name),
-        Command::ImportCert { file, config } => import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?),
+        Command::ImportCert { file, config } => {
+            import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?)
+        }
         Command::Serve { config } => serve(Config::load(&config).map_err(|e| e.to_string())?),
         Command::Status { config } => status(&Config::load(&config).map_err(|e| e.to_string())?),
     }
@@ -117,11 +119,19 @@ fn write_new(path: &Path, data: &[u8]) -> Result<(), String> {
     std::fs::write(path, data).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn init(dir: &Path, owner: &str, server_code: &str, anchor: &Path, name: Option<String>) -> Result<(), String> {
+fn init(
+    dir: &Path,
+    owner: &str,
+    server_code: &str,
+    anchor: &Path,
+    name: Option<String>,
+) -> Result<(), String> {
     let owner = ClientId::from_slash(owner).map_err(|e| format!("--owner: {e}"))?;
-    let server = SecurityServerId::new(&owner, server_code).map_err(|e| format!("--server-code: {e}"))?;
+    let server =
+        SecurityServerId::new(&owner, server_code).map_err(|e| format!("--server-code: {e}"))?;
     let pin = pin("TRUSTBUS_SS_PIN")?;
-    let anchor_bytes = std::fs::read(anchor).map_err(|e| format!("cannot read {}: {e}", anchor.display()))?;
+    let anchor_bytes =
+        std::fs::read(anchor).map_err(|e| format!("cannot read {}: {e}", anchor.display()))?;
     Anchor::from_bytes(&anchor_bytes).map_err(|e| format!("anchor: {e}"))?;
     let data = dir.join("data");
     let certs = data.join("certs");
@@ -143,7 +153,12 @@ fn init(dir: &Path, owner: &str, server_code: &str, anchor: &Path, name: Option<
     ] {
         let key = KeyPair::generate(KeyKind::EcdsaP256).map_err(|e| e.to_string())?;
         token
-            .store(id, &format!("{id} key of {}", server.to_slash()), &key, &pin)
+            .store(
+                id,
+                &format!("{id} key of {}", server.to_slash()),
+                &key,
+                &pin,
+            )
             .map_err(|e| e.to_string())?;
         let csr = key.csr_pem(&subject).map_err(|e| e.to_string())?;
         write_new(&certs.join(file), csr.as_bytes())?;
@@ -158,7 +173,10 @@ fn init(dir: &Path, owner: &str, server_code: &str, anchor: &Path, name: Option<
     );
     write_new(&dir.join("security-server.toml"), cfg.as_bytes())?;
     println!("created {}", dir.join("security-server.toml").display());
-    println!("next: have the CSRs certified, then `security-server import-cert CERT.pem --config {}`", dir.join("security-server.toml").display());
+    println!(
+        "next: have the CSRs certified, then `security-server import-cert CERT.pem --config {}`",
+        dir.join("security-server.toml").display()
+    );
     Ok(())
 }
 
@@ -179,7 +197,11 @@ fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
     let dir = cfg.server.data_dir.join("certs");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Certificate::write_pem_file(&dir.join(out), &certs).map_err(|e| e.to_string())?;
-    println!("installed {} as {}", first.subject(), dir.join(out).display());
+    println!(
+        "installed {} as {}",
+        first.subject(),
+        dir.join(out).display()
+    );
     Ok(())
 }
 
@@ -200,10 +222,18 @@ fn status(cfg: &Config) -> Result<(), String> {
     }
     let anchor = std::fs::read(&cfg.globalconf.anchor).map_err(|e| e.to_string())?;
     let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
-    let client = ConfClient::new(anchor, &cfg.globalconf_dir(), HttpFetcher::new(Duration::from_secs(10)), Box::new(InterimCmsVerifier))
-        .map_err(|e| e.to_string())?;
+    let client = ConfClient::new(
+        anchor,
+        &cfg.globalconf_dir(),
+        HttpFetcher::new(Duration::from_secs(10)),
+        Box::new(InterimCmsVerifier),
+    )
+    .map_err(|e| e.to_string())?;
     match client.current() {
-        Ok(c) => println!("global configuration version {} (expires {})", c.directory.version, c.directory.expires_at),
+        Ok(c) => println!(
+            "global configuration version {} (expires {})",
+            c.directory.version, c.directory.expires_at
+        ),
         Err(f) => println!("global configuration: {} ({})", f.message, f.code),
     }
     Ok(())
@@ -212,8 +242,15 @@ fn status(cfg: &Config) -> Result<(), String> {
 fn serve(cfg: Config) -> Result<(), String> {
     let pin = pin(&cfg.token.pin_env)?;
     let server = cfg.server_id().map_err(|e| e.to_string())?;
-    let identity = Identity::load(server, &cfg.token_dir(), &pin, &cfg.server.data_dir.join("certs")).map_err(|e| e.to_string())?;
-    let anchor = std::fs::read(&cfg.globalconf.anchor).map_err(|e| format!("anchor {}: {e}", cfg.globalconf.anchor.display()))?;
+    let identity = Identity::load(
+        server,
+        &cfg.token_dir(),
+        &pin,
+        &cfg.server.data_dir.join("certs"),
+    )
+    .map_err(|e| e.to_string())?;
+    let anchor = std::fs::read(&cfg.globalconf.anchor)
+        .map_err(|e| format!("anchor {}: {e}", cfg.globalconf.anchor.display()))?;
     let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -223,16 +260,28 @@ fn serve(cfg: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let client = Arc::new(
-            ConfClient::new(anchor, &cfg.globalconf_dir(), HttpFetcher::new(Duration::from_secs(10)), Box::new(InterimCmsVerifier))
-                .map_err(|e| e.to_string())?,
+            ConfClient::new(
+                anchor,
+                &cfg.globalconf_dir(),
+                HttpFetcher::new(Duration::from_secs(10)),
+                Box::new(InterimCmsVerifier),
+            )
+            .map_err(|e| e.to_string())?,
         );
         if let Err(e) = client.poll().await {
             tracing::warn!(error = %e, "first global configuration download failed");
         }
         let interval = Duration::from_secs(cfg.globalconf.poll_interval_seconds.max(1));
         tokio::spawn(client.clone().run(interval));
-        let state = Arc::new(AppState::new(Arc::new(cfg), Arc::new(identity), client, Arc::new(MemoryLog::bounded(1000))));
-        let (_, mut tasks) = trustbus_security_server::run::start(state).await.map_err(|e| e.to_string())?;
+        let state = Arc::new(AppState::new(
+            Arc::new(cfg),
+            Arc::new(identity),
+            client,
+            Arc::new(MemoryLog::bounded(1000)),
+        ));
+        let (_, mut tasks) = trustbus_security_server::run::start(state)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::select! {
             r = tasks.join_next() => match r {
                 Some(Ok(Err(e))) => Err(e.to_string()),
@@ -247,7 +296,9 @@ fn serve(cfg: Config) -> Result<(), String> {
 async fn shutdown() {
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -12,8 +12,8 @@ use crate::logsink::{LogEntry, Outcome, Side};
 use crate::spill::SpillBuffer;
 use crate::transport::encode::{Encoder, ObjectDigest, manifest};
 use crate::transport::{
-    Decoder, Limits, MESSAGE_JSON, MessageReader, Metadata, PAYLOAD_BODY, PAYLOAD_HEAD,
-    ReceivedMessage, CT_JSON,
+    CT_JSON, Decoder, Limits, MESSAGE_JSON, MessageReader, Metadata, PAYLOAD_BODY, PAYLOAD_HEAD,
+    ReceivedMessage,
 };
 
 /// Chunk size when streaming a spilled body.
@@ -230,7 +230,10 @@ where
     let mut spill: Option<SpillBuffer> = None;
     let mut body = body;
     loop {
-        while let Some(ev) = dec.next_event(&mut buf).map_err(|e| invalid(e.to_string()))? {
+        while let Some(ev) = dec
+            .next_event(&mut buf)
+            .map_err(|e| invalid(e.to_string()))?
+        {
             if let Some(chunk) = reader.on_event(ev).map_err(|e| invalid(e.to_string()))? {
                 let s = spill.get_or_insert_with(|| {
                     let s = SpillBuffer::new(spill_threshold, None);
@@ -260,7 +263,11 @@ where
     if msg.body.is_some() && spill.is_none() {
         // A zero-length body part.
         let s = SpillBuffer::new(spill_threshold, None);
-        spill = Some(if rest_hash { s.with_request_hash(&msg.head) } else { s });
+        spill = Some(if rest_hash {
+            s.with_request_hash(&msg.head)
+        } else {
+            s
+        });
     }
     Ok((msg, spill))
 }

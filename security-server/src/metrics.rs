@@ -1,6 +1,9 @@
 //! Prometheus metrics (`/metrics` on the admin listener).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 /// The server's metrics.
 #[derive(Clone, Debug)]
@@ -31,13 +34,19 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("trustbus_ss_requests_total", "Exchanges by side, client, service and outcome"),
+            Opts::new(
+                "trustbus_ss_requests_total",
+                "Exchanges by side, client, service and outcome",
+            ),
             &["side", "client", "service", "outcome"],
         )
         .expect("static metric definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new("trustbus_ss_request_duration_seconds", "Exchange latency")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new("trustbus_ss_request_duration_seconds", "Exchange latency").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
             &["side"],
         )
         .expect("static metric definition");
@@ -90,4 +99,3 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
-

@@ -18,7 +18,11 @@ pub fn log_fault(side: &str, fault: &Fault) {
 }
 
 /// A REST error: status 400/500, `X-Road-Error`, JSON (or XML if the client prefers) body.
-pub fn rest_error(fault: &Fault, dialect: FaultDialect, accept: Option<&[u8]>) -> http::Response<OutBody> {
+pub fn rest_error(
+    fault: &Fault,
+    dialect: FaultDialect,
+    accept: Option<&[u8]>,
+) -> http::Response<OutBody> {
     let e = ErrorResponse::new(fault, dialect, ErrorFormat::from_accept(accept));
     http::Response::builder()
         .status(e.status)

@@ -21,14 +21,16 @@ pub struct Bound {
 }
 
 async fn bind(name: &str, addr: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({name}): {e}")))
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({name}): {e}"))
+    })
 }
 
 /// Binds the three listeners, prints `listening NAME ADDR` lines (operators and tests read
 /// them), and serves until one listener fails.
-pub async fn start(state: Arc<AppState>) -> std::io::Result<(Bound, tokio::task::JoinSet<std::io::Result<()>>)> {
+pub async fn start(
+    state: Arc<AppState>,
+) -> std::io::Result<(Bound, tokio::task::JoinSet<std::io::Result<()>>)> {
     let l = &state.cfg.listen;
     let cp = bind("client_proxy", &l.client_proxy).await?;
     let sp = bind("server_proxy", &l.server_proxy).await?;

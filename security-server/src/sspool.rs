@@ -54,14 +54,19 @@ impl PeerPolicy for OneServer {
     }
     fn is_registered(&self, fp: &[u8; 32]) -> bool {
         let hex = trustbus_pki::cert::to_hex(fp);
-        self.fingerprints.iter().any(|f| f.eq_ignore_ascii_case(&hex))
+        self.fingerprints
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(&hex))
     }
 }
 
 fn address(s: &SecurityServer) -> String {
     let a = s.address.trim();
     // `host:port`, `[v6]:port`, or a bare host.
-    if a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !a.ends_with(']') {
+    if a.rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !a.ends_with(']')
+    {
         a.to_owned()
     } else {
         format!("{a}:{DEFAULT_PORT}")
@@ -105,7 +110,9 @@ impl SsPool {
                 // registered for this server in the current configuration.
                 list.retain(|c| {
                     !c.sender.is_closed()
-                        && s.auth_cert_sha256.iter().any(|f| f.eq_ignore_ascii_case(&c.peer.fingerprint_hex()))
+                        && s.auth_cert_sha256
+                            .iter()
+                            .any(|f| f.eq_ignore_ascii_case(&c.peer.fingerprint_hex()))
                 });
                 // Connections still reading a previous response are left in the pool.
                 if let Some(i) = list.iter().position(|c| c.sender.is_ready()) {
@@ -148,20 +155,23 @@ impl SsPool {
         let name = ServerName::try_from("trustbus-security-server")
             .map_err(|e| net(e.to_string()))?
             .to_owned();
-        let tls = tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(cfg).connect(name, tcp))
-            .await
-            .map_err(|_| net(format!("TLS handshake with {addr} timed out")))?
-            .map_err(|e| {
-                let rej = e
-                    .get_ref()
-                    .and_then(|i| i.downcast_ref::<rustls::Error>())
-                    .and_then(PeerRejected::from_rustls)
-                    .map(|r| r.to_string());
-                match rej {
-                    Some(r) => ssl_failed(format!("security server {}: {r}", server.id.to_slash())),
-                    None => ssl_failed(format!("TLS with {addr} failed: {e}")),
-                }
-            })?;
+        let tls = tokio::time::timeout(
+            timeout,
+            tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| net(format!("TLS handshake with {addr} timed out")))?
+        .map_err(|e| {
+            let rej = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .and_then(PeerRejected::from_rustls)
+                .map(|r| r.to_string());
+            match rej {
+                Some(r) => ssl_failed(format!("security server {}: {r}", server.id.to_slash())),
+                None => ssl_failed(format!("TLS with {addr} failed: {e}")),
+            }
+        })?;
         let peer = tls
             .get_ref()
             .1
@@ -193,7 +203,12 @@ impl SsPool {
         }
         let mut set = tokio::task::JoinSet::new();
         for s in servers {
-            set.spawn(Self::connect(view.clone(), identity.clone(), s.clone(), self.connect_timeout));
+            set.spawn(Self::connect(
+                view.clone(),
+                identity.clone(),
+                s.clone(),
+                self.connect_timeout,
+            ));
         }
         let mut last = None;
         while let Some(r) = set.join_next().await {
@@ -203,18 +218,29 @@ impl SsPool {
                 Ok(Err(f)) => {
                     tracing::warn!(code = %f.code.render(trustbus_sdk::FaultDialect::Classic), msg = %f.message, "cannot reach security server");
                     // Prefer reporting a trust failure over a network one.
-                    if last
-                        .as_ref()
-                        .is_none_or(|l: &Fault| !l.code.render(trustbus_sdk::FaultDialect::Classic).contains("Ssl"))
-                    {
+                    if last.as_ref().is_none_or(|l: &Fault| {
+                        !l.code
+                            .render(trustbus_sdk::FaultDialect::Classic)
+                            .contains("Ssl")
+                    }) {
                         last = Some(f);
                     }
                 }
-                Err(e) => last = Some(Fault::of(Origin::ClientProxy, ErrorKind::InternalError, e.to_string())),
+                Err(e) => {
+                    last = Some(Fault::of(
+                        Origin::ClientProxy,
+                        ErrorKind::InternalError,
+                        e.to_string(),
+                    ))
+                }
             }
         }
         Err(last.unwrap_or_else(|| {
-            Fault::of(Origin::ClientProxy, ErrorKind::NetworkError, "no security server to connect to")
+            Fault::of(
+                Origin::ClientProxy,
+                ErrorKind::NetworkError,
+                "no security server to connect to",
+            )
         }))
     }
 
@@ -229,7 +255,13 @@ impl SsPool {
     ) -> Result<Sent, Fault> {
         let (mut conn, server) = self.get(view, identity, servers).await?;
         if conn.sender.ready().await.is_err() {
-            let c = Self::connect(view.clone(), identity.clone(), server.clone(), self.connect_timeout).await?;
+            let c = Self::connect(
+                view.clone(),
+                identity.clone(),
+                server.clone(),
+                self.connect_timeout,
+            )
+            .await?;
             conn = c.0;
         }
         let response = conn.sender.send_request(req).await.map_err(|e| {
@@ -238,10 +270,17 @@ impl SsPool {
                 Fault::of(
                     Origin::ServerProxy,
                     ErrorKind::SslAuthenticationFailed,
-                    format!("security server {} refused our authentication certificate", server.id.to_slash()),
+                    format!(
+                        "security server {} refused our authentication certificate",
+                        server.id.to_slash()
+                    ),
                 )
             } else {
-                Fault::of(Origin::ClientProxy, ErrorKind::NetworkError, format!("exchange with {} failed: {e}", server.id.to_slash()))
+                Fault::of(
+                    Origin::ClientProxy,
+                    ErrorKind::NetworkError,
+                    format!("exchange with {} failed: {e}", server.id.to_slash()),
+                )
             }
         })?;
         let peer = conn.peer.clone();

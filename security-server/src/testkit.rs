@@ -55,7 +55,11 @@ impl TestPki {
 
     /// An authentication key and certificate for `server`.
     pub fn auth_cert(&self, server: &SecurityServerId) -> Result<(KeyPair, Certificate), String> {
-        self.issue(CertProfile::Auth, server.owner(), Some(server.server_code()))
+        self.issue(
+            CertProfile::Auth,
+            server.owner(),
+            Some(server.server_code()),
+        )
     }
 
     fn issue(
@@ -82,8 +86,12 @@ impl TestPki {
 
     /// An OCSP response for `cert` produced at `at`.
     pub fn ocsp(&self, cert: &Certificate, at: OffsetDateTime) -> Vec<u8> {
-        let req = trustbus_pki::ocsp::build_request(cert.der(), self.ca.ca_cert().der(), DigestAlgorithm::Sha1)
-            .unwrap_or_default();
+        let req = trustbus_pki::ocsp::build_request(
+            cert.der(),
+            self.ca.ca_cert().der(),
+            DigestAlgorithm::Sha1,
+        )
+        .unwrap_or_default();
         self.responder.respond(&req, at)
     }
 
@@ -104,7 +112,12 @@ impl TestPki {
 }
 
 /// A security server entry hosting `clients`.
-pub fn server_entry(id: &SecurityServerId, address: &str, auth: &Certificate, clients: &[ClientId]) -> SecurityServer {
+pub fn server_entry(
+    id: &SecurityServerId,
+    address: &str,
+    auth: &Certificate,
+    clients: &[ClientId],
+) -> SecurityServer {
     SecurityServer {
         id: id.clone(),
         owner: id.owner().clone(),
@@ -123,14 +136,20 @@ pub fn server_entry(id: &SecurityServerId, address: &str, auth: &Certificate, cl
 }
 
 /// Shared parameters with these members (their subsystems derived from `clients`), servers and CA.
-pub fn shared_params(clients: &[ClientId], servers: Vec<SecurityServer>, ca: ApprovedCa) -> SharedParams {
+pub fn shared_params(
+    clients: &[ClientId],
+    servers: Vec<SecurityServer>,
+    ca: ApprovedCa,
+) -> SharedParams {
     let mut members: BTreeMap<String, Member> = BTreeMap::new();
     for c in clients {
-        let m = members.entry(c.owner().to_slash()).or_insert_with(|| Member {
-            id: c.owner(),
-            name: format!("Member {}", c.member_code()),
-            subsystems: vec![],
-        });
+        let m = members
+            .entry(c.owner().to_slash())
+            .or_insert_with(|| Member {
+                id: c.owner(),
+                name: format!("Member {}", c.member_code()),
+                subsystems: vec![],
+            });
         if c.subsystem_code().is_some() {
             m.subsystems.push(Subsystem {
                 id: c.clone(),
@@ -154,7 +173,11 @@ pub fn shared_params(clients: &[ClientId], servers: Vec<SecurityServer>, ca: App
 }
 
 /// A verified-looking configuration holding `shared` (for in-process tests only).
-pub fn global_conf(shared: SharedParams, version: u64, expires_at: OffsetDateTime) -> Arc<GlobalConfiguration> {
+pub fn global_conf(
+    shared: SharedParams,
+    version: u64,
+    expires_at: OffsetDateTime,
+) -> Arc<GlobalConfiguration> {
     Arc::new(GlobalConfiguration {
         directory: Directory {
             format_version: 1,

@@ -21,7 +21,12 @@ use crate::gcview::GcView;
 use crate::transport::{ReceivedMessage, encode};
 
 /// A fault `origin.kind[.cause]`.
-pub fn fault(origin: Origin, kind: ErrorKind, cause: Option<ErrorKind>, msg: impl Into<String>) -> Fault {
+pub fn fault(
+    origin: Origin,
+    kind: ErrorKind,
+    cause: Option<ErrorKind>,
+    msg: impl Into<String>,
+) -> Fault {
     let mut code = FaultCode::new(origin, kind);
     if let Some(c) = cause {
         code = code.caused_by(c);
@@ -78,7 +83,10 @@ impl VerifyCache {
 
     /// Number of cached results (diagnostics, tests).
     pub fn len(&self) -> usize {
-        self.ok_until.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.ok_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Whether nothing is cached.
@@ -115,13 +123,23 @@ pub fn check_certificate(
             return Ok(r.clone());
         }
     }
-    let chain = view.trust.validate(cert, extra, purpose, now).map_err(|e| {
-        let cause = match e {
-            ChainError::Expired { .. } | ChainError::NotYetValid { .. } => ErrorKind::CertValidityTime,
-            _ => ErrorKind::InvalidCertPath,
-        };
-        fault(origin, kind, Some(cause), format!("certificate {}: {e}", cert.subject()))
-    })?;
+    let chain = view
+        .trust
+        .validate(cert, extra, purpose, now)
+        .map_err(|e| {
+            let cause = match e {
+                ChainError::Expired { .. } | ChainError::NotYetValid { .. } => {
+                    ErrorKind::CertValidityTime
+                }
+                _ => ErrorKind::InvalidCertPath,
+            };
+            fault(
+                origin,
+                kind,
+                Some(cause),
+                format!("certificate {}: {e}", cert.subject()),
+            )
+        })?;
     let issuer = chain
         .path
         .get(1)
@@ -160,9 +178,9 @@ pub fn check_certificate(
             },
             Err(e) => {
                 let detail = match &e {
-                    OcspError::Stale { .. } | OcspError::Expired { .. } | OcspError::NotYetValid { .. } => {
-                        "not fresh"
-                    }
+                    OcspError::Stale { .. }
+                    | OcspError::Expired { .. }
+                    | OcspError::NotYetValid { .. } => "not fresh",
                     _ => "not valid",
                 };
                 last = Some(fault(
@@ -175,7 +193,14 @@ pub fn check_certificate(
         }
     }
     let _ = first;
-    Err(last.unwrap_or_else(|| fault(origin, kind, Some(ErrorKind::MissingValidationInfo), "no OCSP")))
+    Err(last.unwrap_or_else(|| {
+        fault(
+            origin,
+            kind,
+            Some(ErrorKind::MissingValidationInfo),
+            "no OCSP",
+        )
+    }))
 }
 
 /// Verifies the signature of `msg` and that it was signed by `expected_member` (the client's
@@ -198,9 +223,12 @@ pub fn verify_message(
         ));
     }
     let v = cms::verify_detached(&msg.signature, &msg.manifest, now).map_err(|e| match e {
-        CmsError::DigestMismatch | CmsError::BadSignature | CmsError::SigningCertificateMismatch => {
-            sigv(ErrorKind::InvalidSignatureValue, format!("signature is not valid: {e}"))
-        }
+        CmsError::DigestMismatch
+        | CmsError::BadSignature
+        | CmsError::SigningCertificateMismatch => sigv(
+            ErrorKind::InvalidSignatureValue,
+            format!("signature is not valid: {e}"),
+        ),
         CmsError::CertificateNotValidAtSigningTime | CmsError::SigningTimeInFuture(_) => fault(
             origin,
             ErrorKind::CertValidation,
@@ -208,10 +236,17 @@ pub fn verify_message(
             format!("{e}"),
         ),
         CmsError::UnsupportedAlgorithm(_) => sigv(ErrorKind::UnsupportedAlgorithm, e.to_string()),
-        _ => sigv(ErrorKind::MalformedSignature, format!("signature is malformed: {e}")),
+        _ => sigv(
+            ErrorKind::MalformedSignature,
+            format!("signature is malformed: {e}"),
+        ),
     })?;
-    let signer = Certificate::from_der(v.signer_cert.clone())
-        .map_err(|e| sigv(ErrorKind::MalformedSignature, format!("signer certificate: {e}")))?;
+    let signer = Certificate::from_der(v.signer_cert.clone()).map_err(|e| {
+        sigv(
+            ErrorKind::MalformedSignature,
+            format!("signer certificate: {e}"),
+        )
+    })?;
     let member = profile::sign_cert_member(&signer).map_err(|e| {
         fault(
             origin,

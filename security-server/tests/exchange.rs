@@ -5,6 +5,9 @@
 //! below uses it; each negative case asserts the exact fault code and that the backend was not
 //! called.
 
+// Test code: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -24,7 +27,9 @@ use trustbus_central_server::api::{self, AppState as CsState};
 use trustbus_central_server::globalconf::{GlobalConf, Publisher};
 use trustbus_central_server::keys::KeyStore;
 use trustbus_central_server::management::AutoApprove;
-use trustbus_central_server::model::{Maintenance, ManagementService, Member, MemberClass, SecurityServer, Subsystem};
+use trustbus_central_server::model::{
+    Maintenance, ManagementService, Member, MemberClass, SecurityServer, Subsystem,
+};
 use trustbus_central_server::registry::Registry;
 use trustbus_pki::token::SoftToken;
 use trustbus_pki::{Certificate, KeyPair};
@@ -41,7 +46,11 @@ fn sid(s: &str) -> SecurityServerId {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Calls to the backend, by path.
@@ -50,10 +59,17 @@ struct Backend {
     calls: AtomicUsize,
 }
 
-async fn backend_handle(b: Arc<Backend>, req: http::Request<Incoming>) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+async fn backend_handle(
+    b: Arc<Backend>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
     b.calls.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path().to_owned();
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -61,18 +77,30 @@ async fn backend_handle(b: Arc<Backend>, req: http::Request<Incoming>) -> Result
     if path.starts_with("/soap") {
         let limits = trustbus_sdk::soap::Limits::default();
         let soap_bytes = match trustbus_sdk::multipart::check_content_type(
-            parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or(""),
+            parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
         ) {
             Ok(trustbus_sdk::multipart::SoapContentType::Multipart(ty)) => {
-                let mp = trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &limits).unwrap();
+                let mp =
+                    trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &limits).unwrap();
                 let n = mp.attachments().count();
                 (mp.soap_bytes().to_vec(), n)
             }
             _ => (body.to_vec(), 0),
         };
         let req = trustbus_sdk::soap::parse_request(soap_bytes.0, &limits).unwrap();
-        let xml = format!("<ns:getPersonResponse xmlns:ns=\"urn:test\"><ns:attachments>{}</ns:attachments></ns:getPersonResponse>", soap_bytes.1);
-        let out = trustbus_sdk::soap::build_response(&req, &xml, trustbus_sdk::soap::HashAlgorithm::Sha512);
+        let xml = format!(
+            "<ns:getPersonResponse xmlns:ns=\"urn:test\"><ns:attachments>{}</ns:attachments></ns:getPersonResponse>",
+            soap_bytes.1
+        );
+        let out = trustbus_sdk::soap::build_response(
+            &req,
+            &xml,
+            trustbus_sdk::soap::HashAlgorithm::Sha512,
+        );
         return Ok(http::Response::builder()
             .header("content-type", "text/xml; charset=utf-8")
             .body(Full::new(Bytes::from(out)))
@@ -87,7 +115,11 @@ async fn backend_handle(b: Arc<Backend>, req: http::Request<Incoming>) -> Result
         "user-id": parts.headers.get("x-road-userid").and_then(|v| v.to_str().ok()),
     });
     Ok(http::Response::builder()
-        .status(if parts.method == http::Method::POST { 201 } else { 200 })
+        .status(if parts.method == http::Method::POST {
+            201
+        } else {
+            200
+        })
         .header("content-type", "application/json")
         .header("x-backend", "yes")
         .body(Full::new(Bytes::from(echo.to_string())))
@@ -101,11 +133,15 @@ async fn start_backend() -> (SocketAddr, Arc<Backend>) {
     let bb = b.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { return };
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
             let b = bb.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |r| backend_handle(b.clone(), r));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
             });
         }
     });
@@ -124,11 +160,21 @@ impl Drop for SsProc {
 }
 
 /// Writes a security server directory: token, certificates, configuration.
-fn ss_dir(root: &Path, name: &str, pki: &TestPki, server: &SecurityServerId, member_name: &str, server_port: u16, body: &str) -> (PathBuf, Certificate) {
+fn ss_dir(
+    root: &Path,
+    name: &str,
+    pki: &TestPki,
+    server: &SecurityServerId,
+    member_name: &str,
+    server_port: u16,
+    body: &str,
+) -> (PathBuf, Certificate) {
     let dir = root.join(name);
     let data = dir.join("data");
     std::fs::create_dir_all(data.join("certs")).unwrap();
-    let token = SoftToken::open(data.join("token")).unwrap().with_iterations(NonZeroU32::new(1000).unwrap());
+    let token = SoftToken::open(data.join("token"))
+        .unwrap()
+        .with_iterations(NonZeroU32::new(1000).unwrap());
     let (sk, sc) = pki.sign_cert(server.owner()).unwrap();
     let (ak, ac) = pki.auth_cert(server).unwrap();
     let _ = member_name;
@@ -179,7 +225,11 @@ async fn start_ss(dir: &Path) -> SsProc {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addrs = BTreeMap::new();
     while addrs.len() < 3 {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if let Some(rest) = line.strip_prefix("listening ") {
             let (name, url) = rest.split_once(' ').unwrap();
             addrs.insert(name.to_owned(), url.to_owned());
@@ -191,11 +241,17 @@ async fn start_ss(dir: &Path) -> SsProc {
     let client = reqwest_like::Client::new();
     for _ in 0..200 {
         if client.get(&format!("{admin}/healthz")).await.map(|r| r.0) == Ok(200) {
-            return SsProc { child, client_proxy: addrs["client_proxy"].clone() };
+            return SsProc {
+                child,
+                client_proxy: addrs["client_proxy"].clone(),
+            };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("security server at {} did not become healthy", dir.display());
+    panic!(
+        "security server at {} did not become healthy",
+        dir.display()
+    );
 }
 
 /// A tiny HTTP client for the tests.
@@ -218,11 +274,22 @@ mod reqwest_like {
             let r = self.0.request(req).await.map_err(|e| e.to_string())?;
             let status = r.status().as_u16();
             let headers = r.headers().clone();
-            let body = r.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            let body = r
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
             Ok((status, headers, body))
         }
         pub(crate) async fn get(&self, url: &str) -> Result<(u16, Bytes), String> {
-            let r = self.send(http::Request::get(url).body(Full::new(Bytes::new())).unwrap()).await?;
+            let r = self
+                .send(
+                    http::Request::get(url)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+                .await?;
             Ok((r.0, r.2))
         }
     }
@@ -249,7 +316,11 @@ async fn instance() -> Instance {
     let ocsp_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ocsp_addr = ocsp_l.local_addr().unwrap();
     let services = trustbus_pki::serve::dev_services(pki.ca.clone()).unwrap();
-    tokio::spawn(trustbus_pki::serve::serve(ocsp_l, services, std::future::pending()));
+    tokio::spawn(trustbus_pki::serve::serve(
+        ocsp_l,
+        services,
+        std::future::pending(),
+    ));
 
     let (backend_addr, backend) = start_backend().await;
 
@@ -258,7 +329,14 @@ async fn instance() -> Instance {
     let ss1 = sid("DEV/GOV/1000/ss1");
     let ss2 = sid("DEV/GOV/2000/ss2");
     let b = format!("http://{backend_addr}");
-    let (d1, a1) = ss_dir(&root, "ss1", &pki, &ss1, "Consumer", p1, r#"
+    let (d1, a1) = ss_dir(
+        &root,
+        "ss1",
+        &pki,
+        &ss1,
+        "Consumer",
+        p1,
+        r#"
 [[clients]]
 id = "DEV/GOV/1000/cons"
 connection = "http"
@@ -268,8 +346,17 @@ connection = "https-auth"
 [[clients]]
 id = "DEV/GOV/1000/unreg"
 connection = "http"
-"#);
-    let (d2, a2) = ss_dir(&root, "ss2", &pki, &ss2, "Provider", p2, &format!(r#"
+"#,
+    );
+    let (d2, a2) = ss_dir(
+        &root,
+        "ss2",
+        &pki,
+        &ss2,
+        "Provider",
+        p2,
+        &format!(
+            r#"
 [[clients]]
 id = "DEV/GOV/2000/prov"
 connection = "http"
@@ -314,7 +401,9 @@ subject = "MEMBER:DEV/GOV/1000"
 [[access]]
 service = "DEV/GOV/2000/prov/getPerson"
 subject = "SUBSYSTEM:DEV/GOV/1000/cons"
-"#));
+"#
+        ),
+    );
 
     // Central server in process.
     let cs = root.join("cs");
@@ -325,22 +414,46 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
     let cons = [cid("DEV/GOV/1000/cons"), cid("DEV/GOV/1000/strict")];
     let mut servers = vec![
         server_entry(&ss1, &format!("127.0.0.1:{p1}"), &a1, &cons),
-        server_entry(&ss2, &format!("127.0.0.1:{p2}"), &a2, &[cid("DEV/GOV/2000/prov")]),
+        server_entry(
+            &ss2,
+            &format!("127.0.0.1:{p2}"),
+            &a2,
+            &[cid("DEV/GOV/2000/prov")],
+        ),
     ];
     // A provider whose server is in maintenance mode.
-    let mut down = server_entry(&sid("DEV/GOV/3000/ss3"), "127.0.0.1:1", &a2, &[cid("DEV/GOV/3000/down")]);
+    let mut down = server_entry(
+        &sid("DEV/GOV/3000/ss3"),
+        "127.0.0.1:1",
+        &a2,
+        &[cid("DEV/GOV/3000/down")],
+    );
     down.auth_cert_sha256 = vec![];
-    down.maintenance = Maintenance { enabled: true, message: Some("back at noon".into()) };
+    down.maintenance = Maintenance {
+        enabled: true,
+        message: Some("back at noon".into()),
+    };
     servers.push(down);
     // A provider "hosted" at ss2's address under an authentication certificate ss2 does not have.
-    let mut ghost = server_entry(&sid("DEV/GOV/4000/ss4"), &format!("127.0.0.1:{p2}"), &a1, &[cid("DEV/GOV/4000/ghost")]);
+    let mut ghost = server_entry(
+        &sid("DEV/GOV/4000/ss4"),
+        &format!("127.0.0.1:{p2}"),
+        &a1,
+        &[cid("DEV/GOV/4000/ghost")],
+    );
     ghost.auth_cert_sha256 = vec!["00".repeat(32)];
     servers.push(ghost);
     registry
         .mutate(|s| {
             s.signing.active = 1;
             s.settings.configuration_validity_seconds = 4;
-            s.member_classes.insert("GOV".into(), MemberClass { code: "GOV".into(), description: String::new() });
+            s.member_classes.insert(
+                "GOV".into(),
+                MemberClass {
+                    code: "GOV".into(),
+                    description: String::new(),
+                },
+            );
             for (m, subs) in [
                 ("DEV/GOV/1000", vec!["cons", "strict", "unreg"]),
                 ("DEV/GOV/2000", vec!["prov"]),
@@ -355,13 +468,17 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
                         name: format!("Member {}", id.member_code()),
                         subsystems: subs
                             .iter()
-                            .map(|c| Subsystem { id: cid(&format!("{m}/{c}")), name: None })
+                            .map(|c| Subsystem {
+                                id: cid(&format!("{m}/{c}")),
+                                name: None,
+                            })
                             .collect(),
                     },
                 );
             }
             for srv in &servers {
-                s.servers.insert(srv.id.to_slash(), SecurityServer { ..srv.clone() });
+                s.servers
+                    .insert(srv.id.to_slash(), SecurityServer { ..srv.clone() });
             }
             s.cas.insert(ca.name.clone(), ca.clone());
             Ok(())
@@ -372,7 +489,10 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
         registry.clone(),
         keys,
         publisher,
-        ManagementService { address: "http://127.0.0.1:1".into(), tls_cert: None },
+        ManagementService {
+            address: "http://127.0.0.1:1".into(),
+            tls_cert: None,
+        },
         vec![],
     ));
     gc.regenerate().unwrap();
@@ -407,7 +527,16 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
 
     let (s1, s2) = tokio::join!(start_ss(&d1), start_ss(&d2));
     let _ = KeyPair::generate(trustbus_pki::KeyKind::EcdsaP256);
-    Instance { _dir: dir, ss1: s1, _ss2: s2, backend, http: reqwest_like::Client::new(), stop_cs: Some(tx), pki, ss2_port: p2 }
+    Instance {
+        _dir: dir,
+        ss1: s1,
+        _ss2: s2,
+        backend,
+        http: reqwest_like::Client::new(),
+        stop_cs: Some(tx),
+        pki,
+        ss2_port: p2,
+    }
 }
 
 impl Instance {
@@ -415,8 +544,17 @@ impl Instance {
         self.backend.calls.load(Ordering::SeqCst)
     }
 
-    async fn rest(&self, method: &str, path: &str, client: &str, body: Option<&str>, extra: &[(&str, &str)]) -> reqwest_like::Resp {
-        let mut b = http::Request::builder().method(method).uri(format!("{}{path}", self.ss1.client_proxy));
+    async fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        client: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> reqwest_like::Resp {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.ss1.client_proxy));
         if !client.is_empty() {
             b = b.header("X-Road-Client", client);
         }
@@ -426,7 +564,9 @@ impl Instance {
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
-        let req = b.body(Full::new(Bytes::from(body.unwrap_or("").to_owned()))).unwrap();
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .unwrap();
         self.http.send(req).await.unwrap()
     }
 
@@ -445,12 +585,27 @@ impl Instance {
     async fn rest_fault(&self, method: &str, path: &str, client: &str, code: &str) {
         let before = self.calls();
         let (status, h, body) = self.rest(method, path, client, None, &[]).await;
-        let got = h.get("x-road-error").and_then(|v| v.to_str().ok()).unwrap_or("<none>");
-        assert_eq!(got, code, "{method} {path}: status {status}, body {}", String::from_utf8_lossy(&body));
+        let got = h
+            .get("x-road-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("<none>");
+        assert_eq!(
+            got,
+            code,
+            "{method} {path}: status {status}, body {}",
+            String::from_utf8_lossy(&body)
+        );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["type"], code);
-        assert!(!v["detail"].as_str().unwrap_or("").is_empty(), "correlation id");
-        assert_eq!(self.calls(), before, "{code}: the backend must not be called");
+        assert!(
+            !v["detail"].as_str().unwrap_or("").is_empty(),
+            "correlation id"
+        );
+        assert_eq!(
+            self.calls(),
+            before,
+            "{code}: the backend must not be called"
+        );
     }
 }
 
@@ -465,7 +620,9 @@ fn soap_request(client: &ClientId, service: &str, id: &str) -> Vec<u8> {
 
 fn soap_fault_code(body: &[u8]) -> String {
     let f = trustbus_sdk::soap::parse_fault(body, &trustbus_sdk::soap::Limits::default()).unwrap();
-    f.to_fault().map(|f| f.code.render(trustbus_sdk::FaultDialect::Classic)).unwrap_or_default()
+    f.to_fault()
+        .map(|f| f.code.render(trustbus_sdk::FaultDialect::Classic))
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,7 +632,15 @@ async fn exchange_end_to_end() {
 
     // REST GET: exact response headers, backend saw the path, query and client.
     let before = inst.calls();
-    let (status, h, body) = inst.rest("GET", "/r1/DEV/GOV/2000/prov/echo/persons/42?full=1", cons, None, &[("X-Road-Id", "msg-1"), ("X-Road-UserId", "EE1")]).await;
+    let (status, h, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/echo/persons/42?full=1",
+            cons,
+            None,
+            &[("X-Road-Id", "msg-1"), ("X-Road-UserId", "EE1")],
+        )
+        .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(inst.calls(), before + 1);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -493,7 +658,15 @@ async fn exchange_end_to_end() {
     assert!(!h["x-road-request-hash"].is_empty());
 
     // REST POST with a JSON body; the request hash is the one of our request.
-    let (status, h, body) = inst.rest("POST", "/r1/DEV/GOV/2000/prov/echo/persons", cons, Some("{\"name\":\"Mari\"}"), &[]).await;
+    let (status, h, body) = inst
+        .rest(
+            "POST",
+            "/r1/DEV/GOV/2000/prov/echo/persons",
+            cons,
+            Some("{\"name\":\"Mari\"}"),
+            &[],
+        )
+        .await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["body"], "{\"name\":\"Mari\"}");
@@ -503,7 +676,15 @@ async fn exchange_end_to_end() {
 
     // A larger body spills to disk on both servers (threshold 64 KiB) and arrives intact.
     let big = format!("{{\"data\":\"{}\"}}", "x".repeat(3 << 20));
-    let (status, _, body) = inst.rest("POST", "/r1/DEV/GOV/2000/prov/echo/persons", cons, Some(&big), &[]).await;
+    let (status, _, body) = inst
+        .rest(
+            "POST",
+            "/r1/DEV/GOV/2000/prov/echo/persons",
+            cons,
+            Some(&big),
+            &[],
+        )
+        .await;
     assert_eq!(status, 201);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["body"].as_str().unwrap().len(), big.len());
@@ -511,17 +692,23 @@ async fn exchange_end_to_end() {
     // SOAP without and with an attachment: headers echoed, requestHash set.
     let client = ClientId::from_slash(cons).unwrap();
     let req = soap_request(&client, "DEV/GOV/2000/prov/getPerson", "soap-1");
-    let (status, h, body) = inst.soap(req.clone(), "text/xml; charset=utf-8", "POST").await;
+    let (status, h, body) = inst
+        .soap(req.clone(), "text/xml; charset=utf-8", "POST")
+        .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(h["content-type"].to_str().unwrap().starts_with("text/xml"));
-    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap() {
+    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap()
+    {
         trustbus_sdk::soap::SoapResponse::Message(m) => m,
         other => panic!("{other:?}"),
     };
     let parsed_req = trustbus_sdk::soap::parse_request(req.clone(), &Default::default()).unwrap();
-    trustbus_sdk::soap::check_response_headers(&parsed_req, &resp, trustbus_sdk::Origin::Client).unwrap();
+    trustbus_sdk::soap::check_response_headers(&parsed_req, &resp, trustbus_sdk::Origin::Client)
+        .unwrap();
     trustbus_sdk::soap::verify_request_hash(&req, &resp, trustbus_sdk::Origin::Client).unwrap();
-    assert!(String::from_utf8_lossy(resp.body_content()).contains("<ns:attachments>0</ns:attachments>"));
+    assert!(
+        String::from_utf8_lossy(resp.body_content()).contains("<ns:attachments>0</ns:attachments>")
+    );
 
     let boundary = "MIME_boundary";
     let mut mp = Vec::new();
@@ -529,40 +716,140 @@ async fn exchange_end_to_end() {
     let req2 = soap_request(&client, "DEV/GOV/2000/prov/getPerson", "soap-2");
     mp.extend_from_slice(&req2);
     mp.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-ID: <att1@x>\r\n\r\nBINARY DATA\r\n--{boundary}--\r\n").as_bytes());
-    let (status, _, body) = inst.soap(mp, &format!("multipart/related; type=\"text/xml\"; boundary=\"{boundary}\""), "POST").await;
+    let (status, _, body) = inst
+        .soap(
+            mp,
+            &format!("multipart/related; type=\"text/xml\"; boundary=\"{boundary}\""),
+            "POST",
+        )
+        .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("<ns:attachments>1</ns:attachments>"));
-    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap() {
+    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap()
+    {
         trustbus_sdk::soap::SoapResponse::Message(m) => m,
         other => panic!("{other:?}"),
     };
     trustbus_sdk::soap::verify_request_hash(&req2, &resp, trustbus_sdk::Origin::Client).unwrap();
 
     // Negative cases: exact code, backend never called.
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/admin", cons, "Server.ServerProxy.AccessDenied").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/persons/../admin", cons, "Client.InvalidRest").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/secret", cons, "Server.ServerProxy.AccessDenied").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/nope", cons, "Server.ServerProxy.UnknownService").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/off", cons, "Server.ServerProxy.ServiceDisabled").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/getPerson", cons, "Server.ServerProxy.ServiceType").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/persons/1", "DEV/GOV/1000/unreg", "Server.ClientProxy.UnknownMember").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/persons/1", "DEV/GOV/9999/nobody", "Server.ClientProxy.UnknownMember").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/persons/1", "DEV/GOV/1000/strict", "Server.ClientProxy.SslAuthenticationFailed").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/3000/down/svc", cons, "Server.ClientProxy.MaintenanceMode").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/4000/ghost/svc", cons, "Server.ClientProxy.SslAuthenticationFailed").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/persons/1", "", "Client.MissingHeaderField").await;
-    inst.rest_fault("GET", "/r1/DEV/GOV/2000/prov/echo/persons/1", "DEV/GOV", "Client.InvalidClientIdentifier").await;
-    inst.rest_fault("GET", "/r9/DEV/GOV/2000/prov/echo", cons, "Client.InvalidProtocolVersion").await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/admin",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/../admin",
+        cons,
+        "Client.InvalidRest",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/secret",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/nope",
+        cons,
+        "Server.ServerProxy.UnknownService",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/off",
+        cons,
+        "Server.ServerProxy.ServiceDisabled",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/getPerson",
+        cons,
+        "Server.ServerProxy.ServiceType",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV/1000/unreg",
+        "Server.ClientProxy.UnknownMember",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV/9999/nobody",
+        "Server.ClientProxy.UnknownMember",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV/1000/strict",
+        "Server.ClientProxy.SslAuthenticationFailed",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/3000/down/svc",
+        cons,
+        "Server.ClientProxy.MaintenanceMode",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/4000/ghost/svc",
+        cons,
+        "Server.ClientProxy.SslAuthenticationFailed",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "",
+        "Client.MissingHeaderField",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV",
+        "Client.InvalidClientIdentifier",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r9/DEV/GOV/2000/prov/echo",
+        cons,
+        "Client.InvalidProtocolVersion",
+    )
+    .await;
 
     // Backend timeout: the backend is called, the exchange fails with ServiceFailed.
-    let (_, h, _) = inst.rest("GET", "/r1/DEV/GOV/2000/prov/slow", cons, None, &[]).await;
-    assert_eq!(h["x-road-error"], "Server.ServerProxy.ServiceFailed.NetworkError");
+    let (_, h, _) = inst
+        .rest("GET", "/r1/DEV/GOV/2000/prov/slow", cons, None, &[])
+        .await;
+    assert_eq!(
+        h["x-road-error"],
+        "Server.ServerProxy.ServiceFailed.NetworkError"
+    );
 
     // Malformed SOAP and a GET on the SOAP endpoint.
     let before = inst.calls();
     let (status, _, body) = inst.soap(b"<not-soap/>".to_vec(), "text/xml", "POST").await;
     assert_eq!(status, 500);
-    assert!(soap_fault_code(&body).starts_with("Client."), "{}", soap_fault_code(&body));
+    assert!(
+        soap_fault_code(&body).starts_with("Client."),
+        "{}",
+        soap_fault_code(&body)
+    );
     let (_, _, body) = inst.soap(Vec::new(), "text/xml", "GET").await;
     assert_eq!(soap_fault_code(&body), "Client.InvalidHttpMethod");
     let (_, _, body) = inst.soap(b"{}".to_vec(), "application/json", "POST").await;
@@ -580,8 +867,20 @@ async fn exchange_end_to_end() {
     }
     let mut last = String::new();
     for _ in 0..120 {
-        let (_, h, _) = inst.rest("GET", "/r1/DEV/GOV/2000/prov/echo/persons/1", cons, None, &[]).await;
-        last = h.get("x-road-error").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let (_, h, _) = inst
+            .rest(
+                "GET",
+                "/r1/DEV/GOV/2000/prov/echo/persons/1",
+                cons,
+                None,
+                &[],
+            )
+            .await;
+        last = h
+            .get("x-road-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         if !last.is_empty() {
             break;
         }
@@ -593,20 +892,36 @@ async fn exchange_end_to_end() {
 /// Connects to the server proxy with an authentication certificate that chains to the approved
 /// CA but is not registered: the server must refuse it (TLS 1.3 reports a client certificate
 /// rejection on the client's first read).
-async fn unregistered_peer_is_refused(pki: &TestPki, port: u16, (key, cert): (KeyPair, Certificate)) -> bool {
+async fn unregistered_peer_is_refused(
+    pki: &TestPki,
+    port: u16,
+    (key, cert): (KeyPair, Certificate),
+) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use trustbus_pki::tls::{StaticPeerPolicy, TlsIdentity, ss_client_config};
     let mut store = trustbus_pki::chain::TrustStore::new();
     store.add_ca(pki.ca.ca_cert().clone(), false);
-    let policy = Arc::new(StaticPeerPolicy { store: Arc::new(store), registered: Arc::new(|_| true) });
+    let policy = Arc::new(StaticPeerPolicy {
+        store: Arc::new(store),
+        registered: Arc::new(|_| true),
+    });
     let cfg = ss_client_config(TlsIdentity::new(&[cert], &key).unwrap(), policy).unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("x").unwrap().to_owned();
-    match tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("x")
+        .unwrap()
+        .to_owned();
+    match tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+    {
         Err(_) => true,
         Ok(mut tls) => {
             let _ = tls
-                .write_all(b"POST /trustbus/v1/exchange HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+                .write_all(
+                    b"POST /trustbus/v1/exchange HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+                )
                 .await;
             let mut buf = [0u8; 64];
             !matches!(tls.read(&mut buf).await, Ok(n) if n > 0)

@@ -27,7 +27,9 @@ use crate::logsink::{Outcome, Side};
 use crate::message::{Sealed, entry, read_message};
 use crate::spill::SpillBuffer;
 use crate::state::AppState;
-use crate::transport::{Direction, EXCHANGE_PATH, Limits, PROTOCOL, PROTOCOL_HEADER, ReceivedMessage};
+use crate::transport::{
+    Direction, EXCHANGE_PATH, Limits, PROTOCOL, PROTOCOL_HEADER, ReceivedMessage,
+};
 use crate::verify::{check_certificate, verify_message};
 
 /// How the information system connected.
@@ -41,7 +43,9 @@ pub struct ConnInfo {
 
 /// Serves plain HTTP on `listener`.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(state.cfg.limits.max_connections.max(1)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        state.cfg.limits.max_connections.max(1),
+    ));
     let conn = Arc::new(ConnInfo::default());
     loop {
         let (tcp, remote) = listener.accept().await?;
@@ -72,7 +76,11 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
 }
 
 /// Handles one information-system request.
-pub async fn handle(state: Arc<AppState>, conn: Arc<ConnInfo>, req: http::Request<Incoming>) -> http::Response<OutBody> {
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    req: http::Request<Incoming>,
+) -> http::Response<OutBody> {
     let started = Instant::now();
     let path = req.uri().path();
     let is_rest = path.starts_with("/r") && path[2..].starts_with(|c: char| c.is_ascii_digit());
@@ -82,9 +90,13 @@ pub async fn handle(state: Arc<AppState>, conn: Arc<ConnInfo>, req: http::Reques
     } else {
         soap::handle(&state, &conn, req, &mut labels).await
     };
-    state
-        .metrics
-        .observe("consumer", &labels.0, &labels.1, &outcome, started.elapsed().as_secs_f64());
+    state.metrics.observe(
+        "consumer",
+        &labels.0,
+        &labels.1,
+        &outcome,
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -94,36 +106,62 @@ fn cp(kind: ErrorKind, m: impl Into<String>) -> Fault {
 
 /// The client must be hosted here (locally configured and registered in global configuration)
 /// and connect the way its configuration demands.
-fn check_client<'a>(state: &'a AppState, view: &GcView, conn: &ConnInfo, client: &ClientId) -> Result<&'a ClientConfig, Fault> {
-    let c = state
-        .cfg
-        .client(client)
-        .ok_or_else(|| cp(ErrorKind::UnknownMember, format!("client {} is not a client of this security server", client.to_slash())))?;
+fn check_client<'a>(
+    state: &'a AppState,
+    view: &GcView,
+    conn: &ConnInfo,
+    client: &ClientId,
+) -> Result<&'a ClientConfig, Fault> {
+    let c = state.cfg.client(client).ok_or_else(|| {
+        cp(
+            ErrorKind::UnknownMember,
+            format!(
+                "client {} is not a client of this security server",
+                client.to_slash()
+            ),
+        )
+    })?;
     match c.connection {
         ConnectionMode::Http => {}
         ConnectionMode::Https if conn.tls => {}
-        ConnectionMode::HttpsAuth if conn.client_cert.as_ref().is_some_and(|fp| c.is_certs.iter().any(|r| r.eq_ignore_ascii_case(fp))) => {}
+        ConnectionMode::HttpsAuth
+            if conn
+                .client_cert
+                .as_ref()
+                .is_some_and(|fp| c.is_certs.iter().any(|r| r.eq_ignore_ascii_case(fp))) => {}
         ConnectionMode::Https | ConnectionMode::HttpsAuth => {
             let why = match (&c.connection, conn.tls, &conn.client_cert) {
                 (_, false, _) => "specifies HTTPS but the request came over plain HTTP",
-                (ConnectionMode::HttpsAuth, true, None) => "specifies HTTPS with client authentication but did not supply a TLS certificate",
+                (ConnectionMode::HttpsAuth, true, None) => {
+                    "specifies HTTPS with client authentication but did not supply a TLS certificate"
+                }
                 _ => "presented a TLS certificate that is not registered for it",
             };
-            return Err(cp(ErrorKind::SslAuthenticationFailed, format!("client {} {why}", client.to_slash())));
+            return Err(cp(
+                ErrorKind::SslAuthenticationFailed,
+                format!("client {} {why}", client.to_slash()),
+            ));
         }
     }
     let here = view.server(&state.identity.server);
     if !here.is_some_and(|s| view.hosts(s, client)) {
         return Err(cp(
             ErrorKind::UnknownMember,
-            format!("client {} is not registered on this security server in global configuration", client.to_slash()),
+            format!(
+                "client {} is not registered on this security server in global configuration",
+                client.to_slash()
+            ),
         ));
     }
     Ok(c)
 }
 
 /// The provider's security servers, without those in maintenance mode.
-fn route(view: &GcView, provider: &ClientId, target: Option<&SecurityServerId>) -> Result<Vec<SecurityServer>, Fault> {
+fn route(
+    view: &GcView,
+    provider: &ClientId,
+    target: Option<&SecurityServerId>,
+) -> Result<Vec<SecurityServer>, Fault> {
     let hosting: Vec<&SecurityServer> = view
         .servers_hosting(provider)
         .into_iter()
@@ -135,7 +173,11 @@ fn route(view: &GcView, provider: &ClientId, target: Option<&SecurityServerId>) 
             format!("no security server hosts {}", provider.to_slash()),
         ));
     }
-    let up: Vec<SecurityServer> = hosting.iter().filter(|s| !s.maintenance.enabled).map(|s| (*s).clone()).collect();
+    let up: Vec<SecurityServer> = hosting
+        .iter()
+        .filter(|s| !s.maintenance.enabled)
+        .map(|s| (*s).clone())
+        .collect();
     if up.is_empty() {
         let msg = hosting
             .iter()
@@ -154,16 +196,28 @@ async fn read_body(body: Incoming, max: u64, spill: SpillBuffer) -> Result<Spill
         match body.frame().await {
             None => return Ok(spill),
             Some(Err(e)) => {
-                let too_big = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let too_big = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
                 return Err(if too_big {
-                    Fault::of(Origin::Client, ErrorKind::InvalidBody, format!("request body is larger than {max} bytes"))
+                    Fault::of(
+                        Origin::Client,
+                        ErrorKind::InvalidBody,
+                        format!("request body is larger than {max} bytes"),
+                    )
                 } else {
-                    Fault::of(Origin::Client, ErrorKind::InvalidBody, format!("reading the request body failed: {e}"))
+                    Fault::of(
+                        Origin::Client,
+                        ErrorKind::InvalidBody,
+                        format!("reading the request body failed: {e}"),
+                    )
                 });
             }
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
-                    spill.write(&d).map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
+                    spill
+                        .write(&d)
+                        .map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
                 }
             }
         }
@@ -179,7 +233,11 @@ async fn exchange(
 ) -> Result<(ReceivedMessage, Option<SpillBuffer>), Fault> {
     let req_meta = sealed.meta.clone();
     let entry_req = sealed.log_entry(Side::Consumer, Outcome::Ok);
-    state.log.log(entry_req).await.map_err(|e| e.fault(Origin::ClientProxy))?;
+    state
+        .log
+        .log(entry_req)
+        .await
+        .map_err(|e| e.fault(Origin::ClientProxy))?;
     let ct = sealed.content_type();
     let req = http::Request::post(EXCHANGE_PATH)
         .header(http::header::HOST, "trustbus-security-server")
@@ -204,7 +262,15 @@ async fn exchange(
         max_body: lim.max_body_bytes,
         ..Limits::default()
     };
-    let (msg, body) = read_message(sent.response.into_body(), &resp_ct, &limits, lim.spill_threshold_bytes, false, Origin::ClientProxy).await?;
+    let (msg, body) = read_message(
+        sent.response.into_body(),
+        &resp_ct,
+        &limits,
+        lim.spill_threshold_bytes,
+        false,
+        Origin::ClientProxy,
+    )
+    .await?;
     let m = &msg.meta;
     let same = m.direction == Direction::Response
         && m.kind == req_meta.kind
@@ -213,7 +279,10 @@ async fn exchange(
         && m.client == req_meta.client
         && m.service == req_meta.service;
     if !same {
-        return Err(cp(ErrorKind::InconsistentResponse, "response metadata does not match the request"));
+        return Err(cp(
+            ErrorKind::InconsistentResponse,
+            "response metadata does not match the request",
+        ));
     }
     let now = crate::now();
     check_certificate(
@@ -227,7 +296,14 @@ async fn exchange(
         ErrorKind::SslAuthenticationFailed,
         now,
     )?;
-    let verified = verify_message(view, &state.verify_cache, &msg, &req_meta.service.provider().owner(), Origin::ClientProxy, now)?;
+    let verified = verify_message(
+        view,
+        &state.verify_cache,
+        &msg,
+        &req_meta.service.provider().owner(),
+        Origin::ClientProxy,
+        now,
+    )?;
     let mut log_resp = entry(
         Side::Consumer,
         m,
@@ -240,10 +316,17 @@ async fn exchange(
         Outcome::Ok,
     );
     let mut body = body;
-    if let Some(b) = body.as_mut().filter(|b| b.len() <= crate::message::LOG_BODY_MAX) {
+    if let Some(b) = body
+        .as_mut()
+        .filter(|b| b.len() <= crate::message::LOG_BODY_MAX)
+    {
         log_resp.payload_body = b.to_vec().ok();
     }
-    state.log.log(log_resp).await.map_err(|e| e.fault(Origin::ClientProxy))?;
+    state
+        .log
+        .log(log_resp)
+        .await
+        .map_err(|e| e.fault(Origin::ClientProxy))?;
     Ok((msg, body))
 }
 
@@ -264,6 +347,9 @@ async fn relay_error(resp: http::Response<Incoming>) -> Fault {
     match (code, parsed) {
         (Some(c), Some((_, message, detail))) => Fault::new(c, message).with_correlation_id(detail),
         (Some(c), None) => Fault::new(c, "the provider's security server reported an error"),
-        _ => cp(ErrorKind::InvalidResponse, format!("provider's security server answered HTTP {status} without a message")),
+        _ => cp(
+            ErrorKind::InvalidResponse,
+            format!("provider's security server answered HTTP {status} without a message"),
+        ),
     }
 }

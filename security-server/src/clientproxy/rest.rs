@@ -4,7 +4,9 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use trustbus_sdk::FaultDialect;
 use trustbus_sdk::fault::{ErrorKind, Fault, Origin};
-use trustbus_sdk::rest::{ExchangeHeaders, RequestHeaderPart, ResponseHeaderPart, RestRequest, XRoadHeaders};
+use trustbus_sdk::rest::{
+    ExchangeHeaders, RequestHeaderPart, ResponseHeaderPart, RestRequest, XRoadHeaders,
+};
 
 use super::{ConnInfo, check_client, cp, exchange, read_body, route};
 use crate::httpc::OutBody;
@@ -12,7 +14,9 @@ use crate::message::{seal, stream_body};
 use crate::respond::{log_fault, put_headers, rest_error, sdk_headers};
 use crate::spill::SpillBuffer;
 use crate::state::AppState;
-use crate::transport::{CT_REST_BODY, CT_REST_REQUEST, Metadata, PROTOCOL, PayloadKind, UserIdentity, Direction};
+use crate::transport::{
+    CT_REST_BODY, CT_REST_REQUEST, Direction, Metadata, PROTOCOL, PayloadKind, UserIdentity,
+};
 
 pub(super) async fn handle(
     state: &AppState,
@@ -20,7 +24,10 @@ pub(super) async fn handle(
     req: http::Request<Incoming>,
     labels: &mut (String, String),
 ) -> (http::Response<OutBody>, String) {
-    let accept = req.headers().get(http::header::ACCEPT).map(|v| v.as_bytes().to_vec());
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .map(|v| v.as_bytes().to_vec());
     match run(state, conn, req, labels).await {
         Ok(r) => (r, "ok".into()),
         Err(f) => {
@@ -51,10 +58,17 @@ async fn run(
     rr.endpoint_path().map_err(|e| e.fault())?;
     let mut headers = sdk_headers(&parts.headers);
     let xroad = XRoadHeaders::from_headers(&headers).map_err(|e| e.fault())?;
-    *labels = (xroad.client.to_slash(), rr.service().without_version().to_slash());
+    *labels = (
+        xroad.client.to_slash(),
+        rr.service().without_version().to_slash(),
+    );
     let view = state.view(Origin::ClientProxy)?;
     let client_cfg = check_client(state, &view, conn, &xroad.client)?;
-    let servers = route(&view, rr.service().provider(), xroad.security_server.as_ref())?;
+    let servers = route(
+        &view,
+        rr.service().provider(),
+        xroad.security_server.as_ref(),
+    )?;
 
     let user = match (&xroad.user_id, client_cfg.allow_unverified_user_id) {
         (Some(u), true) => Some(UserIdentity {
@@ -77,7 +91,10 @@ async fn run(
     let (request_hash, body) = if spill.is_empty() {
         (trustbus_sdk::rest::request_hash(&head, None), None)
     } else {
-        (spill.request_hash().unwrap_or_default(), Some((spill, CT_REST_BODY)))
+        (
+            spill.request_hash().unwrap_or_default(),
+            Some((spill, CT_REST_BODY)),
+        )
     };
     let meta = Metadata {
         protocol: PROTOCOL.into(),
@@ -96,12 +113,23 @@ async fn run(
         request_hash: None,
         status: None,
     };
-    let sealed = seal(meta, head, CT_REST_REQUEST, body, &state.identity, Origin::ClientProxy, crate::now())?;
+    let sealed = seal(
+        meta,
+        head,
+        CT_REST_REQUEST,
+        body,
+        &state.identity,
+        Origin::ClientProxy,
+        crate::now(),
+    )?;
     let (msg, resp_body) = exchange(state, &view, sealed, &servers).await?;
 
     // The provider must have hashed exactly our request.
     if msg.meta.request_hash.as_deref() != Some(request_hash.as_str()) {
-        return Err(cp(ErrorKind::InconsistentResponse, "response request hash does not match the request"));
+        return Err(cp(
+            ErrorKind::InconsistentResponse,
+            "response request hash does not match the request",
+        ));
     }
     let part = ResponseHeaderPart::parse(&msg.head).map_err(|e| e.response_fault())?;
     let ex = ExchangeHeaders {
@@ -121,5 +149,6 @@ async fn run(
         }
         None => crate::httpc::full(Bytes::new()),
     };
-    b.body(body).map_err(|e| cp(ErrorKind::InternalError, e.to_string()))
+    b.body(body)
+        .map_err(|e| cp(ErrorKind::InternalError, e.to_string()))
 }

@@ -12,7 +12,9 @@ use crate::message::seal;
 use crate::respond::{log_fault, soap_error};
 use crate::spill::SpillBuffer;
 use crate::state::AppState;
-use crate::transport::{CT_SOAP, CT_SOAP_MULTIPART, Direction, Metadata, PROTOCOL, PayloadKind, UserIdentity};
+use crate::transport::{
+    CT_SOAP, CT_SOAP_MULTIPART, Direction, Metadata, PROTOCOL, PayloadKind, UserIdentity,
+};
 
 pub(super) async fn handle(
     state: &AppState,
@@ -48,7 +50,13 @@ async fn run(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Fault::of(Origin::Client, ErrorKind::InvalidContentType, "Content-Type is missing"))?
+        .ok_or_else(|| {
+            Fault::of(
+                Origin::Client,
+                ErrorKind::InvalidContentType,
+                "Content-Type is missing",
+            )
+        })?
         .to_owned();
     let soap_action = parts
         .headers
@@ -57,8 +65,15 @@ async fn run(
         .map(str::to_owned);
     let kind = multipart::check_content_type(&ct)?;
     let lim = &state.cfg.limits;
-    let mut spill = read_body(body, lim.max_soap_bytes as u64, SpillBuffer::new(lim.max_soap_bytes, None)).await?;
-    let bytes = spill.to_vec().map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
+    let mut spill = read_body(
+        body,
+        lim.max_soap_bytes as u64,
+        SpillBuffer::new(lim.max_soap_bytes, None),
+    )
+    .await?;
+    let bytes = spill
+        .to_vec()
+        .map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
     let limits = soap::Limits::default();
     let (request, whole) = match kind {
         SoapContentType::Xml => (soap::parse_request(bytes, &limits)?, None),
@@ -92,7 +107,8 @@ async fn run(
     let body = match whole {
         Some(w) => {
             let mut s = SpillBuffer::new(lim.spill_threshold_bytes, None);
-            s.write(&w).map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
+            s.write(&w)
+                .map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
             Some((s, CT_SOAP_MULTIPART))
         }
         None => None,
@@ -114,12 +130,25 @@ async fn run(
         request_hash: None,
         status: None,
     };
-    let sealed = seal(meta, request.bytes().to_vec(), CT_SOAP, body, &state.identity, Origin::ClientProxy, crate::now())?;
+    let sealed = seal(
+        meta,
+        request.bytes().to_vec(),
+        CT_SOAP,
+        body,
+        &state.identity,
+        Origin::ClientProxy,
+        crate::now(),
+    )?;
     let (msg, _) = exchange(state, &view, sealed, &servers).await?;
     if msg.meta.request_hash.as_deref() != Some(request_hash.as_str()) {
-        return Err(cp(ErrorKind::InconsistentResponse, "response request hash does not match the request"));
+        return Err(cp(
+            ErrorKind::InconsistentResponse,
+            "response request hash does not match the request",
+        ));
     }
-    let status = match soap::parse_response(msg.head.clone(), &limits).map_err(|f| cp(ErrorKind::InvalidSoap, f.message))? {
+    let status = match soap::parse_response(msg.head.clone(), &limits)
+        .map_err(|f| cp(ErrorKind::InvalidSoap, f.message))?
+    {
         SoapResponse::Message(m) => {
             soap::check_response_headers(&request, &m, Origin::ClientProxy)?;
             soap::verify_request_hash(request.bytes(), &m, Origin::ClientProxy)?;
@@ -127,7 +156,11 @@ async fn run(
         }
         SoapResponse::Fault { .. } => 500,
     };
-    let ct = msg.meta.content_type.clone().unwrap_or_else(|| "text/xml; charset=utf-8".into());
+    let ct = msg
+        .meta
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "text/xml; charset=utf-8".into());
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, ct)

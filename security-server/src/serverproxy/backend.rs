@@ -60,13 +60,23 @@ pub async fn call(
         }
         None => crate::httpc::full(Bytes::new()),
     };
-    let req = b
-        .body(body)
-        .map_err(|e| Fault::of(Origin::ServerProxy, ErrorKind::ServiceMalformedUrl, e.to_string()))?;
+    let req = b.body(body).map_err(|e| {
+        Fault::of(
+            Origin::ServerProxy,
+            ErrorKind::ServiceMalformedUrl,
+            e.to_string(),
+        )
+    })?;
     let read = Duration::from_millis(svc.read_timeout_ms);
     let resp = http.call(req, read).await.map_err(|e| match e {
-        CallError::Timeout(d) => failed(Some(ErrorKind::NetworkError), format!("service did not answer within {d:?}")),
-        CallError::Connect(m) => failed(Some(ErrorKind::NetworkError), format!("cannot connect to the service: {m}")),
+        CallError::Timeout(d) => failed(
+            Some(ErrorKind::NetworkError),
+            format!("service did not answer within {d:?}"),
+        ),
+        CallError::Connect(m) => failed(
+            Some(ErrorKind::NetworkError),
+            format!("cannot connect to the service: {m}"),
+        ),
         CallError::Other(m) => failed(Some(ErrorKind::IOError), m),
     })?;
     let status = resp.status();
@@ -77,19 +87,32 @@ pub async fn call(
         }
     }
     let mut spill = SpillBuffer::new(spill_threshold, None);
-    let mut body = Limited::new(resp.into_body(), usize::try_from(max_body).unwrap_or(usize::MAX));
+    let mut body = Limited::new(
+        resp.into_body(),
+        usize::try_from(max_body).unwrap_or(usize::MAX),
+    );
     loop {
         let frame = tokio::time::timeout(read, body.frame())
             .await
-            .map_err(|_| failed(Some(ErrorKind::NetworkError), "service body timed out".into()))?;
+            .map_err(|_| {
+                failed(
+                    Some(ErrorKind::NetworkError),
+                    "service body timed out".into(),
+                )
+            })?;
         match frame {
             None => break,
-            Some(Err(e)) => return Err(failed(Some(ErrorKind::IOError), format!("reading the service response: {e}"))),
+            Some(Err(e)) => {
+                return Err(failed(
+                    Some(ErrorKind::IOError),
+                    format!("reading the service response: {e}"),
+                ));
+            }
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
-                    spill
-                        .write(&d)
-                        .map_err(|e| Fault::of(Origin::ServerProxy, ErrorKind::IOError, e.to_string()))?;
+                    spill.write(&d).map_err(|e| {
+                        Fault::of(Origin::ServerProxy, ErrorKind::IOError, e.to_string())
+                    })?;
                 }
             }
         }

@@ -57,9 +57,12 @@ impl PeerPolicy for AnyRegistered {
 pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
     let id = &state.identity;
     let tls_id = TlsIdentity::new(&id.auth.chain, &id.auth.key).map_err(std::io::Error::other)?;
-    let cfg = ss_server_config(tls_id, Arc::new(AnyRegistered(state.clone()))).map_err(std::io::Error::other)?;
+    let cfg = ss_server_config(tls_id, Arc::new(AnyRegistered(state.clone())))
+        .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let permits = Arc::new(tokio::sync::Semaphore::new(state.cfg.limits.max_connections.max(1)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        state.cfg.limits.max_connections.max(1),
+    ));
     loop {
         let (tcp, remote) = listener.accept().await?;
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -98,7 +101,11 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
     }
 }
 
-async fn handle(state: Arc<AppState>, peer: Arc<Certificate>, req: http::Request<Incoming>) -> http::Response<OutBody> {
+async fn handle(
+    state: Arc<AppState>,
+    peer: Arc<Certificate>,
+    req: http::Request<Incoming>,
+) -> http::Response<OutBody> {
     let started = Instant::now();
     let mut labels = (String::from("-"), String::from("-"));
     let result = exchange(&state, &peer, req, &mut labels).await;
@@ -106,9 +113,13 @@ async fn handle(state: Arc<AppState>, peer: Arc<Certificate>, req: http::Request
         Ok(_) => "ok".to_owned(),
         Err(f) => f.code.render(trustbus_sdk::FaultDialect::Classic),
     };
-    state
-        .metrics
-        .observe("provider", &labels.0, &labels.1, &outcome, started.elapsed().as_secs_f64());
+    state.metrics.observe(
+        "provider",
+        &labels.0,
+        &labels.1,
+        &outcome,
+        started.elapsed().as_secs_f64(),
+    );
     match result {
         Ok(r) => r,
         Err(f) => {
@@ -133,10 +144,16 @@ async fn exchange(
     labels: &mut (String, String),
 ) -> Result<http::Response<OutBody>, Fault> {
     if req.uri().path() != EXCHANGE_PATH {
-        return Err(sp(ErrorKind::NotFound, format!("no such endpoint {}", req.uri().path())));
+        return Err(sp(
+            ErrorKind::NotFound,
+            format!("no such endpoint {}", req.uri().path()),
+        ));
     }
     if req.method() != http::Method::POST {
-        return Err(sp(ErrorKind::InvalidHttpMethod, "the exchange endpoint takes POST"));
+        return Err(sp(
+            ErrorKind::InvalidHttpMethod,
+            "the exchange endpoint takes POST",
+        ));
     }
     let view = state.view(Origin::ServerProxy)?;
     let now = crate::now();
@@ -152,9 +169,20 @@ async fn exchange(
         max_body: lim.max_body_bytes,
         ..Limits::default()
     };
-    let (msg, body) = read_message(req.into_body(), &ct, &limits, lim.spill_threshold_bytes, true, Origin::ServerProxy).await?;
+    let (msg, body) = read_message(
+        req.into_body(),
+        &ct,
+        &limits,
+        lim.spill_threshold_bytes,
+        true,
+        Origin::ServerProxy,
+    )
+    .await?;
     let meta = msg.meta.clone();
-    *labels = (meta.client.to_slash(), meta.service.without_version().to_slash());
+    *labels = (
+        meta.client.to_slash(),
+        meta.service.without_version().to_slash(),
+    );
     if meta.direction != Direction::Request {
         return Err(sp(ErrorKind::InvalidMessage, "expected a request"));
     }
@@ -162,7 +190,12 @@ async fn exchange(
     // 1. The TLS peer must be a registered server hosting the client, with a good auth OCSP.
     let peer_server = view
         .server_by_fingerprint(peer.fingerprint())
-        .ok_or_else(|| sp(ErrorKind::SslAuthenticationFailed, "authentication certificate is not registered"))?;
+        .ok_or_else(|| {
+            sp(
+                ErrorKind::SslAuthenticationFailed,
+                "authentication certificate is not registered",
+            )
+        })?;
     if !view.hosts(peer_server, &meta.client) {
         return Err(sp(
             ErrorKind::SslAuthenticationFailed,
@@ -185,7 +218,14 @@ async fn exchange(
         now,
     )?;
     // 2. Signature, manifest, signer = client's member, signer OCSP.
-    let verified = verify_message(&view, &state.verify_cache, &msg, &meta.client.owner(), Origin::ServerProxy, now)?;
+    let verified = verify_message(
+        &view,
+        &state.verify_cache,
+        &msg,
+        &meta.client.owner(),
+        Origin::ServerProxy,
+        now,
+    )?;
     // 3. The payload says what the metadata says.
     check_consistency(&msg)?;
 
@@ -202,7 +242,10 @@ async fn exchange(
     );
     let mut log_req = log_req;
     let mut body = body;
-    if let Some(b) = body.as_mut().filter(|b| b.len() <= crate::message::LOG_BODY_MAX) {
+    if let Some(b) = body
+        .as_mut()
+        .filter(|b| b.len() <= crate::message::LOG_BODY_MAX)
+    {
         log_req.payload_body = b.to_vec().ok();
     }
     state
@@ -214,18 +257,45 @@ async fn exchange(
     // 4. Service, access rights, backend.
     let cfg = &state.cfg;
     let provider = meta.service.provider();
-    if cfg.client(provider).is_none() || !view.server(&state.identity.server).is_some_and(|s| view.hosts(s, provider)) {
-        return Err(sp(ErrorKind::UnknownMember, format!("{} is not a client of this security server", provider.to_slash())));
+    if cfg.client(provider).is_none()
+        || !view
+            .server(&state.identity.server)
+            .is_some_and(|s| view.hosts(s, provider))
+    {
+        return Err(sp(
+            ErrorKind::UnknownMember,
+            format!(
+                "{} is not a client of this security server",
+                provider.to_slash()
+            ),
+        ));
     }
-    let svc = cfg
-        .service(&meta.service)
-        .ok_or_else(|| sp(ErrorKind::UnknownService, format!("unknown service {}", meta.service.to_slash())))?;
-    let kind_ok = matches!((svc.kind, meta.kind), (ServiceKind::Rest, PayloadKind::Rest) | (ServiceKind::Soap, PayloadKind::Soap));
+    let svc = cfg.service(&meta.service).ok_or_else(|| {
+        sp(
+            ErrorKind::UnknownService,
+            format!("unknown service {}", meta.service.to_slash()),
+        )
+    })?;
+    let kind_ok = matches!(
+        (svc.kind, meta.kind),
+        (ServiceKind::Rest, PayloadKind::Rest) | (ServiceKind::Soap, PayloadKind::Soap)
+    );
     if !kind_ok {
-        return Err(sp(ErrorKind::ServiceType, format!("{} is not a {:?} service", meta.service.to_slash(), meta.kind)));
+        return Err(sp(
+            ErrorKind::ServiceType,
+            format!(
+                "{} is not a {:?} service",
+                meta.service.to_slash(),
+                meta.kind
+            ),
+        ));
     }
     if !svc.enabled {
-        let notice = if svc.disabled_notice.is_empty() { "service is disabled".to_owned() } else { svc.disabled_notice.clone() };
+        let notice = if svc.disabled_notice.is_empty() {
+            "service is disabled".to_owned()
+        } else {
+            svc.disabled_notice.clone()
+        };
         return Err(sp(ErrorKind::ServiceDisabled, notice));
     }
     let (resp_meta, head, head_type, resp_body, out_status) = match meta.kind {
@@ -233,9 +303,21 @@ async fn exchange(
         PayloadKind::Soap => soap_backend(state, &view, &meta, &msg, body, svc).await?,
     };
     let _ = out_status;
-    let mut sealed = seal(resp_meta, head, head_type, resp_body, &state.identity, Origin::ServerProxy, crate::now())?;
+    let mut sealed = seal(
+        resp_meta,
+        head,
+        head_type,
+        resp_body,
+        &state.identity,
+        Origin::ServerProxy,
+        crate::now(),
+    )?;
     let entry = sealed.log_entry(Side::Provider, Outcome::Ok);
-    state.log.log(entry).await.map_err(|e| e.fault(Origin::ServerProxy))?;
+    state
+        .log
+        .log(entry)
+        .await
+        .map_err(|e| e.fault(Origin::ServerProxy))?;
     let ct = sealed.content_type();
     http::Response::builder()
         .status(200)
@@ -255,9 +337,13 @@ fn check_consistency(msg: &ReceivedMessage) -> Result<(), Fault> {
     match meta.kind {
         PayloadKind::Rest => {
             let part = RequestHeaderPart::parse(&msg.head).map_err(|e| e.request_fault())?;
-            let rr = part.rest_request().map_err(|e| inconsistent(e.to_string()))?;
+            let rr = part
+                .rest_request()
+                .map_err(|e| inconsistent(e.to_string()))?;
             if rr.service() != &meta.service {
-                return Err(inconsistent("REST request and metadata name different services".into()));
+                return Err(inconsistent(
+                    "REST request and metadata name different services".into(),
+                ));
             }
             let client = part
                 .headers
@@ -265,11 +351,15 @@ fn check_consistency(msg: &ReceivedMessage) -> Result<(), Fault> {
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| trustbus_sdk::ClientId::from_slash(v.trim()).ok());
             if client.as_ref() != Some(&meta.client) {
-                return Err(inconsistent("REST request and metadata name different clients".into()));
+                return Err(inconsistent(
+                    "REST request and metadata name different clients".into(),
+                ));
             }
             let rid = part.headers.get_last("x-road-request-id");
             if rid != Some(meta.request_id.as_bytes()) {
-                return Err(inconsistent("REST request id does not match the metadata".into()));
+                return Err(inconsistent(
+                    "REST request id does not match the metadata".into(),
+                ));
             }
         }
         PayloadKind::Soap => {
@@ -284,9 +374,20 @@ fn check_consistency(msg: &ReceivedMessage) -> Result<(), Fault> {
     Ok(())
 }
 
-type Prepared = (Metadata, Vec<u8>, &'static str, Option<(SpillBuffer, &'static str)>, u16);
+type Prepared = (
+    Metadata,
+    Vec<u8>,
+    &'static str,
+    Option<(SpillBuffer, &'static str)>,
+    u16,
+);
 
-fn response_meta(req: &Metadata, request_hash: String, status: u16, content_type: Option<String>) -> Metadata {
+fn response_meta(
+    req: &Metadata,
+    request_hash: String,
+    status: u16,
+    content_type: Option<String>,
+) -> Metadata {
     Metadata {
         direction: Direction::Response,
         request_hash: Some(request_hash),
@@ -306,16 +407,36 @@ async fn rest_backend(
     svc: &crate::config::ServiceConfig,
 ) -> Result<Prepared, Fault> {
     let part = RequestHeaderPart::parse(&msg.head).map_err(|e| e.request_fault())?;
-    let rr = part.rest_request().map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
-    let path = rr.endpoint_path().map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
-    crate::access::check(&state.cfg, view, &meta.client, &meta.service, Some((rr.method(), &path)))?;
+    let rr = part
+        .rest_request()
+        .map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
+    let path = rr
+        .endpoint_path()
+        .map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
+    crate::access::check(
+        &state.cfg,
+        view,
+        &meta.client,
+        &meta.service,
+        Some((rr.method(), &path)),
+    )?;
     let request_hash = match &body {
         Some(b) => b.request_hash().unwrap_or_default(),
         None => trustbus_sdk::rest::request_hash(&msg.head, None),
     };
     let url = backend::rest_url(&svc.url, rr.path(), rr.query());
     let lim = &state.cfg.limits;
-    let r = backend::call(&state.http, svc, rr.method(), &url, &part.headers, body, lim.max_body_bytes, lim.spill_threshold_bytes).await?;
+    let r = backend::call(
+        &state.http,
+        svc,
+        rr.method(),
+        &url,
+        &part.headers,
+        body,
+        lim.max_body_bytes,
+        lim.spill_threshold_bytes,
+    )
+    .await?;
     let exchange = ExchangeHeaders {
         message_id: meta.message_id.clone(),
         client: meta.client.clone(),
@@ -327,7 +448,13 @@ async fn rest_backend(
         .to_bytes()
         .map_err(|e| sp(ErrorKind::InvalidResponse, e.to_string()))?;
     let body = (!r.body.is_empty()).then_some((r.body, CT_REST_BODY));
-    Ok((response_meta(meta, request_hash, r.status, None), head, CT_REST_RESPONSE, body, r.status))
+    Ok((
+        response_meta(meta, request_hash, r.status, None),
+        head,
+        CT_REST_RESPONSE,
+        body,
+        r.status,
+    ))
 }
 
 async fn soap_backend(
@@ -340,9 +467,13 @@ async fn soap_backend(
 ) -> Result<Prepared, Fault> {
     crate::access::check(&state.cfg, view, &meta.client, &meta.service, None)?;
     let limits = soap::Limits::default();
-    let request = soap::parse_request(msg.head.clone(), &limits).map_err(|f| sp(ErrorKind::InvalidSoap, f.message))?;
+    let request = soap::parse_request(msg.head.clone(), &limits)
+        .map_err(|f| sp(ErrorKind::InvalidSoap, f.message))?;
     let mut headers = trustbus_sdk::rest::Headers::new();
-    let ct = meta.content_type.clone().unwrap_or_else(|| "text/xml; charset=utf-8".into());
+    let ct = meta
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "text/xml; charset=utf-8".into());
     headers.push("Content-Type", ct.into_bytes());
     if let Some(a) = &meta.soap_action {
         headers.push("SOAPAction", a.clone().into_bytes());
@@ -351,24 +482,47 @@ async fn soap_backend(
         Some(b) => b,
         None => {
             let mut s = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
-            s.write(&msg.head).map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
+            s.write(&msg.head)
+                .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
             s
         }
     };
     let lim = &state.cfg.limits;
-    let mut r = backend::call(&state.http, svc, "POST", &svc.url, &headers, Some(out_body), lim.max_soap_bytes as u64, lim.max_soap_bytes).await?;
+    let mut r = backend::call(
+        &state.http,
+        svc,
+        "POST",
+        &svc.url,
+        &headers,
+        Some(out_body),
+        lim.max_soap_bytes as u64,
+        lim.max_soap_bytes,
+    )
+    .await?;
     let resp_ct = r
         .headers
         .get_last("content-type")
         .and_then(|v| std::str::from_utf8(v).ok())
         .unwrap_or("text/xml")
         .to_owned();
-    let bytes = r.body.to_vec().map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
-    let fail = |m: String| fault(Origin::ServerProxy, ErrorKind::ServiceFailed, Some(ErrorKind::InvalidSoap), m);
+    let bytes = r
+        .body
+        .to_vec()
+        .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
+    let fail = |m: String| {
+        fault(
+            Origin::ServerProxy,
+            ErrorKind::ServiceFailed,
+            Some(ErrorKind::InvalidSoap),
+            m,
+        )
+    };
     match trustbus_sdk::multipart::check_content_type(&resp_ct).map_err(|f| fail(f.message))? {
         trustbus_sdk::multipart::SoapContentType::Xml => {}
         trustbus_sdk::multipart::SoapContentType::Multipart(_) => {
-            return Err(fail("multipart SOAP responses are not supported yet".into()));
+            return Err(fail(
+                "multipart SOAP responses are not supported yet".into(),
+            ));
         }
     }
     let hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
@@ -380,7 +534,13 @@ async fn soap_backend(
         SoapResponse::Fault { bytes, .. } => bytes,
     };
     let _: Option<&str> = Some(CT_SOAP_MULTIPART);
-    Ok((response_meta(meta, hash, r.status, Some(resp_ct)), head, CT_SOAP, None, r.status))
+    Ok((
+        response_meta(meta, hash, r.status, Some(resp_ct)),
+        head,
+        CT_SOAP,
+        None,
+        r.status,
+    ))
 }
 
 /// Whether a server in `servers` is this one (tests, diagnostics).

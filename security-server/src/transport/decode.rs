@@ -192,7 +192,9 @@ impl Decoder {
                     if buf.is_empty() {
                         return Ok(None);
                     }
-                    let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
                     let chunk = buf.split_to(take).freeze();
                     self.state = State::Data(remaining - take as u64);
                     return Ok(Some(Event::Data(chunk)));
@@ -226,8 +228,8 @@ impl Decoder {
 }
 
 fn parse_part_headers(block: &[u8]) -> Result<PartHead, DecodeError> {
-    let text = std::str::from_utf8(block)
-        .map_err(|_| DecodeError::PartHeader("not UTF-8".into()))?;
+    let text =
+        std::str::from_utf8(block).map_err(|_| DecodeError::PartHeader("not UTF-8".into()))?;
     let (mut ct, mut loc, mut len) = (None, None, None);
     for line in text.split("\r\n") {
         let (name, value) = line

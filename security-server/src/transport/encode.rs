@@ -7,9 +7,7 @@
 
 use trustbus_pki::asic::manifest_from_digests;
 
-use super::{
-    AUTH_OCSP, CT_MANIFEST, CT_OCSP, CT_SIGNATURE, MANIFEST, MANIFEST_DIGEST, SIGNATURE,
-};
+use super::{AUTH_OCSP, CT_MANIFEST, CT_OCSP, CT_SIGNATURE, MANIFEST, MANIFEST_DIGEST, SIGNATURE};
 
 /// The manifest digest of one data object.
 #[derive(Debug, Clone, PartialEq, Eq)]

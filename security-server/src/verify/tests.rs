@@ -31,7 +31,9 @@ fn fx() -> Fx {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(&dir.path().join("ca")).unwrap();
     let a = pki.sign_cert(&client().owner()).unwrap();
-    let b = pki.sign_cert(&ClientId::from_slash("DEV/GOV/2").unwrap()).unwrap();
+    let b = pki
+        .sign_cert(&ClientId::from_slash("DEV/GOV/2").unwrap())
+        .unwrap();
     let ss = SecurityServerId::from_slash("DEV/GOV/1/ss1").unwrap();
     let (_, auth) = pki.auth_cert(&ss).unwrap();
     let shared = shared_params(
@@ -41,7 +43,14 @@ fn fx() -> Fx {
     );
     let now = crate::now();
     let view = GcView::new(global_conf(shared, 1, now + Duration::hours(1)));
-    Fx { _dir: dir, pki, view, a, b, now }
+    Fx {
+        _dir: dir,
+        pki,
+        view,
+        a,
+        b,
+        now,
+    }
 }
 
 fn meta() -> Metadata {
@@ -65,7 +74,12 @@ fn meta() -> Metadata {
 }
 
 /// A message signed by `signer` with `ocsp` embedded; `tamper` edits the head after signing.
-fn message(signer: &(KeyPair, Certificate), ocsp: Option<Vec<u8>>, tamper: bool, now: OffsetDateTime) -> ReceivedMessage {
+fn message(
+    signer: &(KeyPair, Certificate),
+    ocsp: Option<Vec<u8>>,
+    tamper: bool,
+    now: OffsetDateTime,
+) -> ReceivedMessage {
     let enc = Encoder::new();
     let m = meta().to_bytes();
     let head = b"GET\r\n/r1/DEV/GOV/2/prov/svc/x\r\n".to_vec();
@@ -82,14 +96,16 @@ fn message(signer: &(KeyPair, Certificate), ocsp: Option<Vec<u8>>, tamper: bool,
     }
     let sig = s.sign_detached(&man, now, None).unwrap();
     let mut out = enc.part(MESSAGE_JSON, CT_JSON, &m);
-    let mut sent_head = head.clone();
+    let mut sent_head = head;
     if tamper {
         sent_head[0] = b'P';
     }
     out.extend(enc.part(PAYLOAD_HEAD, CT_REST_REQUEST, &sent_head));
     out.extend(enc.part(PAYLOAD_BODY, CT_REST_BODY, &body));
     out.extend(enc.trailer(&man, &sig, &[]));
-    decode_all(&enc.content_type(), &out, &Limits::default()).unwrap().0
+    decode_all(&enc.content_type(), &out, &Limits::default())
+        .unwrap()
+        .0
 }
 
 fn code(r: Result<Verified, Fault>) -> String {
@@ -101,10 +117,26 @@ fn good_message_verifies_and_is_cached() {
     let f = fx();
     let cache = VerifyCache::new();
     let msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
-    let v = verify_message(&f.view, &cache, &msg, &client().owner(), Origin::ServerProxy, f.now).unwrap();
+    let v = verify_message(
+        &f.view,
+        &cache,
+        &msg,
+        &client().owner(),
+        Origin::ServerProxy,
+        f.now,
+    )
+    .unwrap();
     assert_eq!(v.signer, f.a.1);
     assert_eq!(cache.len(), 1);
-    verify_message(&f.view, &cache, &msg, &client().owner(), Origin::ServerProxy, f.now).unwrap();
+    verify_message(
+        &f.view,
+        &cache,
+        &msg,
+        &client().owner(),
+        Origin::ServerProxy,
+        f.now,
+    )
+    .unwrap();
     assert_eq!(cache.len(), 1, "second check served from the cache");
 }
 
@@ -113,7 +145,14 @@ fn tampered_payload_is_refused() {
     let f = fx();
     let msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), true, f.now);
     assert_eq!(
-        code(verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ServerProxy, f.now)),
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
         "Server.ServerProxy.SignatureVerification.InvalidReference"
     );
 }
@@ -123,7 +162,14 @@ fn signature_by_another_member_is_refused() {
     let f = fx();
     let msg = message(&f.b, Some(f.pki.ocsp(&f.b.1, f.now)), false, f.now);
     assert_eq!(
-        code(verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ServerProxy, f.now)),
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
         "Server.ServerProxy.CertValidation.IncorrectCertificate"
     );
 }
@@ -136,9 +182,19 @@ fn revoked_signing_certificate_is_refused() {
         .revoke(&f.a.1, trustbus_pki::revocation::CrlReason::KeyCompromise)
         .unwrap();
     let msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
-    let e = verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ServerProxy, f.now)
-        .unwrap_err();
-    assert_eq!(e.code.render(FaultDialect::Classic), "Server.ServerProxy.CertValidation");
+    let e = verify_message(
+        &f.view,
+        &VerifyCache::new(),
+        &msg,
+        &client().owner(),
+        Origin::ServerProxy,
+        f.now,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.code.render(FaultDialect::Classic),
+        "Server.ServerProxy.CertValidation"
+    );
     assert!(e.message.contains("revoked"), "{}", e.message);
 }
 
@@ -148,12 +204,26 @@ fn stale_or_missing_ocsp_is_refused() {
     let stale = f.pki.ocsp(&f.a.1, f.now - Duration::hours(2));
     let msg = message(&f.a, Some(stale), false, f.now);
     assert_eq!(
-        code(verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ServerProxy, f.now)),
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
         "Server.ServerProxy.CertValidation.IncorrectValidationInfo"
     );
     let msg = message(&f.a, None, false, f.now);
     assert_eq!(
-        code(verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ClientProxy, f.now)),
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ClientProxy,
+            f.now
+        )),
         "Server.ClientProxy.CertValidation.MissingValidationInfo"
     );
 }
@@ -163,10 +233,25 @@ fn cached_result_expires_with_the_ocsp_freshness() {
     let f = fx();
     let cache = VerifyCache::new();
     let msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
-    verify_message(&f.view, &cache, &msg, &client().owner(), Origin::ServerProxy, f.now).unwrap();
+    verify_message(
+        &f.view,
+        &cache,
+        &msg,
+        &client().owner(),
+        Origin::ServerProxy,
+        f.now,
+    )
+    .unwrap();
     let later = f.now + Duration::hours(2);
     assert_eq!(
-        code(verify_message(&f.view, &cache, &msg, &client().owner(), Origin::ServerProxy, later)),
+        code(verify_message(
+            &f.view,
+            &cache,
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            later
+        )),
         "Server.ServerProxy.CertValidation.IncorrectValidationInfo"
     );
 }
@@ -179,7 +264,14 @@ fn unapproved_ca_is_refused() {
     let rogue = other.sign_cert(&client().owner()).unwrap();
     let msg = message(&rogue, Some(other.ocsp(&rogue.1, f.now)), false, f.now);
     assert_eq!(
-        code(verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ServerProxy, f.now)),
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
         "Server.ServerProxy.CertValidation.InvalidCertPath"
     );
 }
@@ -190,7 +282,14 @@ fn garbled_signature_is_refused() {
     let mut msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
     msg.signature = b"not a signature".to_vec();
     assert_eq!(
-        code(verify_message(&f.view, &VerifyCache::new(), &msg, &client().owner(), Origin::ServerProxy, f.now)),
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
         "Server.ServerProxy.SignatureVerification.MalformedSignature"
     );
     let _ = Arc::new(());

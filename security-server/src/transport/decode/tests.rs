@@ -53,7 +53,11 @@ fn round_trip_with_and_without_body() {
         assert_eq!(m.signature, b"sig");
         assert_eq!(m.auth_ocsp, vec![b"ocsp".to_vec()]);
         assert_eq!(b, body.unwrap_or_default());
-        assert_eq!(manifest(&m.digests), m.manifest, "digests recomputed while reading");
+        assert_eq!(
+            manifest(&m.digests),
+            m.manifest,
+            "digests recomputed while reading"
+        );
     }
 }
 
@@ -93,9 +97,11 @@ fn rejects_wrong_order_truncation_and_lengths() {
     let e = decode_all(&ct, &bytes[..bytes.len() - 10], &Limits::default()).unwrap_err();
     assert_eq!(e, DecodeError::Truncated);
     // a part longer than its Content-Length
-    let bad = String::from_utf8(bytes.clone())
-        .unwrap()
-        .replacen("Content-Length: 26", "Content-Length: 20", 1);
+    let bad = String::from_utf8(bytes).unwrap().replacen(
+        "Content-Length: 26",
+        "Content-Length: 20",
+        1,
+    );
     assert!(decode_all(&ct, bad.as_bytes(), &Limits::default()).is_err());
     // too large a body
     let (ct, bytes) = sample(Some(&[0u8; 100]));
