@@ -460,3 +460,25 @@ impl Config {
             .find(|s| s.id.without_version() == want)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_configuration_parses() {
+        let text = include_str!("../../configs/security-server.example.toml");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.clients[0].connection, ConnectionMode::HttpsAuth);
+        assert_eq!(c.limits.spill_threshold_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_fields_and_http_without_development_are_refused() {
+        let base = "[server]\nowner = \"DEV/GOV/1\"\nserver_code = \"s\"\ndata_dir = \"d\"\n[globalconf]\nanchor = \"a\"\n";
+        Config::parse(base).unwrap();
+        assert!(Config::parse(&format!("{base}bogus = 1\n")).is_err());
+        assert!(Config::parse(&format!("{base}[[clients]]\nid = \"DEV/GOV/1/x\"\nconnection = \"http\"\n")).is_err());
+        assert!(Config::parse(&format!("{base}[[access]]\nservice = \"DEV/GOV/1/x/s\"\nsubject = \"nobody\"\n")).is_err());
+    }
+}
