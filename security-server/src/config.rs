@@ -105,6 +105,10 @@ pub struct ListenSection {
     /// Client proxy, plain HTTP (information systems in `http` mode).
     #[serde(default = "d_client_proxy")]
     pub client_proxy: String,
+    /// Client proxy over HTTPS (modes `https` and `https-auth`), with the internal TLS
+    /// certificate; disabled when absent.
+    #[serde(default)]
+    pub client_proxy_tls: Option<String>,
     /// Server proxy (mutual TLS, other security servers).
     #[serde(default = "d_server_proxy")]
     pub server_proxy: String,
@@ -127,6 +131,7 @@ impl Default for ListenSection {
     fn default() -> Self {
         Self {
             client_proxy: d_client_proxy(),
+            client_proxy_tls: None,
             server_proxy: d_server_proxy(),
             admin: d_admin(),
         }
@@ -478,7 +483,17 @@ mod tests {
         let base = "[server]\nowner = \"DEV/GOV/1\"\nserver_code = \"s\"\ndata_dir = \"d\"\n[globalconf]\nanchor = \"a\"\n";
         Config::parse(base).unwrap();
         assert!(Config::parse(&format!("{base}bogus = 1\n")).is_err());
-        assert!(Config::parse(&format!("{base}[[clients]]\nid = \"DEV/GOV/1/x\"\nconnection = \"http\"\n")).is_err());
-        assert!(Config::parse(&format!("{base}[[access]]\nservice = \"DEV/GOV/1/x/s\"\nsubject = \"nobody\"\n")).is_err());
+        assert!(
+            Config::parse(&format!(
+                "{base}[[clients]]\nid = \"DEV/GOV/1/x\"\nconnection = \"http\"\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            Config::parse(&format!(
+                "{base}[[access]]\nservice = \"DEV/GOV/1/x/s\"\nsubject = \"nobody\"\n"
+            ))
+            .is_err()
+        );
     }
 }

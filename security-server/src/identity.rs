@@ -25,6 +25,10 @@ pub const SIGN_KEY_ID: &str = "sign";
 pub const AUTH_CERT_FILE: &str = "auth.pem";
 /// Certificate file of the signing key.
 pub const SIGN_CERT_FILE: &str = "sign.pem";
+/// Token key id of the internal TLS key (the HTTPS client proxy).
+pub const INTERNAL_KEY_ID: &str = "internal";
+/// Self-signed certificate of the internal TLS key.
+pub const INTERNAL_CERT_FILE: &str = "internal.pem";
 
 /// Why the identity cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct Identity {
     pub sign: KeyCert,
     /// The authentication key and certificate.
     pub auth: KeyCert,
+    /// The internal TLS key and certificate for information systems, if set up.
+    pub internal: Option<(KeyPair, Vec<Certificate>)>,
 }
 
 fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
@@ -118,7 +124,15 @@ impl Identity {
             .map_err(|e| IdentityError::Token(e.to_string()))?;
         let sign = load_chain(&cert_dir.join(SIGN_CERT_FILE))?;
         let auth = load_chain(&cert_dir.join(AUTH_CERT_FILE))?;
-        Self::new(server, sign_key, sign, auth_key, auth)
+        let mut id = Self::new(server, sign_key, sign, auth_key, auth)?;
+        let internal_cert = cert_dir.join(INTERNAL_CERT_FILE);
+        if internal_cert.exists() {
+            let key = token
+                .load(INTERNAL_KEY_ID, pin)
+                .map_err(|e| IdentityError::Token(e.to_string()))?;
+            id.internal = Some((key, load_chain(&internal_cert)?));
+        }
+        Ok(id)
     }
 
     /// An identity from keys and certificate chains (end-entity first).
@@ -174,6 +188,7 @@ impl Identity {
                 chain: auth,
                 ocsp: RwLock::new(None),
             },
+            internal: None,
         })
     }
 
@@ -262,4 +277,14 @@ fn responder_url(view: &GcView, issuer: &Certificate) -> Option<String> {
         .find(|ca| ca.roots.contains(&b64) || ca.intermediates.contains(&b64))
         .and_then(|ca| ca.ocsp_responders.first())
         .map(|r| r.url.clone())
+}
+
+/// A new internal TLS key and self-signed certificate for `host_names` (the HTTPS client
+/// proxy's certificate; information systems pin or trust it).
+pub fn internal_tls_cert(host_names: Vec<String>) -> Result<(KeyPair, Certificate), String> {
+    let ck = rcgen::generate_simple_self_signed(host_names).map_err(|e| e.to_string())?;
+    let key =
+        KeyPair::from_pkcs8_der(&ck.signing_key.serialize_der()).map_err(|e| e.to_string())?;
+    let cert = Certificate::from_der(ck.cert.der().to_vec()).map_err(|e| e.to_string())?;
+    Ok((key, cert))
 }

@@ -18,6 +18,8 @@ pub struct Bound {
     pub server_proxy: SocketAddr,
     /// Admin (`/metrics`, `/healthz`).
     pub admin: SocketAddr,
+    /// Client proxy over HTTPS, if enabled.
+    pub client_proxy_tls: Option<SocketAddr>,
 }
 
 async fn bind(name: &str, addr: &str) -> std::io::Result<TcpListener> {
@@ -26,7 +28,7 @@ async fn bind(name: &str, addr: &str) -> std::io::Result<TcpListener> {
     })
 }
 
-/// Binds the three listeners, prints `listening NAME ADDR` lines (operators and tests read
+/// Binds the listeners, prints `listening NAME ADDR` lines (operators and tests read
 /// them), and serves until one listener fails.
 pub async fn start(
     state: Arc<AppState>,
@@ -35,11 +37,19 @@ pub async fn start(
     let cp = bind("client_proxy", &l.client_proxy).await?;
     let sp = bind("server_proxy", &l.server_proxy).await?;
     let ad = bind("admin", &l.admin).await?;
+    let cpt = match &l.client_proxy_tls {
+        Some(a) => Some(bind("client_proxy_tls", a).await?),
+        None => None,
+    };
     let bound = Bound {
         client_proxy: cp.local_addr()?,
         server_proxy: sp.local_addr()?,
         admin: ad.local_addr()?,
+        client_proxy_tls: cpt.as_ref().map(|l| l.local_addr()).transpose()?,
     };
+    if let Some(a) = bound.client_proxy_tls {
+        println!("listening client_proxy_tls https://{a}");
+    }
     println!("listening client_proxy http://{}", bound.client_proxy);
     println!("listening server_proxy https://{}", bound.server_proxy);
     println!("listening admin http://{}", bound.admin);
@@ -47,6 +57,9 @@ pub async fn start(
     tasks.spawn(crate::clientproxy::serve(state.clone(), cp));
     tasks.spawn(crate::serverproxy::serve(state.clone(), sp));
     tasks.spawn(crate::admin::serve(state.clone(), ad));
+    if let Some(l) = cpt {
+        tasks.spawn(crate::clientproxy::serve_tls(state.clone(), l));
+    }
     tasks.spawn(ocsp_refresher(state));
     Ok((bound, tasks))
 }

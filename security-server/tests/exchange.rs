@@ -151,6 +151,8 @@ async fn start_backend() -> (SocketAddr, Arc<Backend>) {
 struct SsProc {
     child: Child,
     client_proxy: String,
+    client_proxy_tls: String,
+    internal_cert: Certificate,
 }
 
 impl Drop for SsProc {
@@ -182,6 +184,10 @@ fn ss_dir(
     token.store("auth", "auth", &ak, PIN).unwrap();
     Certificate::write_pem_file(&data.join("certs/sign.pem"), &[sc]).unwrap();
     Certificate::write_pem_file(&data.join("certs/auth.pem"), std::slice::from_ref(&ac)).unwrap();
+    let (ik, ic) =
+        trustbus_security_server::identity::internal_tls_cert(vec!["localhost".into()]).unwrap();
+    token.store("internal", "internal", &ik, PIN).unwrap();
+    Certificate::write_pem_file(&data.join("certs/internal.pem"), &[ic]).unwrap();
     let cfg = format!(
         r#"
 [server]
@@ -192,6 +198,7 @@ development = true
 
 [listen]
 client_proxy = "127.0.0.1:0"
+client_proxy_tls = "127.0.0.1:0"
 server_proxy = "127.0.0.1:{server_port}"
 admin = "127.0.0.1:0"
 
@@ -224,7 +231,7 @@ async fn start_ss(dir: &Path) -> SsProc {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addrs = BTreeMap::new();
-    while addrs.len() < 3 {
+    while addrs.len() < 4 {
         let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
             .await
             .unwrap()
@@ -244,6 +251,12 @@ async fn start_ss(dir: &Path) -> SsProc {
             return SsProc {
                 child,
                 client_proxy: addrs["client_proxy"].clone(),
+                client_proxy_tls: addrs["client_proxy_tls"]
+                    .trim_start_matches("https://")
+                    .to_owned(),
+                internal_cert: Certificate::read_file(&dir.join("data/certs/internal.pem"))
+                    .unwrap()
+                    .remove(0),
             };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -304,6 +317,7 @@ struct Instance {
     stop_cs: Option<tokio::sync::oneshot::Sender<()>>,
     pki: Arc<TestPki>,
     ss2_port: u16,
+    is_cert: (KeyPair, Certificate),
 }
 
 async fn instance() -> Instance {
@@ -329,6 +343,9 @@ async fn instance() -> Instance {
     let ss1 = sid("DEV/GOV/1000/ss1");
     let ss2 = sid("DEV/GOV/2000/ss2");
     let b = format!("http://{backend_addr}");
+    let is_cert =
+        trustbus_security_server::identity::internal_tls_cert(vec!["is.example".into()]).unwrap();
+    let is_fp = is_cert.1.fingerprint_hex();
     let (d1, a1) = ss_dir(
         &root,
         "ss1",
@@ -336,17 +353,20 @@ async fn instance() -> Instance {
         &ss1,
         "Consumer",
         p1,
-        r#"
+        &format!(
+            r#"
 [[clients]]
 id = "DEV/GOV/1000/cons"
 connection = "http"
 [[clients]]
 id = "DEV/GOV/1000/strict"
 connection = "https-auth"
+is_certs = ["{is_fp}"]
 [[clients]]
 id = "DEV/GOV/1000/unreg"
 connection = "http"
-"#,
+"#
+        ),
     );
     let (d2, a2) = ss_dir(
         &root,
@@ -526,7 +546,6 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
     std::fs::write(root.join("anchor.json"), anchor.to_bytes().unwrap()).unwrap();
 
     let (s1, s2) = tokio::join!(start_ss(&d1), start_ss(&d2));
-    let _ = KeyPair::generate(trustbus_pki::KeyKind::EcdsaP256);
     Instance {
         _dir: dir,
         ss1: s1,
@@ -536,6 +555,7 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
         stop_cs: Some(tx),
         pki,
         ss2_port: p2,
+        is_cert,
     }
 }
 
@@ -607,6 +627,53 @@ impl Instance {
             "{code}: the backend must not be called"
         );
     }
+}
+
+/// A REST GET over the HTTPS client proxy, optionally with a client certificate.
+async fn https_get(
+    ss: &SsProc,
+    client_cert: Option<&(KeyPair, Certificate)>,
+    path: &str,
+    client: &str,
+) -> (u16, http::HeaderMap) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            ss.internal_cert.der().to_vec(),
+        ))
+        .unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(trustbus_pki::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client_cert {
+        Some((k, c)) => b
+            .with_client_auth_cert(
+                vec![rustls::pki_types::CertificateDer::from(c.der().to_vec())],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(k.pkcs8_der().to_vec().into()),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(&ss.client_proxy_tls)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .header("X-Road-Client", client)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    (r.status().as_u16(), r.headers().clone())
 }
 
 fn soap_request(client: &ClientId, service: &str, id: &str) -> Vec<u8> {
@@ -831,6 +898,30 @@ async fn exchange_end_to_end() {
         "Client.InvalidProtocolVersion",
     )
     .await;
+
+    // HTTPS with client authentication: a registered certificate passes, none or another fails.
+    let strict = "DEV/GOV/1000/strict";
+    let path = "/r1/DEV/GOV/2000/prov/echo/persons/7";
+    let before = inst.calls();
+    let (_, h) = https_get(&inst.ss1, None, path, strict).await;
+    assert_eq!(
+        h["x-road-error"],
+        "Server.ClientProxy.SslAuthenticationFailed"
+    );
+    let other =
+        trustbus_security_server::identity::internal_tls_cert(vec!["other".into()]).unwrap();
+    let (_, h) = https_get(&inst.ss1, Some(&other), path, strict).await;
+    assert_eq!(
+        h["x-road-error"],
+        "Server.ClientProxy.SslAuthenticationFailed"
+    );
+    assert_eq!(inst.calls(), before);
+    // (strict has no access right to echo: reaching AccessDenied proves the TLS check passed)
+    let (_, h) = https_get(&inst.ss1, Some(&inst.is_cert), path, strict).await;
+    assert_eq!(h["x-road-error"], "Server.ServerProxy.AccessDenied");
+    // a plain-HTTP client also works over HTTPS
+    let (status, _) = https_get(&inst.ss1, None, path, cons).await;
+    assert_eq!(status, 200);
 
     // Backend timeout: the backend is called, the exchange fails with ServiceFailed.
     let (_, h, _) = inst

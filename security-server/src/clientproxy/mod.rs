@@ -75,6 +75,59 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
     }
 }
 
+/// Serves HTTPS on `listener` with the internal certificate; client certificates are asked
+/// for but optional, and matched per request against the client's registered ones.
+pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
+    let (key, chain) = state.identity.internal.as_ref().ok_or_else(|| {
+        std::io::Error::other("no internal TLS certificate (security-server init creates one)")
+    })?;
+    let tls_id = trustbus_pki::tls::TlsIdentity::new(chain, key).map_err(std::io::Error::other)?;
+    let cfg =
+        trustbus_pki::tls::is_server_config(tls_id, trustbus_pki::tls::IsClientAuth::Optional)
+            .map_err(std::io::Error::other)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        state.cfg.limits.max_connections.max(1),
+    ));
+    loop {
+        let (tcp, remote) = listener.accept().await?;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            continue;
+        };
+        let state = state.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(%remote, error = %e, "TLS handshake with an information system failed");
+                    return;
+                }
+            };
+            let conn = Arc::new(ConnInfo {
+                tls: true,
+                client_cert: trustbus_pki::tls::peer_certificate(tls.get_ref().1)
+                    .map(|c| c.fingerprint_hex()),
+            });
+            let max_header = state.cfg.limits.max_header_bytes;
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(state, conn, req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .max_buf_size(max_header.max(8192))
+                .serve_connection(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%remote, error = %e, "client proxy TLS connection ended");
+            }
+        });
+    }
+}
+
 /// Handles one information-system request.
 pub async fn handle(
     state: Arc<AppState>,
@@ -85,10 +138,30 @@ pub async fn handle(
     let path = req.uri().path();
     let is_rest = path.starts_with("/r") && path[2..].starts_with(|c: char| c.is_ascii_digit());
     let mut labels = (String::from("-"), String::from("-"));
-    let (resp, outcome) = if is_rest {
-        rest::handle(&state, &conn, req, &mut labels).await
-    } else {
-        soap::handle(&state, &conn, req, &mut labels).await
+    let limit = std::time::Duration::from_secs(state.cfg.limits.request_timeout_seconds.max(1));
+    let work = async {
+        if is_rest {
+            rest::handle(&state, &conn, req, &mut labels).await
+        } else {
+            soap::handle(&state, &conn, req, &mut labels).await
+        }
+    };
+    let (resp, outcome) = match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            let f = cp(
+                ErrorKind::NetworkError,
+                format!("the exchange took longer than {limit:?}"),
+            );
+            crate::respond::log_fault("consumer", &f);
+            let code = f.code.render(trustbus_sdk::FaultDialect::Classic);
+            let r = if is_rest {
+                crate::respond::rest_error(&f, state.dialect(), None)
+            } else {
+                crate::respond::soap_error(&f, state.dialect())
+            };
+            (r, code)
+        }
     };
     state.metrics.observe(
         "consumer",

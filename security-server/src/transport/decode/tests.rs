@@ -97,11 +97,10 @@ fn rejects_wrong_order_truncation_and_lengths() {
     let e = decode_all(&ct, &bytes[..bytes.len() - 10], &Limits::default()).unwrap_err();
     assert_eq!(e, DecodeError::Truncated);
     // a part longer than its Content-Length
-    let bad = String::from_utf8(bytes).unwrap().replacen(
-        "Content-Length: 26",
-        "Content-Length: 20",
-        1,
-    );
+    let bad =
+        String::from_utf8(bytes)
+            .unwrap()
+            .replacen("Content-Length: 26", "Content-Length: 20", 1);
     assert!(decode_all(&ct, bad.as_bytes(), &Limits::default()).is_err());
     // too large a body
     let (ct, bytes) = sample(Some(&[0u8; 100]));
