@@ -12,6 +12,7 @@ pub mod gcview;
 pub mod httpc;
 pub mod identity;
 pub mod logsink;
+pub mod management;
 pub mod message;
 pub mod metrics;
 pub mod respond;

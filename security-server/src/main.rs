@@ -64,6 +64,19 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Send the management requests that register this server's authentication certificate
+    /// (at `--address`) and every configured client with the central server.
+    Register {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The address other security servers reach this server proxy at (`host:port`).
+        #[arg(long)]
+        address: String,
+        /// Management service base URL (default: from global configuration).
+        #[arg(long)]
+        management_url: Option<String>,
+    },
     /// Show keys, certificates and the global configuration held.
     Status {
         /// Configuration file.
@@ -108,6 +121,15 @@ fn run(cmd: Command) -> Result<(), String> {
             import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?)
         }
         Command::Serve { config } => serve(Config::load(&config).map_err(|e| e.to_string())?),
+        Command::Register {
+            config,
+            address,
+            management_url,
+        } => register(
+            Config::load(&config).map_err(|e| e.to_string())?,
+            &address,
+            management_url,
+        ),
         Command::Status { config } => status(&Config::load(&config).map_err(|e| e.to_string())?),
     }
 }
@@ -245,6 +267,64 @@ fn status(cfg: &Config) -> Result<(), String> {
         Err(f) => println!("global configuration: {} ({})", f.message, f.code),
     }
     Ok(())
+}
+
+fn register(cfg: Config, address: &str, management_url: Option<String>) -> Result<(), String> {
+    use trustbus_security_server::management;
+    let pin = pin(&cfg.token.pin_env)?;
+    let server = cfg.server_id().map_err(|e| e.to_string())?;
+    let identity = Identity::load(
+        server,
+        &cfg.token_dir(),
+        &pin,
+        &cfg.server.data_dir.join("certs"),
+    )
+    .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let base = match management_url {
+            Some(u) => u,
+            None => {
+                let anchor = std::fs::read(&cfg.globalconf.anchor).map_err(|e| e.to_string())?;
+                let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
+                let client = ConfClient::new(
+                    anchor,
+                    &cfg.globalconf_dir(),
+                    HttpFetcher::new(Duration::from_secs(10)),
+                    Box::new(InterimCmsVerifier),
+                )
+                .map_err(|e| e.to_string())?;
+                let _ = client.poll().await;
+                let conf = client.current().map_err(|f| f.message)?;
+                conf.private
+                    .as_ref()
+                    .map(|p| p.management_service.address.clone())
+                    .ok_or(
+                        "global configuration names no management service; pass --management-url",
+                    )?
+            }
+        };
+        let http = trustbus_security_server::httpc::HttpClient::new(Duration::from_secs(10));
+        let mut requests = vec![management::auth_cert_registration(&identity, address)];
+        requests.extend(
+            cfg.clients
+                .iter()
+                .map(|c| management::client_registration(&identity, &c.id)),
+        );
+        for r in requests {
+            let what = format!("{:?}", r.request_type());
+            let env = management::envelope(&identity, r)?;
+            match management::submit(&http, &base, &env).await {
+                Ok(answer) => println!("{what}: {answer}"),
+                Err(e) => println!("{what}: refused: {e}"),
+            }
+        }
+        Ok(())
+    })
 }
 
 fn serve(cfg: Config) -> Result<(), String> {

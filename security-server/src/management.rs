@@ -1,0 +1,88 @@
+//! Management requests to the central server (docs/globalconf.md §6.5): registering this
+//! server's authentication certificate and its client subsystems. Requests are signed by the
+//! owner member's signing key; an authentication-certificate registration also carries a
+//! proof of possession by the authentication key.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use trustbus_central_server::management::{CanonicalRequest, Envelope, RequestBody};
+use trustbus_pki::Signer;
+use trustbus_sdk::id::ClientId;
+
+use crate::httpc::HttpClient;
+use crate::identity::Identity;
+
+/// The signed envelope for `request`.
+pub fn envelope(identity: &Identity, request: RequestBody) -> Result<Envelope, String> {
+    let auth_pop = matches!(request, RequestBody::AuthCertRegistration { .. });
+    let canonical = CanonicalRequest {
+        member: identity.owner.clone(),
+        created_at: crate::now()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| e.to_string())?,
+        request,
+    };
+    let bytes = serde_json::to_vec(&canonical).map_err(|e| e.to_string())?;
+    let sig = identity.sign.key.sign(&bytes).map_err(|e| e.to_string())?;
+    let (auth_signature, auth_signature_algorithm) = if auth_pop {
+        let pop = identity.auth.key.sign(&bytes).map_err(|e| e.to_string())?;
+        (
+            Some(STANDARD.encode(pop)),
+            Some(identity.auth.key.algorithm().oid().to_string()),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Envelope {
+        request: STANDARD.encode(&bytes),
+        signature: STANDARD.encode(sig),
+        signature_algorithm: identity.sign.key.algorithm().oid().to_string(),
+        signing_cert: STANDARD.encode(identity.sign.cert().der()),
+        auth_signature,
+        auth_signature_algorithm,
+    })
+}
+
+/// The registration of this server's authentication certificate at `address`.
+pub fn auth_cert_registration(identity: &Identity, address: &str) -> RequestBody {
+    RequestBody::AuthCertRegistration {
+        server: identity.server.clone(),
+        address: address.to_owned(),
+        auth_cert: STANDARD.encode(identity.auth.cert().der()),
+    }
+}
+
+/// The registration of `client` on this server.
+pub fn client_registration(identity: &Identity, client: &ClientId) -> RequestBody {
+    RequestBody::ClientRegistration {
+        server: identity.server.clone(),
+        client: client.clone(),
+        subsystem_name: None,
+    }
+}
+
+/// Sends `env` to the management service at `base` (its published address, ending in
+/// `/managementservice/v1`). Returns the stored request as JSON text.
+pub async fn submit(http: &HttpClient, base: &str, env: &Envelope) -> Result<String, String> {
+    let url = format!("{}/requests", base.trim_end_matches('/'));
+    let body = serde_json::to_vec(env).map_err(|e| e.to_string())?;
+    let req = http::Request::post(&url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(crate::httpc::full(body))
+        .map_err(|e| e.to_string())?;
+    let resp = http
+        .call(req, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text =
+        http_body_util::BodyExt::collect(http_body_util::Limited::new(resp.into_body(), 1 << 20))
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{url}: {status}: {text}"))
+    }
+}
