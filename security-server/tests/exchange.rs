@@ -71,6 +71,13 @@ async fn backend_handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let path = parts.uri.path().to_owned();
+    if path.ends_with("/count") {
+        let out = serde_json::json!({ "len": body.len() }).to_string();
+        return Ok(http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(out)))
+            .unwrap());
+    }
     if path.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -1017,5 +1024,45 @@ async fn unregistered_peer_is_refused(
             let mut buf = [0u8; 64];
             !matches!(tls.read(&mut buf).await, Ok(n) if n > 0)
         }
+    }
+}
+
+/// Peak resident memory of a process, KiB (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A 100 MiB REST body through both servers: each spills it to disk (threshold 64 KiB) and
+/// streams it on, so neither process's peak memory comes near the body size. Takes a few
+/// seconds in a debug build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_megabyte_body_with_bounded_memory() {
+    let inst = instance().await;
+    let size = 100 << 20;
+    let body = "x".repeat(size);
+    let (status, _, resp) = inst
+        .rest(
+            "POST",
+            "/r1/DEV/GOV/2000/prov/echo/persons/count",
+            "DEV/GOV/1000/cons",
+            Some(&body),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["len"], size);
+    for p in [&inst.ss1, &inst._ss2] {
+        let pid = p.child.id().unwrap();
+        let kib = peak_rss_kib(pid);
+        assert!(
+            kib < 96 * 1024,
+            "security server {pid} peaked at {kib} KiB for a 100 MiB body"
+        );
     }
 }
