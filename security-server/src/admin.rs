@@ -23,6 +23,8 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 async move { Ok::<_, std::convert::Infallible>(route(&state, req.uri().path())) }
             });
             let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });

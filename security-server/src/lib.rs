@@ -24,6 +24,9 @@ pub mod state;
 pub mod transport;
 pub mod verify;
 
+/// How long a client may take to send a request's headers (slow-client protection).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The current time, whole seconds (CMS signing times and OCSP times have second precision).
 pub fn now() -> time::OffsetDateTime {
     let t = time::OffsetDateTime::now_utc();

@@ -64,6 +64,8 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 async move { Ok::<_, std::convert::Infallible>(handle(state, conn, req).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
                 .keep_alive(true)
                 .max_buf_size(max_header.max(8192))
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -117,6 +119,8 @@ pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::
                 async move { Ok::<_, std::convert::Infallible>(handle(state, conn, req).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
                 .keep_alive(true)
                 .max_buf_size(max_header.max(8192))
                 .serve_connection(TokioIo::new(tls), svc)

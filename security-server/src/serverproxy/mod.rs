@@ -91,6 +91,8 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 async move { Ok::<_, std::convert::Infallible>(handle(state, peer, req).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), svc)
                 .await
@@ -108,7 +110,15 @@ async fn handle(
 ) -> http::Response<OutBody> {
     let started = Instant::now();
     let mut labels = (String::from("-"), String::from("-"));
-    let result = exchange(&state, &peer, req, &mut labels).await;
+    let limit = std::time::Duration::from_secs(state.cfg.limits.request_timeout_seconds.max(1));
+    let result = match tokio::time::timeout(limit, exchange(&state, &peer, req, &mut labels)).await
+    {
+        Ok(r) => r,
+        Err(_) => Err(sp(
+            ErrorKind::NetworkError,
+            format!("the exchange took longer than {limit:?}"),
+        )),
+    };
     let outcome = match &result {
         Ok(_) => "ok".to_owned(),
         Err(f) => f.code.render(trustbus_sdk::FaultDialect::Classic),
