@@ -330,6 +330,10 @@ pub struct ServiceConfig {
     /// Declared REST endpoints (informational; access rights name their own).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+    /// For `https://` backends: PEM file with the CA certificate(s) (or the backend's own
+    /// certificate) to trust. Required for HTTPS; the host name in `url` is verified.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 fn d_true() -> bool {
@@ -386,6 +390,9 @@ impl Config {
         c.globalconf.anchor = abs(&c.globalconf.anchor);
         c.globalconf.dir = c.globalconf.dir.as_deref().map(abs);
         c.token.dir = c.token.dir.as_deref().map(abs);
+        for s in &mut c.services {
+            s.tls_ca = s.tls_ca.as_deref().map(abs);
+        }
         Ok(c)
     }
 
@@ -411,6 +418,12 @@ impl Config {
             }
             for e in &s.endpoints {
                 e.pattern()?;
+            }
+            if s.url.starts_with("https://") && s.tls_ca.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "service {}: an https:// url needs tls_ca",
+                    s.id.to_slash()
+                )));
             }
         }
         for a in &self.access {

@@ -91,3 +91,85 @@ impl HttpClient {
         Ok(b.to_bytes().to_vec())
     }
 }
+
+/// A client configuration trusting the certificates in the PEM file `ca` (for HTTPS backends).
+pub fn backend_tls_config(
+    ca: &std::path::Path,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let certs =
+        trustbus_pki::Certificate::read_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(trustbus_pki::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
+}
+
+/// Sends `req` to an `https://` URL over a new TLS connection (HTTPS backends are not pooled
+/// yet), with connect and read (response head) timeouts.
+pub async fn call_https(
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    req: http::Request<OutBody>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<http::Response<Incoming>, CallError> {
+    let uri = req.uri().clone();
+    let host = uri
+        .host()
+        .ok_or_else(|| CallError::Other("URL without host".into()))?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::time::timeout(
+        connect_timeout,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| CallError::Connect(format!("{host}:{port}: timed out")))?
+    .map_err(|e| CallError::Connect(format!("{host}:{port}: {e}")))?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| CallError::Other(e.to_string()))?;
+    let stream = tokio::time::timeout(
+        connect_timeout,
+        tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| CallError::Connect(format!("{host}:{port}: TLS handshake timed out")))?
+    .map_err(|e| CallError::Connect(format!("{host}:{port}: TLS: {e}")))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| CallError::Other(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let (mut parts, body) = req.into_parts();
+    // On a direct connection the request target is the path, and Host names the server.
+    parts.uri = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| CallError::Other(e.to_string()))?;
+    if let Ok(h) =
+        http::HeaderValue::from_str(&uri.authority().map(|a| a.to_string()).unwrap_or(host))
+    {
+        parts.headers.insert(http::header::HOST, h);
+    }
+    match tokio::time::timeout(
+        read_timeout,
+        sender.send_request(http::Request::from_parts(parts, body)),
+    )
+    .await
+    {
+        Err(_) => Err(CallError::Timeout(read_timeout)),
+        Ok(Err(e)) => Err(CallError::Other(e.to_string())),
+        Ok(Ok(r)) => Ok(r),
+    }
+}

@@ -65,6 +65,17 @@ pub struct AppState {
     pub pool: SsPool,
     /// Metrics.
     pub metrics: Metrics,
+    /// Per-service backend clients (connect timeout, TLS trust), by service id without version.
+    pub backends: std::collections::HashMap<String, BackendClient>,
+}
+
+/// How to reach one backend service.
+#[derive(Debug, Clone)]
+pub struct BackendClient {
+    /// Pooled HTTP client with the service's connect timeout.
+    pub http: HttpClient,
+    /// TLS trust for `https://` services (an error when `tls_ca` could not be read).
+    pub tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,7 +95,24 @@ impl AppState {
         log: Arc<dyn MessageLogSink>,
     ) -> Self {
         let connect = Duration::from_millis(cfg.limits.connect_timeout_ms);
+        let backends = cfg
+            .services
+            .iter()
+            .map(|s| {
+                let tls = s.tls_ca.as_deref().map(|ca| {
+                    crate::httpc::backend_tls_config(ca).inspect_err(|e| {
+                        tracing::error!(service = %s.id.to_slash(), error = %e, "backend TLS trust unusable");
+                    })
+                });
+                let client = BackendClient {
+                    http: HttpClient::new(Duration::from_millis(s.connect_timeout_ms)),
+                    tls,
+                };
+                (s.id.without_version().to_slash(), client)
+            })
+            .collect();
         Self {
+            backends,
             http: HttpClient::new(connect),
             pool: SsPool::new(connect),
             cfg,

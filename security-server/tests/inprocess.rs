@@ -77,6 +77,47 @@ async fn backend(calls: Arc<AtomicUsize>) -> SocketAddr {
     addr
 }
 
+/// An HTTPS backend with a self-signed certificate for `localhost`, whose PEM goes to `pem`.
+async fn https_backend(calls: Arc<AtomicUsize>, pem: &std::path::Path) -> u16 {
+    let (key, cert) =
+        trustbus_security_server::identity::internal_tls_cert(vec!["localhost".into()]).unwrap();
+    trustbus_pki::Certificate::write_pem_file(pem, std::slice::from_ref(&cert)).unwrap();
+    let cfg = trustbus_pki::tls::is_server_config(
+        trustbus_pki::tls::TlsIdentity::new(&[cert], &key).unwrap(),
+        trustbus_pki::tls::IsClientAuth::None,
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let calls = calls.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_r| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"{\"tls\":true}"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     pki: TestPki,
@@ -124,6 +165,8 @@ async fn setup() -> Setup {
     let now = trustbus_security_server::now();
     let calls = Arc::new(AtomicUsize::new(0));
     let b = backend(calls.clone()).await;
+    let pem = dir.path().join("backend.pem");
+    let tls_port = https_backend(calls.clone(), &pem).await;
     let p2 = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -170,7 +213,10 @@ async fn setup() -> Setup {
         &format!(
             "[[clients]]\nid = \"DEV/GOV/2000/prov\"\nconnection = \"http\"\n\
              [[services]]\nid = \"DEV/GOV/2000/prov/echo\"\nkind = \"rest\"\nurl = \"http://{b}\"\n\
-             [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n"
+             [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n\
+             [[services]]\nid = \"DEV/GOV/2000/prov/secure\"\nkind = \"rest\"\nurl = \"https://localhost:{tls_port}/v1\"\ntls_ca = \"{pem}\"\n\
+             [[access]]\nservice = \"DEV/GOV/2000/prov/secure\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n",
+            pem = pem.display()
         ),
     );
     let (l1, l2) = (Arc::new(MemoryLog::new()), Arc::new(MemoryLog::new()));
@@ -205,8 +251,12 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn get(&self) -> (u16, http::HeaderMap, Bytes) {
+        self.get_service("echo").await
+    }
+
+    async fn get_service(&self, service: &str) -> (u16, http::HeaderMap, Bytes) {
         let req = http::Request::get(format!(
-            "http://{}/r1/DEV/GOV/2000/prov/echo/x",
+            "http://{}/r1/DEV/GOV/2000/prov/{service}/x",
             self.client_proxy
         ))
         .header("X-Road-Client", "DEV/GOV/1000/cons")
@@ -273,6 +323,11 @@ async fn trust_decisions_and_message_log() {
         metrics.contains("trustbus_ss_requests_total{client=\"DEV/GOV/1000/cons\",outcome=\"ok\""),
         "{metrics}"
     );
+
+    // An HTTPS backend, trusted through tls_ca.
+    let (status, _, body) = s.get_service("secure").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(&body[..], b"{\"tls\":true}");
 
     // Provider's log fails: the exchange stops before the backend.
     s.provider_log.set_failing(Some("disk full"));

@@ -8,9 +8,10 @@ use trustbus_sdk::fault::{ErrorKind, Fault, Origin};
 use trustbus_sdk::rest::Headers;
 
 use crate::config::ServiceConfig;
-use crate::httpc::{CallError, HttpClient, OutBody};
+use crate::httpc::{CallError, OutBody};
 use crate::message::stream_body;
 use crate::spill::SpillBuffer;
+use crate::state::BackendClient;
 
 fn failed(cause: Option<ErrorKind>, m: String) -> Fault {
     crate::verify::fault(Origin::ServerProxy, ErrorKind::ServiceFailed, cause, m)
@@ -32,7 +33,7 @@ pub struct BackendResponse {
 /// Calls `url` with `method`, `headers` (already filtered of hop-by-hop ones) and `body`.
 #[allow(clippy::too_many_arguments)]
 pub async fn call(
-    http: &HttpClient,
+    backend: Option<&BackendClient>,
     svc: &ServiceConfig,
     method: &str,
     url: &str,
@@ -68,7 +69,31 @@ pub async fn call(
         )
     })?;
     let read = Duration::from_millis(svc.read_timeout_ms);
-    let resp = http.call(req, read).await.map_err(|e| match e {
+    let backend = backend.ok_or_else(|| {
+        Fault::of(
+            Origin::ServerProxy,
+            ErrorKind::InternalError,
+            "no backend client",
+        )
+    })?;
+    let result = if url.starts_with("https://") {
+        match &backend.tls {
+            Some(Ok(tls)) => {
+                crate::httpc::call_https(
+                    tls.clone(),
+                    req,
+                    Duration::from_millis(svc.connect_timeout_ms),
+                    read,
+                )
+                .await
+            }
+            Some(Err(e)) => Err(CallError::Other(format!("backend TLS configuration: {e}"))),
+            None => Err(CallError::Other("an https:// service needs tls_ca".into())),
+        }
+    } else {
+        backend.http.call(req, read).await
+    };
+    let resp = result.map_err(|e| match e {
         CallError::Timeout(d) => failed(
             Some(ErrorKind::NetworkError),
             format!("service did not answer within {d:?}"),

@@ -437,7 +437,7 @@ async fn rest_backend(
     let url = backend::rest_url(&svc.url, rr.path(), rr.query());
     let lim = &state.cfg.limits;
     let r = backend::call(
-        &state.http,
+        state.backends.get(&svc.id.without_version().to_slash()),
         svc,
         rr.method(),
         &url,
@@ -499,7 +499,7 @@ async fn soap_backend(
     };
     let lim = &state.cfg.limits;
     let mut r = backend::call(
-        &state.http,
+        state.backends.get(&svc.id.without_version().to_slash()),
         svc,
         "POST",
         &svc.url,
