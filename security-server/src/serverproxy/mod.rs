@@ -237,7 +237,7 @@ async fn exchange(
         now,
     )?;
     // 3. The payload says what the metadata says.
-    check_consistency(&msg)?;
+    let soap_request = check_consistency(&msg)?;
 
     let log_req = entry(
         Side::Provider,
@@ -310,7 +310,11 @@ async fn exchange(
     }
     let (resp_meta, head, head_type, resp_body, out_status) = match meta.kind {
         PayloadKind::Rest => rest_backend(state, &view, &meta, &msg, body, svc).await?,
-        PayloadKind::Soap => soap_backend(state, &view, &meta, &msg, body, svc).await?,
+        PayloadKind::Soap => {
+            let request = soap_request
+                .ok_or_else(|| sp(ErrorKind::InternalError, "SOAP request not parsed"))?;
+            soap_backend(state, &view, &meta, &msg, request, body, svc).await?
+        }
     };
     let _ = out_status;
     let mut sealed = seal(
@@ -342,7 +346,8 @@ fn inconsistent(m: String) -> Fault {
 }
 
 /// The REST header part or SOAP header must name the client and service of the metadata.
-fn check_consistency(msg: &ReceivedMessage) -> Result<(), Fault> {
+/// Returns the parsed SOAP request, so the envelope is parsed once.
+fn check_consistency(msg: &ReceivedMessage) -> Result<Option<soap::SoapMessage>, Fault> {
     let meta = &msg.meta;
     match meta.kind {
         PayloadKind::Rest => {
@@ -379,9 +384,10 @@ fn check_consistency(msg: &ReceivedMessage) -> Result<(), Fault> {
             if h.client != meta.client || h.service != meta.service || h.id != meta.message_id {
                 return Err(inconsistent("SOAP header and metadata differ".into()));
             }
+            return Ok(Some(m));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 type Prepared = (
@@ -472,13 +478,12 @@ async fn soap_backend(
     view: &GcView,
     meta: &Metadata,
     msg: &ReceivedMessage,
+    request: soap::SoapMessage,
     body: Option<SpillBuffer>,
     svc: &crate::config::ServiceConfig,
 ) -> Result<Prepared, Fault> {
     crate::access::check(&state.cfg, view, &meta.client, &meta.service, None)?;
     let limits = soap::Limits::default();
-    let request = soap::parse_request(msg.head.clone(), &limits)
-        .map_err(|f| sp(ErrorKind::InvalidSoap, f.message))?;
     let mut headers = trustbus_sdk::rest::Headers::new();
     let ct = meta
         .content_type
