@@ -108,6 +108,19 @@ async fn backend_handle(
             &xml,
             trustbus_sdk::soap::HashAlgorithm::Sha512,
         );
+        if soap_bytes.1 > 0 {
+            // Answer with an attachment too (SwA).
+            let mut mp = b"--resp-b\r\nContent-Type: text/xml; charset=UTF-8\r\n\r\n".to_vec();
+            mp.extend_from_slice(&out);
+            mp.extend_from_slice(b"\r\n--resp-b\r\nContent-Type: application/octet-stream\r\nContent-ID: <r1@x>\r\n\r\nRESULT DATA\r\n--resp-b--\r\n");
+            return Ok(http::Response::builder()
+                .header(
+                    "content-type",
+                    "multipart/related; type=\"text/xml\"; boundary=\"resp-b\"",
+                )
+                .body(Full::new(Bytes::from(mp)))
+                .unwrap());
+        }
         return Ok(http::Response::builder()
             .header("content-type", "text/xml; charset=utf-8")
             .body(Full::new(Bytes::from(out)))
@@ -790,7 +803,7 @@ async fn exchange_end_to_end() {
     let req2 = soap_request(&client, "DEV/GOV/2000/prov/getPerson", "soap-2");
     mp.extend_from_slice(&req2);
     mp.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-ID: <att1@x>\r\n\r\nBINARY DATA\r\n--{boundary}--\r\n").as_bytes());
-    let (status, _, body) = inst
+    let (status, h2, body) = inst
         .soap(
             mp,
             &format!("multipart/related; type=\"text/xml\"; boundary=\"{boundary}\""),
@@ -799,11 +812,24 @@ async fn exchange_end_to_end() {
         .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("<ns:attachments>1</ns:attachments>"));
-    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap()
-    {
-        trustbus_sdk::soap::SoapResponse::Message(m) => m,
-        other => panic!("{other:?}"),
+    // The response is SwA too: the attachment arrives, the SOAP part carries requestHash.
+    let ct = h2["content-type"].to_str().unwrap().to_owned();
+    let trustbus_sdk::multipart::SoapContentType::Multipart(ty) =
+        trustbus_sdk::multipart::check_content_type(&ct).unwrap()
+    else {
+        panic!("expected a multipart response, got {ct}");
     };
+    let mp =
+        trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &Default::default()).unwrap();
+    let att: Vec<&[u8]> = mp.attachments().map(|p| mp.body(p)).collect();
+    assert_eq!(att, vec![&b"RESULT DATA"[..]]);
+    let resp =
+        match trustbus_sdk::soap::parse_response(mp.soap_bytes().to_vec(), &Default::default())
+            .unwrap()
+        {
+            trustbus_sdk::soap::SoapResponse::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
     trustbus_sdk::soap::verify_request_hash(&req2, &resp, trustbus_sdk::Origin::Client).unwrap();
 
     // Negative cases: exact code, backend never called.

@@ -139,7 +139,7 @@ async fn run(
         Origin::ClientProxy,
         crate::now(),
     )?;
-    let (msg, _) = exchange(state, &view, sealed, &servers).await?;
+    let (msg, resp_body) = exchange(state, &view, sealed, &servers).await?;
     if msg.meta.request_hash.as_deref() != Some(request_hash.as_str()) {
         return Err(cp(
             ErrorKind::InconsistentResponse,
@@ -161,9 +161,42 @@ async fn run(
         .content_type
         .clone()
         .unwrap_or_else(|| "text/xml; charset=utf-8".into());
+    let out = match resp_body {
+        None => msg.head,
+        Some(mut b) => splice_envelope(&mut b, &ct, &msg.head, &limits)?,
+    };
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, ct)
-        .body(full(msg.head))
+        .body(full(out))
         .map_err(|e| cp(ErrorKind::InternalError, e.to_string()))
+}
+
+/// The provider's multipart response with its SOAP part replaced by the verified envelope
+/// (the one carrying `requestHash`); the other parts pass unchanged.
+fn splice_envelope(
+    body: &mut SpillBuffer,
+    content_type: &str,
+    envelope: &[u8],
+    limits: &soap::Limits,
+) -> Result<Vec<u8>, Fault> {
+    let bad = |m: String| cp(ErrorKind::InvalidResponse, m);
+    let SoapContentType::Multipart(ty) =
+        multipart::check_content_type(content_type).map_err(|f| bad(f.message))?
+    else {
+        return Err(bad(
+            "a response body without a multipart content type".into()
+        ));
+    };
+    let bytes = body
+        .to_vec()
+        .map_err(|e| cp(ErrorKind::IOError, e.to_string()))?;
+    let mp = multipart::parse_multipart(bytes, &ty, limits).map_err(|f| bad(f.message))?;
+    let r = mp.soap_part().body_range.clone();
+    let all = mp.bytes();
+    let mut out = Vec::with_capacity(all.len() + envelope.len());
+    out.extend_from_slice(all.get(..r.start).unwrap_or_default());
+    out.extend_from_slice(envelope);
+    out.extend_from_slice(all.get(r.end..).unwrap_or_default());
+    Ok(out)
 }

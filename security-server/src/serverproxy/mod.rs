@@ -532,28 +532,34 @@ async fn soap_backend(
             m,
         )
     };
-    match trustbus_sdk::multipart::check_content_type(&resp_ct).map_err(|f| fail(f.message))? {
-        trustbus_sdk::multipart::SoapContentType::Xml => {}
-        trustbus_sdk::multipart::SoapContentType::Multipart(_) => {
-            return Err(fail(
-                "multipart SOAP responses are not supported yet".into(),
-            ));
-        }
-    }
+    // A multipart (SwA/MTOM) response travels whole as the payload body; the head is its SOAP
+    // part with requestHash set, which the consumer splices back in.
+    let (envelope, whole) =
+        match trustbus_sdk::multipart::check_content_type(&resp_ct).map_err(|f| fail(f.message))? {
+            trustbus_sdk::multipart::SoapContentType::Xml => (bytes, None),
+            trustbus_sdk::multipart::SoapContentType::Multipart(ty) => {
+                let mp = trustbus_sdk::multipart::parse_multipart(bytes, &ty, &limits)
+                    .map_err(|f| fail(f.message))?;
+                let mut spill = SpillBuffer::new(lim.spill_threshold_bytes, None);
+                spill
+                    .write(mp.bytes())
+                    .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
+                (mp.soap_bytes().to_vec(), Some((spill, CT_SOAP_MULTIPART)))
+            }
+        };
     let hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
-    let head = match soap::parse_response(bytes, &limits).map_err(|f| fail(f.message))? {
+    let head = match soap::parse_response(envelope, &limits).map_err(|f| fail(f.message))? {
         SoapResponse::Message(m) => {
             soap::check_response_headers(&request, &m, Origin::ServerProxy)?;
             soap::build_response_from(&request, &m, HashAlgorithm::Sha512)
         }
         SoapResponse::Fault { bytes, .. } => bytes,
     };
-    let _: Option<&str> = Some(CT_SOAP_MULTIPART);
     Ok((
         response_meta(meta, hash, r.status, Some(resp_ct)),
         head,
         CT_SOAP,
-        None,
+        whole,
         r.status,
     ))
 }
