@@ -193,7 +193,7 @@ impl Identity {
     }
 
     /// Signs `manifest` with the member signing key, embedding the chain and the signing
-    /// certificate's OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
+    /// certificate's OCSP response; returns the signature and that OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
     /// good OCSP response is at hand: a signature the peer must reject is not worth sending.
     pub fn sign_manifest(
         &self,
@@ -221,10 +221,11 @@ impl Identity {
         let signer = CmsSigner::new(&self.sign.key, self.sign.cert().der())
             .and_then(|s| s.with_chain(&chain))
             .map_err(|e| cannot(None, e.to_string()))?
-            .with_ocsp_response(ocsp_der);
-        signer
+            .with_ocsp_response(ocsp_der.clone());
+        let sig = signer
             .sign_detached(manifest, now, None)
-            .map_err(|e| cannot(None, e.to_string()))
+            .map_err(|e| cannot(None, e.to_string()))?;
+        Ok((sig, ocsp_der))
     }
 
     /// The OCSP response(s) for the authentication certificate, for the `auth-ocsp` part.

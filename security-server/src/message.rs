@@ -37,6 +37,7 @@ pub struct Sealed {
     /// The signature.
     pub signature: Vec<u8>,
     auth_ocsp: Vec<Vec<u8>>,
+    signer_ocsp: Vec<u8>,
     encoder: Encoder,
 }
 
@@ -63,7 +64,8 @@ pub fn seal(
         });
     }
     let manifest = manifest(&digests);
-    let signature = identity.sign_manifest(&manifest, origin, now)?;
+    // The OCSP response embedded in the signature is kept for the log.
+    let (signature, signer_ocsp) = identity.sign_manifest(&manifest, origin, now)?;
     Ok(Sealed {
         meta,
         meta_bytes,
@@ -73,6 +75,7 @@ pub fn seal(
         manifest,
         signature,
         auth_ocsp: identity.auth_ocsp(),
+        signer_ocsp,
         encoder: Encoder::new(),
     })
 }
@@ -97,16 +100,9 @@ impl Sealed {
             payload_body,
             &self.manifest,
             &self.signature,
-            self.signer_ocsp(),
+            self.signer_ocsp.clone(),
             outcome,
         )
-    }
-
-    fn signer_ocsp(&self) -> Vec<u8> {
-        trustbus_pki::cms::verify_detached(&self.signature, &self.manifest, crate::now())
-            .ok()
-            .and_then(|v| v.ocsp_responses.into_iter().next())
-            .unwrap_or_default()
     }
 
     /// The HTTP body: small messages in one piece, spilled bodies streamed from disk.
