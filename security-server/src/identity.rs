@@ -200,7 +200,7 @@ impl Identity {
         manifest: &[u8],
         origin: Origin,
         now: OffsetDateTime,
-    ) -> Result<Vec<u8>, Fault> {
+    ) -> Result<(Vec<u8>, Vec<u8>), Fault> {
         let cannot = |cause, m: String| fault(origin, ErrorKind::CannotCreateSignature, cause, m);
         let (ocsp_der, status, _) = self.sign.ocsp().ok_or_else(|| {
             cannot(
