@@ -14,6 +14,7 @@ pub mod identity;
 pub mod logsink;
 pub mod management;
 pub mod message;
+pub mod metadata;
 pub mod metrics;
 pub mod respond;
 pub mod run;

@@ -324,6 +324,49 @@ async fn trust_decisions_and_message_log() {
         "{metrics}"
     );
 
+    // Metadata services: answered by the servers, not the backend.
+    let before = s.calls.load(Ordering::SeqCst);
+    let (status, _, body) = s.get_service("listMethods").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let codes: Vec<&str> = v["service"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["service_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["echo", "secure"]);
+    assert_eq!(v["service"][0]["service_type"], "REST");
+    assert_eq!(v["service"][0]["subsystem_code"], "prov");
+    let (status, _, body) = s.get_service("allowedMethods").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["service"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let r = s
+        .http
+        .request(
+            http::Request::get(format!("http://{}/listClients", s.client_proxy))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["member"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"]["subsystem_code"] == "cons")
+    );
+    assert_eq!(s.calls.load(Ordering::SeqCst), before);
+
     // An HTTPS backend, trusted through tls_ca.
     let (status, _, body) = s.get_service("secure").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));

@@ -140,6 +140,9 @@ pub async fn handle(
 ) -> http::Response<OutBody> {
     let started = Instant::now();
     let path = req.uri().path();
+    if path == "/listClients" && req.method() == http::Method::GET {
+        return list_clients(&state);
+    }
     let is_rest = path.starts_with("/r") && path[2..].starts_with(|c: char| c.is_ascii_digit());
     let mut labels = (String::from("-"), String::from("-"));
     let limit = std::time::Duration::from_secs(state.cfg.limits.request_timeout_seconds.max(1));
@@ -175,6 +178,17 @@ pub async fn handle(
         started.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// `GET /listClients`: the members and subsystems of the instance (X-Road REST metadata).
+fn list_clients(state: &AppState) -> http::Response<OutBody> {
+    match state.view(Origin::ClientProxy) {
+        Ok(v) => http::Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(crate::httpc::full(crate::metadata::list_clients(&v)))
+            .unwrap_or_else(|_| http::Response::new(crate::httpc::full(Vec::new()))),
+        Err(f) => crate::respond::rest_error(&f, state.dialect(), None),
+    }
 }
 
 fn cp(kind: ErrorKind, m: impl Into<String>) -> Fault {

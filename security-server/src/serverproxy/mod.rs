@@ -280,6 +280,14 @@ async fn exchange(
             ),
         ));
     }
+    if meta.kind == PayloadKind::Rest
+        && crate::metadata::PROVIDER_SERVICES.contains(&meta.service.code())
+    {
+        let allowed_only = meta.service.code() == "allowedMethods";
+        let json = crate::metadata::methods(cfg, &*view, provider, &meta.client, allowed_only);
+        let prepared = metadata_response(state, &meta, &msg, json)?;
+        return finish(state, prepared).await;
+    }
     let svc = cfg.service(&meta.service).ok_or_else(|| {
         sp(
             ErrorKind::UnknownService,
@@ -308,7 +316,7 @@ async fn exchange(
         };
         return Err(sp(ErrorKind::ServiceDisabled, notice));
     }
-    let (resp_meta, head, head_type, resp_body, out_status) = match meta.kind {
+    let prepared = match meta.kind {
         PayloadKind::Rest => rest_backend(state, &view, &meta, &msg, body, svc).await?,
         PayloadKind::Soap => {
             let request = soap_request
@@ -316,7 +324,12 @@ async fn exchange(
             soap_backend(state, &view, &meta, &msg, request, body, svc).await?
         }
     };
-    let _ = out_status;
+    finish(state, prepared).await
+}
+
+/// Signs, logs and sends the response.
+async fn finish(state: &AppState, prepared: Prepared) -> Result<http::Response<OutBody>, Fault> {
+    let (resp_meta, head, head_type, resp_body, _) = prepared;
     let mut sealed = seal(
         resp_meta,
         head,
@@ -339,6 +352,37 @@ async fn exchange(
         .header(PROTOCOL_HEADER, PROTOCOL)
         .body(sealed.into_body())
         .map_err(|e| sp(ErrorKind::InternalError, e.to_string()))
+}
+
+/// A metadata answer (`listMethods`, `allowedMethods`) as a REST response.
+fn metadata_response(
+    state: &AppState,
+    meta: &Metadata,
+    msg: &ReceivedMessage,
+    json: Vec<u8>,
+) -> Result<Prepared, Fault> {
+    let request_hash = trustbus_sdk::rest::request_hash(&msg.head, None);
+    let exchange = ExchangeHeaders {
+        message_id: meta.message_id.clone(),
+        client: meta.client.clone(),
+        service: meta.service.clone(),
+        request_id: meta.request_id.clone(),
+        request_hash: request_hash.clone(),
+    };
+    let headers = trustbus_sdk::rest::Headers::new().with("content-type", "application/json");
+    let head = ResponseHeaderPart::for_transport(200, "OK", &headers, &exchange)
+        .to_bytes()
+        .map_err(|e| sp(ErrorKind::InternalError, e.to_string()))?;
+    let mut body = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
+    body.write(&json)
+        .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
+    Ok((
+        response_meta(meta, request_hash, 200, None),
+        head,
+        CT_REST_RESPONSE,
+        Some((body, CT_REST_BODY)),
+        200,
+    ))
 }
 
 fn inconsistent(m: String) -> Fault {

@@ -1,0 +1,75 @@
+//! Metadata services answered by the security servers themselves, in X-Road's REST format
+//! (PR-MREST): `listClients` on the client proxy, `listMethods` and `allowedMethods` on the
+//! provider's server proxy.
+
+use serde_json::{Value, json};
+use trustbus_sdk::id::{ClientId, ServiceId};
+
+use crate::access::GroupLookup;
+use crate::config::{Config, ServiceKind};
+use crate::gcview::GcView;
+
+/// Service codes the provider's server answers itself.
+pub const PROVIDER_SERVICES: [&str; 2] = ["listMethods", "allowedMethods"];
+
+fn client_json(id: &ClientId) -> Value {
+    let mut v = json!({
+        "object_type": if id.subsystem_code().is_some() { "SUBSYSTEM" } else { "MEMBER" },
+        "xroad_instance": id.instance(),
+        "member_class": id.member_class(),
+        "member_code": id.member_code(),
+    });
+    if let (Some(s), Some(o)) = (id.subsystem_code(), v.as_object_mut()) {
+        o.insert("subsystem_code".into(), s.into());
+    }
+    v
+}
+
+fn service_json(id: &ServiceId, kind: ServiceKind) -> Value {
+    let mut v = client_json(id.provider());
+    if let Some(o) = v.as_object_mut() {
+        o.insert("object_type".into(), "SERVICE".into());
+        o.insert("service_code".into(), id.code().into());
+        o.insert(
+            "service_type".into(),
+            match kind {
+                ServiceKind::Rest => "REST",
+                ServiceKind::Soap => "WSDL",
+            }
+            .into(),
+        );
+    }
+    v
+}
+
+/// `listClients`: every member and subsystem of the instance, with names.
+pub fn list_clients(view: &GcView) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in &view.conf.shared.members {
+        out.push(json!({ "id": client_json(&m.id), "name": m.name }));
+        for s in &m.subsystems {
+            out.push(json!({ "id": client_json(&s.id), "name": s.name.clone().unwrap_or_else(|| m.name.clone()) }));
+        }
+    }
+    json!({ "member": out }).to_string().into_bytes()
+}
+
+/// `listMethods` (every enabled service of `provider`) or `allowedMethods` (those `client` has
+/// an access right to).
+pub fn methods(
+    cfg: &Config,
+    groups: &dyn GroupLookup,
+    provider: &ClientId,
+    client: &ClientId,
+    allowed_only: bool,
+) -> Vec<u8> {
+    let list: Vec<Value> = cfg
+        .services
+        .iter()
+        .filter(|s| s.id.provider() == provider && s.enabled)
+        // A grant limited to some endpoints still makes the service an allowed one.
+        .filter(|s| !allowed_only || crate::access::check(cfg, groups, client, &s.id, None).is_ok())
+        .map(|s| service_json(&s.id, s.kind))
+        .collect();
+    json!({ "service": list }).to_string().into_bytes()
+}
