@@ -264,7 +264,7 @@ impl SsPool {
             .await?;
             conn = c.0;
         }
-        let response = conn.sender.send_request(req).await.map_err(|e| {
+        let map_err = |e: hyper::Error, server: &SecurityServer| {
             let text = format!("{e} {:?}", std::error::Error::source(&e));
             if text.contains("AlertReceived") || text.contains("Certificate") {
                 Fault::of(
@@ -282,7 +282,29 @@ impl SsPool {
                     format!("exchange with {} failed: {e}", server.id.to_slash()),
                 )
             }
-        })?;
+        };
+        let response = match conn.sender.try_send_request(req).await {
+            Ok(r) => r,
+            Err(mut e) => match e.take_message() {
+                // A pooled connection the peer had closed: nothing was sent, so the request
+                // goes once more over a fresh connection to the same server.
+                Some(req) => {
+                    let (fresh, _) = Self::connect(
+                        view.clone(),
+                        identity.clone(),
+                        server.clone(),
+                        self.connect_timeout,
+                    )
+                    .await?;
+                    conn = fresh;
+                    conn.sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| map_err(e, &server))?
+                }
+                None => return Err(map_err(e.into_error(), &server)),
+            },
+        };
         let peer = conn.peer.clone();
         // hyper queues a next request behind the response still being read, so the
         // connection can go back to the pool at once.
