@@ -62,3 +62,27 @@ pub fn put_headers(mut b: http::response::Builder, h: &Headers<'_>) -> http::res
     }
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustbus_sdk::fault::{ErrorKind, Origin};
+
+    #[test]
+    fn both_dialects() {
+        let f = Fault::of(Origin::ServerProxy, ErrorKind::AccessDenied, "no");
+        let r = rest_error(&f, FaultDialect::Classic, None);
+        assert_eq!(r.status(), 500);
+        assert_eq!(
+            r.headers()["x-road-error"],
+            "Server.ServerProxy.AccessDenied"
+        );
+        let r = rest_error(&f, FaultDialect::Lowercase, None);
+        assert_eq!(
+            r.headers()["x-road-error"],
+            "server.serverproxy.access_denied"
+        );
+        let c = Fault::of(Origin::Client, ErrorKind::InvalidHttpMethod, "GET");
+        assert_eq!(rest_error(&c, FaultDialect::Classic, None).status(), 400);
+    }
+}

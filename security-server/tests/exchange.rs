@@ -776,6 +776,19 @@ async fn exchange_end_to_end() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["body"].as_str().unwrap().len(), big.len());
 
+    // Header aliases: a UXP client (Uxp-Client) works unchanged.
+    let (status, h, _) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/echo/persons/1",
+            "",
+            None,
+            &[("Uxp-Client", cons)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-road-client"], cons);
+
     // SOAP without and with an attachment: headers echoed, requestHash set.
     let client = ClientId::from_slash(cons).unwrap();
     let req = soap_request(&client, "DEV/GOV/2000/prov/getPerson", "soap-1");

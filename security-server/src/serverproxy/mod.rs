@@ -7,13 +7,11 @@ pub mod backend;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use trustbus_central_server::model::SecurityServer;
 use trustbus_pki::Certificate;
 use trustbus_pki::chain::{Purpose, TrustStore};
 use trustbus_pki::tls::{PeerPolicy, TlsIdentity, ss_server_config};
@@ -606,14 +604,4 @@ async fn soap_backend(
         whole,
         r.status,
     ))
-}
-
-/// Whether a server in `servers` is this one (tests, diagnostics).
-pub fn is_self(state: &AppState, s: &SecurityServer) -> bool {
-    s.id == state.identity.server
-}
-
-/// Reads and discards a body (used when answering early).
-pub async fn drain(body: Incoming) {
-    let _ = body.collect().await;
 }
