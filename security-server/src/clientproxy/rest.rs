@@ -58,12 +58,13 @@ async fn run(
     rr.endpoint_path().map_err(|e| e.fault())?;
     let mut headers = sdk_headers(&parts.headers);
     let xroad = XRoadHeaders::from_headers(&headers).map_err(|e| e.fault())?;
+    let view = state.view(Origin::ClientProxy)?;
+    let client_cfg = check_client(state, &view, conn, &xroad.client)?;
+    // Labelled only once the client is known, so callers cannot create metric series at will.
     *labels = (
         xroad.client.to_slash(),
         rr.service().without_version().to_slash(),
     );
-    let view = state.view(Origin::ClientProxy)?;
-    let client_cfg = check_client(state, &view, conn, &xroad.client)?;
     let servers = route(
         &view,
         rr.service().provider(),

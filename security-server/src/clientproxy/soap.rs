@@ -84,9 +84,10 @@ async fn run(
         }
     };
     let h = request.header().clone();
-    *labels = (h.client.to_slash(), h.service.without_version().to_slash());
     let view = state.view(Origin::ClientProxy)?;
     let client_cfg = check_client(state, &view, conn, &h.client)?;
+    // Labelled only once the client is known, so callers cannot create metric series at will.
+    *labels = (h.client.to_slash(), h.service.without_version().to_slash());
     let user = match (&h.user_id, client_cfg.allow_unverified_user_id) {
         (None, _) => None,
         (Some(u), true) => Some(UserIdentity {

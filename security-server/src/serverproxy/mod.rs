@@ -187,10 +187,6 @@ async fn exchange(
     )
     .await?;
     let meta = msg.meta.clone();
-    *labels = (
-        meta.client.to_slash(),
-        meta.service.without_version().to_slash(),
-    );
     if meta.direction != Direction::Request {
         return Err(sp(ErrorKind::InvalidMessage, "expected a request"));
     }
@@ -234,6 +230,11 @@ async fn exchange(
         Origin::ServerProxy,
         now,
     )?;
+    // Labelled only after verification, so peers cannot create metric series at will.
+    *labels = (
+        meta.client.to_slash(),
+        meta.service.without_version().to_slash(),
+    );
     // 3. The payload says what the metadata says.
     let soap_request = check_consistency(&msg)?;
 
