@@ -363,18 +363,7 @@ async fn exchange(
     )
     .await?;
     let m = &msg.meta;
-    let same = m.direction == Direction::Response
-        && m.kind == req_meta.kind
-        && m.request_id == req_meta.request_id
-        && m.message_id == req_meta.message_id
-        && m.client == req_meta.client
-        && m.service == req_meta.service;
-    if !same {
-        return Err(cp(
-            ErrorKind::InconsistentResponse,
-            "response metadata does not match the request",
-        ));
-    }
+    check_response_meta(&req_meta, m)?;
     let now = crate::now();
     check_certificate(
         view,
@@ -421,6 +410,39 @@ async fn exchange(
     Ok((msg, body))
 }
 
+/// The response must be a response to this very request.
+fn check_response_meta(
+    req: &crate::transport::Metadata,
+    resp: &crate::transport::Metadata,
+) -> Result<(), Fault> {
+    let same = resp.direction == Direction::Response
+        && resp.kind == req.kind
+        && resp.request_id == req.request_id
+        && resp.message_id == req.message_id
+        && resp.client == req.client
+        && resp.service == req.service;
+    if same {
+        Ok(())
+    } else {
+        Err(cp(
+            ErrorKind::InconsistentResponse,
+            "response metadata does not match the request",
+        ))
+    }
+}
+
+/// The provider must have hashed exactly the request we sent.
+fn check_request_hash(resp: &crate::transport::Metadata, expected: &str) -> Result<(), Fault> {
+    if resp.request_hash.as_deref() == Some(expected) {
+        Ok(())
+    } else {
+        Err(cp(
+            ErrorKind::InconsistentResponse,
+            "response request hash does not match the request",
+        ))
+    }
+}
+
 /// A provider's error answer (not a signed message): its `X-Road-Error` code and message.
 async fn relay_error(resp: http::Response<Incoming>) -> Fault {
     let code = resp
@@ -442,5 +464,64 @@ async fn relay_error(resp: http::Response<Incoming>) -> Fault {
             ErrorKind::InvalidResponse,
             format!("provider's security server answered HTTP {status} without a message"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{Metadata, PROTOCOL, PayloadKind};
+
+    fn meta(direction: Direction) -> Metadata {
+        Metadata {
+            protocol: PROTOCOL.into(),
+            kind: PayloadKind::Rest,
+            direction,
+            message_id: "m".into(),
+            request_id: "r".into(),
+            client: ClientId::from_slash("DEV/GOV/1/c").unwrap(),
+            service: trustbus_sdk::ServiceId::from_slash("DEV/GOV/2/p/s").unwrap(),
+            user: None,
+            issue: None,
+            represented_party: None,
+            target_server: None,
+            content_type: None,
+            soap_action: None,
+            request_hash: Some("hash".into()),
+            status: Some(200),
+        }
+    }
+
+    fn code(r: Result<(), Fault>) -> String {
+        r.unwrap_err()
+            .code
+            .render(trustbus_sdk::FaultDialect::Classic)
+    }
+
+    #[test]
+    fn responses_must_match_the_request() {
+        let req = meta(Direction::Request);
+        check_response_meta(&req, &meta(Direction::Response)).unwrap();
+        check_request_hash(&meta(Direction::Response), "hash").unwrap();
+        assert_eq!(
+            code(check_request_hash(&meta(Direction::Response), "other")),
+            "Server.ClientProxy.InconsistentResponse"
+        );
+        let mut none = meta(Direction::Response);
+        none.request_hash = None;
+        assert_eq!(
+            code(check_request_hash(&none, "hash")),
+            "Server.ClientProxy.InconsistentResponse"
+        );
+        assert_eq!(
+            code(check_response_meta(&req, &req)),
+            "Server.ClientProxy.InconsistentResponse"
+        );
+        let mut other = meta(Direction::Response);
+        other.request_id = "another".into();
+        assert_eq!(
+            code(check_response_meta(&req, &other)),
+            "Server.ClientProxy.InconsistentResponse"
+        );
     }
 }

@@ -126,12 +126,7 @@ async fn run(
     let (msg, resp_body) = exchange(state, &view, sealed, &servers).await?;
 
     // The provider must have hashed exactly our request.
-    if msg.meta.request_hash.as_deref() != Some(request_hash.as_str()) {
-        return Err(cp(
-            ErrorKind::InconsistentResponse,
-            "response request hash does not match the request",
-        ));
-    }
+    super::check_request_hash(&msg.meta, &request_hash)?;
     let part = ResponseHeaderPart::parse(&msg.head).map_err(|e| e.response_fault())?;
     let ex = ExchangeHeaders {
         message_id: xroad.message_id,

@@ -141,12 +141,7 @@ async fn run(
         crate::now(),
     )?;
     let (msg, resp_body) = exchange(state, &view, sealed, &servers).await?;
-    if msg.meta.request_hash.as_deref() != Some(request_hash.as_str()) {
-        return Err(cp(
-            ErrorKind::InconsistentResponse,
-            "response request hash does not match the request",
-        ));
-    }
+    super::check_request_hash(&msg.meta, &request_hash)?;
     let status = match soap::parse_response(msg.head.clone(), &limits)
         .map_err(|f| cp(ErrorKind::InvalidSoap, f.message))?
     {

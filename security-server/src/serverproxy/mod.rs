@@ -606,3 +606,71 @@ async fn soap_backend(
         r.status,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(head: &[u8], service: &str) -> ReceivedMessage {
+        ReceivedMessage {
+            meta: Metadata {
+                protocol: PROTOCOL.into(),
+                kind: PayloadKind::Rest,
+                direction: Direction::Request,
+                message_id: "m".into(),
+                request_id: "r1".into(),
+                client: trustbus_sdk::ClientId::from_slash("DEV/GOV/1/c").unwrap(),
+                service: trustbus_sdk::ServiceId::from_slash(service).unwrap(),
+                user: None,
+                issue: None,
+                represented_party: None,
+                target_server: None,
+                content_type: None,
+                soap_action: None,
+                request_hash: None,
+                status: None,
+            },
+            meta_bytes: vec![],
+            head: head.to_vec(),
+            head_type: crate::transport::CT_REST_REQUEST.into(),
+            body: None,
+            manifest: vec![],
+            signature: vec![],
+            auth_ocsp: vec![],
+            digests: vec![],
+        }
+    }
+
+    fn code(r: Result<Option<soap::SoapMessage>, Fault>) -> String {
+        r.unwrap_err()
+            .code
+            .render(trustbus_sdk::FaultDialect::Classic)
+    }
+
+    #[test]
+    fn payload_must_agree_with_the_metadata() {
+        let head =
+            b"GET\r\n/r1/DEV/GOV/2/p/s/x\r\nx-road-client:DEV/GOV/1/c\r\nx-road-request-id:r1\r\n";
+        check_consistency(&msg(head, "DEV/GOV/2/p/s")).unwrap();
+        assert_eq!(
+            code(check_consistency(&msg(head, "DEV/GOV/2/p/other"))),
+            "Server.ServerProxy.InconsistentHeaders"
+        );
+        let other_client =
+            b"GET\r\n/r1/DEV/GOV/2/p/s/x\r\nx-road-client:DEV/GOV/9/z\r\nx-road-request-id:r1\r\n";
+        assert_eq!(
+            code(check_consistency(&msg(other_client, "DEV/GOV/2/p/s"))),
+            "Server.ServerProxy.InconsistentHeaders"
+        );
+        let other_id =
+            b"GET\r\n/r1/DEV/GOV/2/p/s/x\r\nx-road-client:DEV/GOV/1/c\r\nx-road-request-id:r2\r\n";
+        assert_eq!(
+            code(check_consistency(&msg(other_id, "DEV/GOV/2/p/s"))),
+            "Server.ServerProxy.InconsistentHeaders"
+        );
+        assert_eq!(
+            code(check_consistency(&msg(b"GET\n/r1\n", "DEV/GOV/2/p/s"))),
+            "Server.ServerProxy.InvalidRest"
+        );
+    }
+}

@@ -13,6 +13,8 @@ use crate::testkit::{TestPki, global_conf, server_entry, shared_params};
 use crate::transport::decode::decode_all;
 use crate::transport::encode::{Encoder, ObjectDigest, manifest};
 use crate::transport::*;
+use trustbus_pki::chain::Purpose;
+use trustbus_sdk::fault::ErrorKind;
 
 struct Fx {
     _dir: tempfile::TempDir,
@@ -293,4 +295,103 @@ fn garbled_signature_is_refused() {
         "Server.ServerProxy.SignatureVerification.MalformedSignature"
     );
     let _ = Arc::new(());
+}
+
+#[test]
+fn broken_signature_value_is_refused() {
+    let f = fx();
+    let mut msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    // The signature value is the last element of the DER: change its final byte.
+    let last = msg.signature.len() - 1;
+    msg.signature[last] ^= 0x01;
+    assert_eq!(
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
+        "Server.ServerProxy.SignatureVerification.InvalidSignatureValue"
+    );
+}
+
+#[test]
+fn signature_outside_the_certificate_validity_is_refused() {
+    let f = fx();
+    let key = KeyPair::generate(trustbus_pki::KeyKind::EcdsaP256).unwrap();
+    let cert = f
+        .pki
+        .ca
+        .issue(&trustbus_pki::devca::IssueRequest {
+            profile: profile::CertProfile::Sign,
+            member: client().owner(),
+            member_name: "x".into(),
+            server_code: None,
+            key: trustbus_pki::devca::SubjectKey::Spki(trustbus_pki::Signer::public_key_der(&key)),
+            not_before: Some(f.now - Duration::days(10)),
+            not_after: Some(f.now - Duration::days(1)),
+        })
+        .unwrap();
+    let expired = (key, cert);
+    let msg = message(&expired, Some(f.pki.ocsp(&expired.1, f.now)), false, f.now);
+    assert_eq!(
+        code(verify_message(
+            &f.view,
+            &VerifyCache::new(),
+            &msg,
+            &client().owner(),
+            Origin::ServerProxy,
+            f.now
+        )),
+        "Server.ServerProxy.CertValidation.CertValidityTime"
+    );
+}
+
+#[test]
+fn authentication_certificate_ocsp_is_checked() {
+    let f = fx();
+    let ss = SecurityServerId::from_slash("DEV/GOV/1/ss1").unwrap();
+    let (_, auth) = f.pki.auth_cert(&ss).unwrap();
+    let check = |responses: &[Vec<u8>]| {
+        check_certificate(
+            &f.view,
+            &VerifyCache::new(),
+            &auth,
+            &[],
+            responses,
+            Purpose::Auth,
+            Origin::ClientProxy,
+            ErrorKind::SslAuthenticationFailed,
+            f.now,
+        )
+        .map(|_| ())
+        .map_err(|e| e.code.render(FaultDialect::Classic))
+    };
+    check(&[f.pki.ocsp(&auth, f.now)]).unwrap();
+    assert_eq!(
+        check(&[]).unwrap_err(),
+        "Server.ClientProxy.SslAuthenticationFailed.MissingValidationInfo"
+    );
+    assert_eq!(
+        check(&[f.pki.ocsp(&auth, f.now - Duration::hours(3))]).unwrap_err(),
+        "Server.ClientProxy.SslAuthenticationFailed.IncorrectValidationInfo"
+    );
+    // A signing certificate offered as an authentication certificate has no auth path.
+    let r = check_certificate(
+        &f.view,
+        &VerifyCache::new(),
+        &f.a.1,
+        &[],
+        &[f.pki.ocsp(&f.a.1, f.now)],
+        Purpose::Auth,
+        Origin::ClientProxy,
+        ErrorKind::SslAuthenticationFailed,
+        f.now,
+    );
+    assert_eq!(
+        r.unwrap_err().code.render(FaultDialect::Classic),
+        "Server.ClientProxy.SslAuthenticationFailed.InvalidCertPath"
+    );
 }
