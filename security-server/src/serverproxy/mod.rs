@@ -238,7 +238,7 @@ async fn exchange(
     // 3. The payload says what the metadata says.
     let soap_request = check_consistency(&msg)?;
 
-    let log_req = entry(
+    let mut log_req = entry(
         Side::Provider,
         &meta,
         &msg.meta_bytes,
@@ -249,7 +249,6 @@ async fn exchange(
         verified.ocsp.clone(),
         Outcome::Ok,
     );
-    let mut log_req = log_req;
     let mut body = body;
     if let Some(b) = body
         .as_mut()
@@ -328,12 +327,11 @@ async fn exchange(
 
 /// Signs, logs and sends the response.
 async fn finish(state: &AppState, prepared: Prepared) -> Result<http::Response<OutBody>, Fault> {
-    let (resp_meta, head, head_type, resp_body, _) = prepared;
     let mut sealed = seal(
-        resp_meta,
-        head,
-        head_type,
-        resp_body,
+        prepared.meta,
+        prepared.head,
+        prepared.head_type,
+        prepared.body,
         &state.identity,
         Origin::ServerProxy,
         crate::now(),
@@ -375,13 +373,12 @@ fn metadata_response(
     let mut body = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
     body.write(&json)
         .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
-    Ok((
-        response_meta(meta, request_hash, 200, None),
+    Ok(Prepared {
+        meta: response_meta(meta, request_hash, 200, None),
         head,
-        CT_REST_RESPONSE,
-        Some((body, CT_REST_BODY)),
-        200,
-    ))
+        head_type: CT_REST_RESPONSE,
+        body: Some((body, CT_REST_BODY)),
+    })
 }
 
 fn inconsistent(m: String) -> Fault {
@@ -433,13 +430,13 @@ fn check_consistency(msg: &ReceivedMessage) -> Result<Option<soap::SoapMessage>,
     Ok(None)
 }
 
-type Prepared = (
-    Metadata,
-    Vec<u8>,
-    &'static str,
-    Option<(SpillBuffer, &'static str)>,
-    u16,
-);
+/// A response ready to be signed: metadata, payload head and its type, optional body.
+struct Prepared {
+    meta: Metadata,
+    head: Vec<u8>,
+    head_type: &'static str,
+    body: Option<(SpillBuffer, &'static str)>,
+}
 
 fn response_meta(
     req: &Metadata,
@@ -507,13 +504,12 @@ async fn rest_backend(
         .to_bytes()
         .map_err(|e| sp(ErrorKind::InvalidResponse, e.to_string()))?;
     let body = (!r.body.is_empty()).then_some((r.body, CT_REST_BODY));
-    Ok((
-        response_meta(meta, request_hash, r.status, None),
+    Ok(Prepared {
+        meta: response_meta(meta, request_hash, r.status, None),
         head,
-        CT_REST_RESPONSE,
+        head_type: CT_REST_RESPONSE,
         body,
-        r.status,
-    ))
+    })
 }
 
 async fn soap_backend(
@@ -598,13 +594,12 @@ async fn soap_backend(
         }
         SoapResponse::Fault { bytes, .. } => bytes,
     };
-    Ok((
-        response_meta(meta, hash, r.status, Some(resp_ct)),
+    Ok(Prepared {
+        meta: response_meta(meta, hash, r.status, Some(resp_ct)),
         head,
-        CT_SOAP,
-        whole,
-        r.status,
-    ))
+        head_type: CT_SOAP,
+        body: whole,
+    })
 }
 
 #[cfg(test)]
