@@ -3,6 +3,8 @@
 // Test code: a failed setup step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Command;
 
 use trustbus_pki::Certificate;
@@ -12,7 +14,7 @@ use trustbus_sdk::id::ClientId;
 use trustbus_security_server::testkit::TestPki;
 
 fn ss(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_security-server"))
+    let out = Command::new(common::ss_exe())
         .args(args)
         .env("TRUSTBUS_SS_PIN", "correct horse")
         .env("RUST_LOG", "error")

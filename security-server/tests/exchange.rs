@@ -8,6 +8,8 @@
 // Test code: a failed setup step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -238,7 +240,7 @@ spill_threshold_bytes = 65536
 }
 
 async fn start_ss(dir: &Path) -> SsProc {
-    let exe = env!("CARGO_BIN_EXE_security-server");
+    let exe = common::ss_exe();
     let mut child = Command::new(exe)
         .arg("serve")
         .arg("--config")
