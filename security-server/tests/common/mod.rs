@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// `CARGO_TARGET_DIR`, another worktree's build can replace that uplifted file with its own
 /// `security-server`; then the newest binary of this crate under `deps/` that has our
 /// subcommands is used instead.
-pub fn ss_exe() -> PathBuf {
+pub(crate) fn ss_exe() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_security-server"));
     if is_ours(&exe) {
         return exe;
