@@ -53,6 +53,65 @@ pub fn health(state: &AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// `GET /diagnostics`: global configuration held, OCSP status of the server's own
+/// certificates, and the hosted clients' registration state, as JSON.
+pub fn diagnostics(state: &AppState) -> String {
+    let now = crate::now();
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let conf = match state.view(Origin::ClientProxy) {
+        Ok(v) => serde_json::json!({
+            "status": "ok",
+            "version": v.version(),
+            "generated_at": v.conf.directory.generated_at,
+            "expires_at": v.conf.directory.expires_at,
+        }),
+        Err(f) => {
+            serde_json::json!({ "status": f.code.render(state.dialect()), "message": f.message })
+        }
+    };
+    let ocsp = |kc: &crate::identity::KeyCert| match kc.ocsp() {
+        Some((_, status, this_update)) => serde_json::json!({
+            "certificate": kc.cert().subject(),
+            "sha256": kc.cert().fingerprint_hex(),
+            "not_after": rfc(kc.cert().not_after()),
+            "ocsp_status": format!("{status:?}"),
+            "ocsp_this_update": rfc(this_update),
+            "ocsp_age_seconds": (now - this_update).whole_seconds(),
+        }),
+        None => serde_json::json!({
+            "certificate": kc.cert().subject(),
+            "sha256": kc.cert().fingerprint_hex(),
+            "not_after": rfc(kc.cert().not_after()),
+            "ocsp_status": "none yet",
+        }),
+    };
+    let registered = |c: &trustbus_sdk::id::ClientId| {
+        state
+            .view(Origin::ClientProxy)
+            .ok()
+            .and_then(|v| v.server(&state.identity.server).map(|s| v.hosts(s, c)))
+            .unwrap_or(false)
+    };
+    let clients: Vec<serde_json::Value> = state
+        .cfg
+        .clients
+        .iter()
+        .map(|c| serde_json::json!({ "id": c.id.to_slash(), "registered": registered(&c.id) }))
+        .collect();
+    serde_json::json!({
+        "server": state.identity.server.to_slash(),
+        "global_configuration": conf,
+        "signing_certificate": ocsp(&state.identity.sign),
+        "authentication_certificate": ocsp(&state.identity.auth),
+        "clients": clients,
+        "healthy": health(state).is_ok(),
+    })
+    .to_string()
+}
+
 fn route(state: &AppState, path: &str) -> http::Response<OutBody> {
     match path {
         "/metrics" => {
@@ -74,6 +133,7 @@ fn route(state: &AppState, path: &str) -> http::Response<OutBody> {
             }
             text(200, state.metrics.render(), "text/plain; version=0.0.4")
         }
+        "/diagnostics" => text(200, diagnostics(state), "application/json"),
         "/healthz" => match health(state) {
             Ok(()) => text(200, "ok\n".into(), "text/plain"),
             Err(e) => text(503, format!("unhealthy: {e}\n"), "text/plain"),

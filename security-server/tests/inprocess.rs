@@ -372,6 +372,15 @@ async fn trust_decisions_and_message_log() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(&body[..], b"{\"tls\":true}");
 
+    // Diagnostics.
+    let d: serde_json::Value =
+        serde_json::from_str(&trustbus_security_server::admin::diagnostics(&s.consumer)).unwrap();
+    assert_eq!(d["server"], "DEV/GOV/1000/ss1");
+    assert_eq!(d["global_configuration"]["version"], 1);
+    assert_eq!(d["signing_certificate"]["ocsp_status"], "Good");
+    assert_eq!(d["clients"][0]["registered"], true);
+    assert_eq!(d["healthy"], true);
+
     // Provider's log fails: the exchange stops before the backend.
     s.provider_log.set_failing(Some("disk full"));
     s.fault("Server.ServerProxy.LoggingFailed").await;
