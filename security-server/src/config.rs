@@ -330,6 +330,9 @@ pub struct ServiceConfig {
     /// Declared REST endpoints (informational; access rights name their own).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+    /// REST: the service's OpenAPI document (JSON or YAML file), served by `getOpenAPI`.
+    #[serde(default)]
+    pub openapi: Option<PathBuf>,
     /// For `https://` backends: PEM file with the CA certificate(s) (or the backend's own
     /// certificate) to trust. Required for HTTPS; the host name in `url` is verified.
     #[serde(default)]
@@ -392,6 +395,7 @@ impl Config {
         c.token.dir = c.token.dir.as_deref().map(abs);
         for s in &mut c.services {
             s.tls_ca = s.tls_ca.as_deref().map(abs);
+            s.openapi = s.openapi.as_deref().map(abs);
         }
         Ok(c)
     }

@@ -10,7 +10,39 @@ use crate::config::{Config, ServiceKind};
 use crate::gcview::GcView;
 
 /// Service codes the provider's server answers itself.
-pub const PROVIDER_SERVICES: [&str; 2] = ["listMethods", "allowedMethods"];
+pub const PROVIDER_SERVICES: [&str; 3] = ["listMethods", "allowedMethods", "getOpenAPI"];
+
+/// `getOpenAPI?serviceCode=CODE`: the OpenAPI document configured for the provider's REST
+/// service `CODE`, with its content type; `None` if there is none.
+pub fn openapi(
+    cfg: &Config,
+    provider: &ClientId,
+    query: Option<&str>,
+) -> Option<(Vec<u8>, &'static str)> {
+    let code = query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("serviceCode="))?;
+    let svc = cfg.services.iter().find(|s| {
+        s.id.provider() == provider
+            && s.id.code() == code
+            && s.kind == ServiceKind::Rest
+            && s.enabled
+    })?;
+    let path = svc.openapi.as_ref()?;
+    let bytes = std::fs::read(path).ok()?;
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    Some((
+        bytes,
+        if yaml {
+            "application/yaml"
+        } else {
+            "application/json"
+        },
+    ))
+}
 
 fn client_json(id: &ClientId) -> Value {
     let mut v = json!({

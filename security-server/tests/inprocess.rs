@@ -166,6 +166,8 @@ async fn setup() -> Setup {
     let calls = Arc::new(AtomicUsize::new(0));
     let b = backend(calls.clone()).await;
     let pem = dir.path().join("backend.pem");
+    let openapi = dir.path().join("openapi.json");
+    std::fs::write(&openapi, br#"{"openapi":"3.0.0","info":{"title":"echo"}}"#).unwrap();
     let tls_port = https_backend(calls.clone(), &pem).await;
     let p2 = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -212,11 +214,12 @@ async fn setup() -> Setup {
         p2,
         &format!(
             "[[clients]]\nid = \"DEV/GOV/2000/prov\"\nconnection = \"http\"\n\
-             [[services]]\nid = \"DEV/GOV/2000/prov/echo\"\nkind = \"rest\"\nurl = \"http://{b}\"\n\
+             [[services]]\nid = \"DEV/GOV/2000/prov/echo\"\nkind = \"rest\"\nurl = \"http://{b}\"\nopenapi = \"{openapi}\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n\
              [[services]]\nid = \"DEV/GOV/2000/prov/secure\"\nkind = \"rest\"\nurl = \"https://localhost:{tls_port}/v1\"\ntls_ca = \"{pem}\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/secure\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n",
-            pem = pem.display()
+            pem = pem.display(),
+            openapi = openapi.display()
         ),
     );
     let (l1, l2) = (Arc::new(MemoryLog::new()), Arc::new(MemoryLog::new()));
@@ -371,6 +374,25 @@ async fn trust_decisions_and_message_log() {
     let (status, _, body) = s.get_service("secure").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(&body[..], b"{\"tls\":true}");
+
+    let before = s.calls.load(Ordering::SeqCst);
+    let r = s
+        .http
+        .request(
+            http::Request::get(format!(
+                "http://{}/r1/DEV/GOV/2000/prov/getOpenAPI?serviceCode=echo",
+                s.client_proxy
+            ))
+            .header("X-Road-Client", "DEV/GOV/1000/cons")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"openapi":"3.0.0","info":{"title":"echo"}}"#);
+    assert_eq!(s.calls.load(Ordering::SeqCst), before);
 
     // Diagnostics.
     let d: serde_json::Value =

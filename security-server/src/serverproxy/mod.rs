@@ -281,9 +281,23 @@ async fn exchange(
     if meta.kind == PayloadKind::Rest
         && crate::metadata::PROVIDER_SERVICES.contains(&meta.service.code())
     {
-        let allowed_only = meta.service.code() == "allowedMethods";
-        let json = crate::metadata::methods(cfg, &*view, provider, &meta.client, allowed_only);
-        let prepared = metadata_response(state, &meta, &msg, json)?;
+        let (doc, ct) = if meta.service.code() == "getOpenAPI" {
+            let part = RequestHeaderPart::parse(&msg.head).map_err(|e| e.request_fault())?;
+            let rr = part
+                .rest_request()
+                .map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
+            crate::metadata::openapi(cfg, provider, rr.query()).ok_or_else(|| {
+                sp(
+                    ErrorKind::UnknownService,
+                    "no OpenAPI description for that serviceCode",
+                )
+            })?
+        } else {
+            let allowed_only = meta.service.code() == "allowedMethods";
+            let json = crate::metadata::methods(cfg, &*view, provider, &meta.client, allowed_only);
+            (json, "application/json")
+        };
+        let prepared = metadata_response(state, &meta, &msg, doc, ct)?;
         return finish(state, prepared).await;
     }
     let svc = cfg.service(&meta.service).ok_or_else(|| {
@@ -351,12 +365,13 @@ async fn finish(state: &AppState, prepared: Prepared) -> Result<http::Response<O
         .map_err(|e| sp(ErrorKind::InternalError, e.to_string()))
 }
 
-/// A metadata answer (`listMethods`, `allowedMethods`) as a REST response.
+/// A metadata answer (`listMethods`, `allowedMethods`, `getOpenAPI`) as a REST response.
 fn metadata_response(
     state: &AppState,
     meta: &Metadata,
     msg: &ReceivedMessage,
     json: Vec<u8>,
+    content_type: &'static str,
 ) -> Result<Prepared, Fault> {
     let request_hash = trustbus_sdk::rest::request_hash(&msg.head, None);
     let exchange = ExchangeHeaders {
@@ -366,7 +381,7 @@ fn metadata_response(
         request_id: meta.request_id.clone(),
         request_hash: request_hash.clone(),
     };
-    let headers = trustbus_sdk::rest::Headers::new().with("content-type", "application/json");
+    let headers = trustbus_sdk::rest::Headers::new().with("content-type", content_type);
     let head = ResponseHeaderPart::for_transport(200, "OK", &headers, &exchange)
         .to_bytes()
         .map_err(|e| sp(ErrorKind::InternalError, e.to_string()))?;
