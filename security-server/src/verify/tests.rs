@@ -395,3 +395,24 @@ fn authentication_certificate_ocsp_is_checked() {
         "Server.ClientProxy.SslAuthenticationFailed.InvalidCertPath"
     );
 }
+
+/// The signed message is an ASiC-E evidence container as it is: the data objects, the
+/// manifest and the signature go into a container without re-signing, and it verifies.
+#[test]
+fn message_is_an_evidence_container_without_resigning() {
+    use trustbus_pki::asic::{AsicBuilder, AsicContainer, AsicLimits};
+    let f = fx();
+    let msg = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    let mut b = AsicBuilder::new(MANIFEST_DIGEST);
+    b.add_file(MESSAGE_JSON, CT_JSON, msg.meta_bytes.clone())
+        .unwrap();
+    b.add_file(PAYLOAD_HEAD, CT_REST_REQUEST, msg.head.clone())
+        .unwrap();
+    b.add_file(PAYLOAD_BODY, CT_REST_BODY, b"{}".to_vec())
+        .unwrap();
+    assert_eq!(b.manifest(), msg.manifest, "same manifest bytes");
+    let zip = b.build_with_signature(&msg.signature).unwrap();
+    let c = AsicContainer::read(&zip, &AsicLimits::default()).unwrap();
+    let v = c.verify_signature(f.now).unwrap();
+    assert_eq!(v.signer_cert, f.a.1.der());
+}
