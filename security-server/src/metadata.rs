@@ -86,8 +86,27 @@ pub fn list_clients(view: &GcView) -> Vec<u8> {
     json!({ "member": out }).to_string().into_bytes()
 }
 
-/// `listMethods` (every enabled service of `provider`) or `allowedMethods` (those `client` has
-/// an access right to).
+/// The enabled services of `provider` of this kind; with `allowed_only`, only those `client`
+/// has an access right to.
+fn services<'a>(
+    cfg: &'a Config,
+    groups: &'a dyn GroupLookup,
+    provider: &'a ClientId,
+    client: &'a ClientId,
+    kind: ServiceKind,
+    allowed_only: bool,
+) -> impl Iterator<Item = &'a crate::config::ServiceConfig> + 'a {
+    cfg.services
+        .iter()
+        .filter(move |s| s.id.provider() == provider && s.enabled && s.kind == kind)
+        // A grant limited to some endpoints still makes the service an allowed one.
+        .filter(move |s| {
+            !allowed_only || crate::access::check(cfg, groups, client, &s.id, None).is_ok()
+        })
+}
+
+/// REST `listMethods` (every enabled REST service of `provider`) or `allowedMethods` (those
+/// `client` has an access right to).
 pub fn methods(
     cfg: &Config,
     groups: &dyn GroupLookup,
@@ -95,13 +114,54 @@ pub fn methods(
     client: &ClientId,
     allowed_only: bool,
 ) -> Vec<u8> {
-    let list: Vec<Value> = cfg
-        .services
-        .iter()
-        .filter(|s| s.id.provider() == provider && s.enabled)
-        // A grant limited to some endpoints still makes the service an allowed one.
-        .filter(|s| !allowed_only || crate::access::check(cfg, groups, client, &s.id, None).is_ok())
-        .map(|s| service_json(&s.id, s.kind))
-        .collect();
+    let list: Vec<Value> = services(
+        cfg,
+        groups,
+        provider,
+        client,
+        ServiceKind::Rest,
+        allowed_only,
+    )
+    .map(|s| service_json(&s.id, s.kind))
+    .collect();
     json!({ "service": list }).to_string().into_bytes()
+}
+
+/// SOAP `listMethods` / `allowedMethods`: the response body element, in the `xrd` and `id`
+/// namespaces X-Road uses, listing the provider's SOAP services.
+pub fn methods_soap(
+    cfg: &Config,
+    groups: &dyn GroupLookup,
+    provider: &ClientId,
+    client: &ClientId,
+    allowed_only: bool,
+) -> String {
+    let name = if allowed_only {
+        "allowedMethodsResponse"
+    } else {
+        "listMethodsResponse"
+    };
+    let mut x = format!(
+        "<xrd:{name} xmlns:xrd=\"{}\" xmlns:id=\"http://x-road.eu/xsd/identifiers\">",
+        trustbus_sdk::soap::XROAD_NS
+    );
+    for s in services(
+        cfg,
+        groups,
+        provider,
+        client,
+        ServiceKind::Soap,
+        allowed_only,
+    ) {
+        x.push_str("<xrd:service id:objectType=\"SERVICE\">");
+        for (field, value) in s.id.xml_fields() {
+            let f = field.as_str();
+            // Identifier characters need no escaping in text content; these are for safety.
+            let v = value.replace('&', "&amp;").replace('<', "&lt;");
+            x.push_str(&format!("<id:{f}>{v}</id:{f}>"));
+        }
+        x.push_str("</xrd:service>");
+    }
+    x.push_str(&format!("</xrd:{name}>"));
+    x
 }

@@ -278,6 +278,24 @@ async fn exchange(
             ),
         ));
     }
+    if meta.kind == PayloadKind::Soap
+        && ["listMethods", "allowedMethods"].contains(&meta.service.code())
+    {
+        let request = soap_request
+            .as_ref()
+            .ok_or_else(|| sp(ErrorKind::InternalError, "SOAP request not parsed"))?;
+        let allowed_only = meta.service.code() == "allowedMethods";
+        let xml = crate::metadata::methods_soap(cfg, &*view, provider, &meta.client, allowed_only);
+        let head = soap::build_response(request, &xml, HashAlgorithm::Sha512);
+        let hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
+        let prepared = Prepared {
+            meta: response_meta(&meta, hash, 200, Some("text/xml; charset=utf-8".into())),
+            head,
+            head_type: CT_SOAP,
+            body: None,
+        };
+        return finish(state, prepared).await;
+    }
     if meta.kind == PayloadKind::Rest
         && crate::metadata::PROVIDER_SERVICES.contains(&meta.service.code())
     {
