@@ -110,14 +110,14 @@ pub fn check_certificate(
     kind: ErrorKind,
     now: OffsetDateTime,
 ) -> Result<Vec<u8>, Fault> {
-    let Some(first) = responses.first() else {
+    if responses.is_empty() {
         return Err(fault(
             origin,
             kind,
             Some(ErrorKind::MissingValidationInfo),
             format!("no OCSP response for certificate {}", cert.subject()),
         ));
-    };
+    }
     for r in responses {
         if cache.hit(&VerifyCache::key(cert, r, view.version(), purpose), now) {
             return Ok(r.clone());
@@ -192,7 +192,6 @@ pub fn check_certificate(
             }
         }
     }
-    let _ = first;
     Err(last.unwrap_or_else(|| {
         fault(
             origin,

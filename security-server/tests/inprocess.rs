@@ -445,5 +445,14 @@ async fn trust_decisions_and_message_log() {
         .set_ocsp(revoked, CertStatus::Good, now);
     s.fault("Server.ServerProxy.CertValidation").await;
     s.consumer.identity.sign.set_ocsp(good.0, good.1, good.2);
-    let _ = &s.provider;
+    // The provider counted the refusals by outcome.
+    let m = s.provider.metrics.render();
+    assert!(
+        m.contains("outcome=\"Server.ServerProxy.LoggingFailed\""),
+        "{m}"
+    );
+    assert!(
+        m.contains("outcome=\"Server.ServerProxy.CertValidation.IncorrectValidationInfo\""),
+        "{m}"
+    );
 }
