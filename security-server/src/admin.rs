@@ -20,7 +20,15 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&state, req.uri().path())) }
+                async move {
+                    if req.uri().path() == "/diagnostics/connection" {
+                        let q = req.uri().query().unwrap_or("").to_owned();
+                        return Ok::<_, std::convert::Infallible>(
+                            connection_test(&state, &q).await,
+                        );
+                    }
+                    Ok(route(&state, req.uri().path()))
+                }
             });
             let _ = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -110,6 +118,43 @@ pub fn diagnostics(state: &AppState) -> String {
         "healthy": health(state).is_ok(),
     })
     .to_string()
+}
+
+/// `GET /diagnostics/connection?server=INSTANCE/CLASS/MEMBER/CODE`: a mutual TLS handshake
+/// with that security server, as an exchange would make it.
+async fn connection_test(state: &AppState, query: &str) -> http::Response<OutBody> {
+    let result = async {
+        let id = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("server="))
+            .ok_or("give ?server=INSTANCE/CLASS/MEMBER/CODE")?;
+        let id = trustbus_sdk::id::SecurityServerId::from_slash(id).map_err(|e| e.to_string())?;
+        let view = state.view(Origin::ClientProxy).map_err(|f| f.message)?;
+        let server = view
+            .server(&id)
+            .cloned()
+            .ok_or("no such security server in global configuration")?;
+        state
+            .pool
+            .probe(&view, &state.identity, &server)
+            .await
+            .map(|subject| (server.address.clone(), subject))
+            .map_err(|f| format!("{}: {}", f.code.render(state.dialect()), f.message))
+    }
+    .await;
+    match result {
+        Ok((address, subject)) => text(
+            200,
+            serde_json::json!({ "ok": true, "address": address, "peer_certificate": subject })
+                .to_string(),
+            "application/json",
+        ),
+        Err(e) => text(
+            502,
+            serde_json::json!({ "ok": false, "error": e }).to_string(),
+            "application/json",
+        ),
+    }
 }
 
 fn route(state: &AppState, path: &str) -> http::Response<OutBody> {

@@ -190,6 +190,24 @@ impl SsPool {
         Ok((Conn { sender, peer }, server))
     }
 
+    /// Connection test: a TLS handshake with `server` under the same trust rules as an exchange.
+    /// Returns the subject of the certificate the peer presented.
+    pub async fn probe(
+        &self,
+        view: &Arc<GcView>,
+        identity: &Arc<Identity>,
+        server: &SecurityServer,
+    ) -> Result<String, Fault> {
+        let (conn, _) = Self::connect(
+            view.clone(),
+            identity.clone(),
+            server.clone(),
+            self.connect_timeout,
+        )
+        .await?;
+        Ok(conn.peer.subject().to_owned())
+    }
+
     /// A connection to one of `servers`: an idle pooled one, or the first new one whose
     /// handshake completes.
     async fn get(

@@ -172,6 +172,7 @@ async fn start_backend() -> (SocketAddr, Arc<Backend>) {
 
 struct SsProc {
     child: Child,
+    admin: String,
     client_proxy: String,
     client_proxy_tls: String,
     internal_cert: Certificate,
@@ -272,6 +273,7 @@ async fn start_ss(dir: &Path) -> SsProc {
         if client.get(&format!("{admin}/healthz")).await.map(|r| r.0) == Ok(200) {
             return SsProc {
                 child,
+                admin: admin.clone(),
                 client_proxy: addrs["client_proxy"].clone(),
                 client_proxy_tls: addrs["client_proxy_tls"]
                     .trim_start_matches("https://")
@@ -998,6 +1000,27 @@ async fn exchange_end_to_end() {
     // a plain-HTTP client also works over HTTPS
     let (status, _) = https_get(&inst.ss1, None, path, cons).await;
     assert_eq!(status, 200);
+
+    // Connection test from the admin listener.
+    let (status, body) = inst
+        .http
+        .get(&format!(
+            "{}/diagnostics/connection?server=DEV/GOV/2000/ss2",
+            inst.ss1.admin
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = inst
+        .http
+        .get(&format!(
+            "{}/diagnostics/connection?server=DEV/GOV/4000/ss4",
+            inst.ss1.admin
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&body).contains("Server.ClientProxy.SslAuthenticationFailed"));
 
     // Backend timeout: the backend is called, the exchange fails with ServiceFailed.
     let (_, h, _) = inst
