@@ -462,7 +462,8 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
             &ss2,
             &format!("127.0.0.1:{p2}"),
             &a2,
-            &[cid("DEV/GOV/2000/prov")],
+            // `extra` is registered on ss2 in global configuration but not configured there.
+            &[cid("DEV/GOV/2000/prov"), cid("DEV/GOV/2000/extra")],
         ),
     ];
     // A provider whose server is in maintenance mode.
@@ -500,7 +501,7 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
             );
             for (m, subs) in [
                 ("DEV/GOV/1000", vec!["cons", "strict", "unreg"]),
-                ("DEV/GOV/2000", vec!["prov"]),
+                ("DEV/GOV/2000", vec!["prov", "extra"]),
                 ("DEV/GOV/3000", vec!["down"]),
                 ("DEV/GOV/4000", vec!["ghost"]),
             ] {
@@ -939,6 +940,13 @@ async fn exchange_end_to_end() {
         "/r1/DEV/GOV/2000/prov/echo/persons/1",
         "DEV/GOV/1000/strict",
         "Server.ClientProxy.SslAuthenticationFailed",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/extra/svc",
+        cons,
+        "Server.ServerProxy.UnknownMember",
     )
     .await;
     inst.rest_fault(
