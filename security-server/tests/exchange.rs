@@ -1064,7 +1064,9 @@ async fn exchange_end_to_end() {
         let _ = tx.send(());
     }
     let mut last = String::new();
+    let mut refused_without_backend = false;
     for _ in 0..120 {
+        let before = inst.calls();
         let (_, h, _) = inst
             .rest(
                 "GET",
@@ -1079,6 +1081,7 @@ async fn exchange_end_to_end() {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        refused_without_backend = inst.calls() == before;
         // Both servers hold the same version; in the instant between their checks the
         // provider may be the first to refuse.
         match last.as_str() {
@@ -1088,6 +1091,7 @@ async fn exchange_end_to_end() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(last, "Server.ClientProxy.OutdatedGlobalConf");
+    assert!(refused_without_backend, "the backend must not be called");
 }
 
 /// Connects to the server proxy with an authentication certificate that chains to the approved

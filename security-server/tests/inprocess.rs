@@ -206,7 +206,8 @@ async fn setup() -> Setup {
         "DEV/GOV/1000",
         "ss1",
         0,
-        "[[clients]]\nid = \"DEV/GOV/1000/cons\"\nconnection = \"http\"\n",
+        "[[clients]]\nid = \"DEV/GOV/1000/cons\"\nconnection = \"http\"\n\
+         [[clients]]\nid = \"DEV/GOV/3000/guest\"\nconnection = \"http\"\n",
     );
     let c2 = config(
         "DEV/GOV/2000",
@@ -393,6 +394,25 @@ async fn trust_decisions_and_message_log() {
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], br#"{"openapi":"3.0.0","info":{"title":"echo"}}"#);
     assert_eq!(s.calls.load(Ordering::SeqCst), before);
+
+    // A hosted client of another member: this server has no signing key for it.
+    let r = s
+        .http
+        .request(
+            http::Request::get(format!(
+                "http://{}/r1/DEV/GOV/2000/prov/echo/x",
+                s.client_proxy
+            ))
+            .header("X-Road-Client", "DEV/GOV/3000/guest")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-road-error"],
+        "Server.ClientProxy.CannotCreateSignature.KeyNotFound"
+    );
 
     // Diagnostics.
     let d: serde_json::Value =

@@ -234,6 +234,18 @@ fn check_client<'a>(
             ));
         }
     }
+    // Requests are signed with the client member's key; this server holds its owner's only.
+    if client.owner() != state.identity.owner {
+        return Err(crate::verify::fault(
+            Origin::ClientProxy,
+            ErrorKind::CannotCreateSignature,
+            Some(ErrorKind::KeyNotFound),
+            format!(
+                "this security server holds no signing key for member {}",
+                client.owner().to_slash()
+            ),
+        ));
+    }
     let here = view.server(&state.identity.server);
     if !here.is_some_and(|s| view.hosts(s, client)) {
         return Err(cp(
