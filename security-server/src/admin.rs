@@ -21,6 +21,11 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 async move {
+                    if req.uri().path().starts_with("/api/") {
+                        return Ok::<_, std::convert::Infallible>(crate::adminapi::handle(
+                            &state, &req,
+                        ));
+                    }
                     if req.uri().path() == "/diagnostics/connection" {
                         let q = req.uri().query().unwrap_or("").to_owned();
                         return Ok::<_, std::convert::Infallible>(
@@ -39,7 +44,7 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
     }
 }
 
-fn text(status: u16, body: String, ct: &str) -> http::Response<OutBody> {
+pub(crate) fn text(status: u16, body: String, ct: &str) -> http::Response<OutBody> {
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, ct)

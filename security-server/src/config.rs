@@ -57,6 +57,19 @@ pub struct Config {
     /// Local groups.
     #[serde(default)]
     pub local_groups: Vec<LocalGroup>,
+    /// API keys of the admin REST API.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An admin API key: only its SHA-256 is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Lower-case hex SHA-256 of the key.
+    pub sha256: String,
+    /// `observer` (read) or `system-administrator` (everything; the API is read-only so far).
+    pub role: String,
 }
 
 /// `[server]`.
@@ -434,6 +447,11 @@ impl Config {
             crate::access::Subject::parse(&a.subject)?;
             for e in &a.endpoints {
                 e.pattern()?;
+            }
+        }
+        for k in &self.api_keys {
+            if !matches!(k.role.as_str(), "observer" | "system-administrator") {
+                return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
             }
         }
         for c in &self.clients {

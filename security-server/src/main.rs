@@ -77,6 +77,13 @@ enum Command {
         #[arg(long)]
         management_url: Option<String>,
     },
+    /// Make an admin API key: prints the key once and the `[[api_keys]]` entry (its SHA-256)
+    /// to add to the configuration.
+    ApiKey {
+        /// `observer` or `system-administrator`.
+        #[arg(long, default_value = "observer")]
+        role: String,
+    },
     /// Show keys, certificates and the global configuration held.
     Status {
         /// Configuration file.
@@ -130,6 +137,7 @@ fn run(cmd: Command) -> Result<(), String> {
             &address,
             management_url,
         ),
+        Command::ApiKey { role } => api_key(&role),
         Command::Status { config } => status(&Config::load(&config).map_err(|e| e.to_string())?),
     }
 }
@@ -232,6 +240,27 @@ fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
         first.subject(),
         dir.join(out).display()
     );
+    Ok(())
+}
+
+fn api_key(role: &str) -> Result<(), String> {
+    use ring::rand::SecureRandom;
+    if !matches!(role, "observer" | "system-administrator") {
+        return Err(format!(
+            "unknown role {role}: use observer or system-administrator"
+        ));
+    }
+    let mut raw = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| "no randomness".to_owned())?;
+    let key = trustbus_pki::cert::to_hex(&raw);
+    let hash = trustbus_pki::cert::to_hex(
+        ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref(),
+    );
+    println!("{key}");
+    eprintln!("add to the configuration (the key above is shown only once):");
+    eprintln!("[[api_keys]]\nsha256 = \"{hash}\"\nrole = \"{role}\"");
     Ok(())
 }
 

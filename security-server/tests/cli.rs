@@ -101,6 +101,14 @@ fn init_import_status() {
     let (ok, out) = ss(&["import-cert", &s(&f), "--config", &s(&config)]);
     assert!(!ok && out.contains("not for a key"), "{out}");
 
+    let (ok, out) = ss(&["api-key", "--role", "observer"]);
+    assert!(
+        ok && out.contains("[[api_keys]]") && out.lines().next().unwrap().len() == 64,
+        "{out}"
+    );
+    let (ok, _) = ss(&["api-key", "--role", "root"]);
+    assert!(!ok);
+
     let (ok, out) = ss(&["status", "--config", &s(&config)]);
     assert!(ok, "{out}");
     assert!(out.contains("server DEV/GOV/1234/ss1"), "{out}");

@@ -370,6 +370,9 @@ async fn instance() -> Instance {
     let is_cert =
         trustbus_security_server::identity::internal_tls_cert(vec!["is.example".into()]).unwrap();
     let is_fp = is_cert.1.fingerprint_hex();
+    let api_key_hash = trustbus_pki::cert::to_hex(
+        ring::digest::digest(&ring::digest::SHA256, b"test-api-key").as_ref(),
+    );
     let (d1, a1) = ss_dir(
         &root,
         "ss1",
@@ -389,6 +392,9 @@ is_certs = ["{is_fp}"]
 [[clients]]
 id = "DEV/GOV/1000/unreg"
 connection = "http"
+[[api_keys]]
+sha256 = "{api_key_hash}"
+role = "observer"
 "#
         ),
     );
@@ -1008,6 +1014,38 @@ async fn exchange_end_to_end() {
     // a plain-HTTP client also works over HTTPS
     let (status, _) = https_get(&inst.ss1, None, path, cons).await;
     assert_eq!(status, 200);
+
+    // Admin API: key required, read-only.
+    let (status, _) = inst
+        .http
+        .get(&format!("{}/api/v1/clients", inst.ss1.admin))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let req = http::Request::get(format!("{}/api/v1/clients", inst.ss1.admin))
+        .header("authorization", "Bearer test-api-key")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = inst.http.send(req).await.unwrap();
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == cons && c["registered"] == true),
+        "{v}"
+    );
+    let (status, body) = inst
+        .http
+        .get(&format!("{}/api/openapi.json", inst.ss1.admin))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["paths"]["/api/v1/clients"]
+            .is_object()
+    );
 
     // Connection test from the admin listener.
     let (status, body) = inst
