@@ -92,6 +92,16 @@ pub struct Identity {
     pub auth: KeyCert,
     /// The internal TLS key and certificate for information systems, if set up.
     pub internal: Option<(KeyPair, Vec<Certificate>)>,
+    /// Signing keys of other members whose clients this server hosts.
+    pub members: Vec<(ClientId, KeyCert)>,
+}
+
+/// Token key id (and certificate file stem) of the signing key of a hosted member other than
+/// the owner: `sign-` and 16 hex digits of the SHA-256 of its identifier (member codes may
+/// contain characters key ids do not allow).
+pub fn member_key_id(member: &ClientId) -> String {
+    let h = ring::digest::digest(&ring::digest::SHA256, member.to_slash().as_bytes());
+    format!("sign-{}", &trustbus_pki::cert::to_hex(h.as_ref())[..16])
 }
 
 fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
@@ -131,6 +141,20 @@ impl Identity {
                 .load(INTERNAL_KEY_ID, pin)
                 .map_err(|e| IdentityError::Token(e.to_string()))?;
             id.internal = Some((key, load_chain(&internal_cert)?));
+        }
+        let other_keys = token
+            .list()
+            .map_err(|e| IdentityError::Token(e.to_string()))?;
+        for k in other_keys.iter().filter(|k| k.id.starts_with("sign-")) {
+            let cert_file = cert_dir.join(format!("{}.pem", k.id));
+            if !cert_file.exists() {
+                tracing::warn!(key = %k.id, "member signing key without a certificate yet");
+                continue;
+            }
+            let key = token
+                .load(&k.id, pin)
+                .map_err(|e| IdentityError::Token(e.to_string()))?;
+            id.add_member_key(key, load_chain(&cert_file)?)?;
         }
         Ok(id)
     }
@@ -189,20 +213,72 @@ impl Identity {
                 ocsp: RwLock::new(None),
             },
             internal: None,
+            members: Vec::new(),
         })
     }
 
-    /// Signs `manifest` with the member signing key, embedding the chain and the signing
+    /// Adds the signing key of another member whose clients this server hosts.
+    pub fn add_member_key(
+        &mut self,
+        key: KeyPair,
+        chain: Vec<Certificate>,
+    ) -> Result<(), IdentityError> {
+        use trustbus_pki::Signer;
+        let cert = chain
+            .first()
+            .ok_or_else(|| IdentityError::Mismatch("empty certificate chain".into()))?;
+        if cert.spki_der() != key.public_key_der() {
+            return Err(IdentityError::Mismatch(
+                "member signing certificate is not for its key".into(),
+            ));
+        }
+        let member = trustbus_pki::profile::sign_cert_member(cert)
+            .map_err(|e| IdentityError::Mismatch(format!("member signing certificate: {e}")))?
+            .member;
+        self.members.retain(|(m, _)| m != &member);
+        self.members.push((
+            member,
+            KeyCert {
+                key,
+                chain,
+                ocsp: RwLock::new(None),
+            },
+        ));
+        Ok(())
+    }
+
+    /// The signing key and certificate of `member`, if this server holds them.
+    pub fn signer(&self, member: &ClientId) -> Option<&KeyCert> {
+        if member == &self.owner {
+            return Some(&self.sign);
+        }
+        self.members
+            .iter()
+            .find(|(m, _)| m == member)
+            .map(|(_, k)| k)
+    }
+
+    /// Signs `manifest` with `member`'s signing key, embedding the chain and the signing
     /// certificate's OCSP response; returns the signature and that OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
     /// good OCSP response is at hand: a signature the peer must reject is not worth sending.
     pub fn sign_manifest(
         &self,
+        member: &ClientId,
         manifest: &[u8],
         origin: Origin,
         now: OffsetDateTime,
     ) -> Result<(Vec<u8>, Vec<u8>), Fault> {
         let cannot = |cause, m: String| fault(origin, ErrorKind::CannotCreateSignature, cause, m);
-        let (ocsp_der, status, _) = self.sign.ocsp().ok_or_else(|| {
+        let kc = self.signer(member).ok_or_else(|| {
+            cannot(
+                Some(ErrorKind::KeyNotFound),
+                format!(
+                    "this security server holds no signing key for member {}",
+                    member.to_slash()
+                ),
+            )
+        })?;
+        let (ocsp_der, status, _) = kc.ocsp().ok_or_else(|| {
             cannot(
                 Some(ErrorKind::MissingValidationInfo),
                 "no OCSP response for the signing certificate yet".into(),
@@ -214,11 +290,8 @@ impl Identity {
                 format!("the signing certificate's OCSP status is {status:?}"),
             ));
         }
-        let chain: Vec<Vec<u8>> = self.sign.chain[1..]
-            .iter()
-            .map(|c| c.der().to_vec())
-            .collect();
-        let signer = CmsSigner::new(&self.sign.key, self.sign.cert().der())
+        let chain: Vec<Vec<u8>> = kc.chain[1..].iter().map(|c| c.der().to_vec()).collect();
+        let signer = CmsSigner::new(&kc.key, kc.cert().der())
             .and_then(|s| s.with_chain(&chain))
             .map_err(|e| cannot(None, e.to_string()))?
             .with_ocsp_response(ocsp_der.clone());
@@ -242,7 +315,11 @@ impl Identity {
         view: &GcView,
         http: &crate::httpc::HttpClient,
     ) -> Result<(), String> {
-        for (kc, purpose) in [(&self.sign, Purpose::Sign), (&self.auth, Purpose::Auth)] {
+        let members = self.members.iter().map(|(_, k)| (k, Purpose::Sign));
+        for (kc, purpose) in [(&self.sign, Purpose::Sign), (&self.auth, Purpose::Auth)]
+            .into_iter()
+            .chain(members)
+        {
             let cert = kc.cert();
             let extra = &kc.chain[1..];
             let issuer = view

@@ -50,6 +50,19 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Create a signing key and CSR for another member whose subsystems this server hosts (each
+    /// request is signed with its client member's key).
+    AddMember {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The member, `INSTANCE/CLASS/CODE`.
+        #[arg(long)]
+        member: String,
+        /// The member's name for the certificate subject (default: the member code).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Install a certificate issued for the authentication or the signing key.
     ImportCert {
         /// PEM file, end-entity certificate first, then intermediates.
@@ -124,6 +137,15 @@ fn run(cmd: Command) -> Result<(), String> {
             anchor,
             name,
         } => init(&dir, &owner, &server_code, &anchor, name),
+        Command::AddMember {
+            config,
+            member,
+            name,
+        } => add_member(
+            &Config::load(&config).map_err(|e| e.to_string())?,
+            &member,
+            name,
+        ),
         Command::ImportCert { file, config } => {
             import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?)
         }
@@ -218,6 +240,35 @@ fn init(
     Ok(())
 }
 
+fn add_member(cfg: &Config, member: &str, name: Option<String>) -> Result<(), String> {
+    let member = ClientId::from_slash(member).map_err(|e| format!("--member: {e}"))?;
+    if member.subsystem_code().is_some() {
+        return Err("--member must be a member, not a subsystem".into());
+    }
+    let pin = pin(&cfg.token.pin_env)?;
+    let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
+    let id = identity::member_key_id(&member);
+    let name = name.unwrap_or_else(|| member.member_code().to_owned());
+    let subject = trustbus_pki::profile::sign_subject(&member, &name).map_err(|e| e.to_string())?;
+    let key = KeyPair::generate(KeyKind::EcdsaP256).map_err(|e| e.to_string())?;
+    let certs = cfg.server.data_dir.join("certs");
+    std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
+    let csr_path = certs.join(format!("{id}.csr.pem"));
+    let csr = key.csr_pem(&subject).map_err(|e| e.to_string())?;
+    write_new(&csr_path, csr.as_bytes())?;
+    token
+        .store(
+            &id,
+            &format!("signing key of {}", member.to_slash()),
+            &key,
+            &pin,
+        )
+        .map_err(|e| e.to_string())?;
+    println!("wrote {}", csr_path.display());
+    println!("next: have it certified, then `security-server import-cert CERT.pem --config …`");
+    Ok(())
+}
+
 fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
     let certs = Certificate::read_file(file).map_err(|e| e.to_string())?;
     let first = certs.first().ok_or("no certificate in the file")?;
@@ -227,9 +278,14 @@ fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
         .iter()
         .find(|k| k.public_key == first.spki_der())
         .ok_or("the certificate is not for a key in the token")?;
+    let member_file;
     let out = match key.id.as_str() {
         identity::AUTH_KEY_ID => identity::AUTH_CERT_FILE,
         identity::SIGN_KEY_ID => identity::SIGN_CERT_FILE,
+        other if other.starts_with("sign-") => {
+            member_file = format!("{other}.pem");
+            member_file.as_str()
+        }
         other => return Err(format!("unexpected key {other}")),
     };
     let dir = cfg.server.data_dir.join("certs");

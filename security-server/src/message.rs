@@ -65,7 +65,12 @@ pub fn seal(
     }
     let manifest = manifest(&digests);
     // The OCSP response embedded in the signature is kept for the log.
-    let (signature, signer_ocsp) = identity.sign_manifest(&manifest, origin, now)?;
+    // Requests are signed by the client's member, responses by the service provider's.
+    let member = match meta.direction {
+        crate::transport::Direction::Request => meta.client.owner(),
+        crate::transport::Direction::Response => meta.service.provider().owner(),
+    };
+    let (signature, signer_ocsp) = identity.sign_manifest(&member, &manifest, origin, now)?;
     Ok(Sealed {
         meta,
         meta_bytes,

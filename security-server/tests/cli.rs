@@ -94,6 +94,37 @@ fn init_import_status() {
         let (ok, out) = ss(&["import-cert", &s(&f), "--config", &s(&config)]);
         assert!(ok, "{out}");
     }
+    // A second member's signing key for hosted subsystems of that member.
+    let other = ClientId::from_slash("DEV/GOV/3000").unwrap();
+    let (ok, out) = ss(&[
+        "add-member",
+        "--config",
+        &s(&config),
+        "--member",
+        "DEV/GOV/3000",
+    ]);
+    assert!(ok, "{out}");
+    let id = trustbus_security_server::identity::member_key_id(&other);
+    let pem_text = std::fs::read_to_string(ssdir.join(format!("data/certs/{id}.csr.pem"))).unwrap();
+    let der = pem::parse(pem_text).unwrap().into_contents();
+    let cert = pki
+        .ca
+        .issue(&IssueRequest {
+            profile: CertProfile::Sign,
+            member: other,
+            member_name: "Other".into(),
+            server_code: None,
+            key: SubjectKey::Csr(&der),
+            not_before: None,
+            not_after: None,
+        })
+        .unwrap();
+    let f = dir.path().join("member.crt");
+    Certificate::write_pem_file(&f, &[cert]).unwrap();
+    let (ok, out) = ss(&["import-cert", &s(&f), "--config", &s(&config)]);
+    assert!(ok, "{out}");
+    assert!(ssdir.join(format!("data/certs/{id}.pem")).exists());
+
     // A certificate for no key of the token is refused.
     let (_, other) = pki.sign_cert(&member).unwrap();
     let f = dir.path().join("other.crt");

@@ -176,17 +176,24 @@ async fn setup() -> Setup {
         .port();
     let s1 = SecurityServerId::from_slash("DEV/GOV/1000/ss1").unwrap();
     let s2 = SecurityServerId::from_slash("DEV/GOV/2000/ss2").unwrap();
-    let id1 = identity(&pki, &s1, now);
+    let mut id1 = identity(&pki, &s1, now);
+    // ss1 also hosts a subsystem of member 3000, and holds that member's signing key.
+    let (gk, gc) = pki.sign_cert(&cid("DEV/GOV/3000")).unwrap();
+    id1.add_member_key(gk, vec![gc.clone()]).unwrap();
+    id1.signer(&cid("DEV/GOV/3000"))
+        .unwrap()
+        .set_ocsp(pki.ocsp(&gc, now), CertStatus::Good, now);
+    let guest = cid("DEV/GOV/3000/guest");
     let id2 = identity(&pki, &s2, now);
     let (cons, prov) = (cid("DEV/GOV/1000/cons"), cid("DEV/GOV/2000/prov"));
     let shared = shared_params(
-        &[cons.clone(), prov.clone()],
+        &[cons.clone(), prov.clone(), guest.clone()],
         vec![
             server_entry(
                 &s1,
                 "127.0.0.1:1",
                 id1.auth.cert(),
-                std::slice::from_ref(&cons),
+                &[cons.clone(), guest.clone()],
             ),
             server_entry(
                 &s2,
@@ -207,7 +214,8 @@ async fn setup() -> Setup {
         "ss1",
         0,
         "[[clients]]\nid = \"DEV/GOV/1000/cons\"\nconnection = \"http\"\n\
-         [[clients]]\nid = \"DEV/GOV/3000/guest\"\nconnection = \"http\"\n",
+         [[clients]]\nid = \"DEV/GOV/3000/guest\"\nconnection = \"http\"\n\
+         [[clients]]\nid = \"DEV/GOV/4000/stranger\"\nconnection = \"http\"\n",
     );
     let c2 = config(
         "DEV/GOV/2000",
@@ -217,6 +225,7 @@ async fn setup() -> Setup {
             "[[clients]]\nid = \"DEV/GOV/2000/prov\"\nconnection = \"http\"\n\
              [[services]]\nid = \"DEV/GOV/2000/prov/echo\"\nkind = \"rest\"\nurl = \"http://{b}\"\nopenapi = \"{openapi}\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n\
+             [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/3000/guest\"\n\
              [[services]]\nid = \"DEV/GOV/2000/prov/secure\"\nkind = \"rest\"\nurl = \"https://localhost:{tls_port}/v1\"\ntls_ca = \"{pem}\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/secure\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n",
             pem = pem.display(),
@@ -395,20 +404,23 @@ async fn trust_decisions_and_message_log() {
     assert_eq!(&body[..], br#"{"openapi":"3.0.0","info":{"title":"echo"}}"#);
     assert_eq!(s.calls.load(Ordering::SeqCst), before);
 
-    // A hosted client of another member: this server has no signing key for it.
-    let r = s
-        .http
-        .request(
-            http::Request::get(format!(
-                "http://{}/r1/DEV/GOV/2000/prov/echo/x",
-                s.client_proxy
-            ))
-            .header("X-Road-Client", "DEV/GOV/3000/guest")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-        )
-        .await
+    // A hosted client of another member: signed with that member's key, accepted by the
+    // provider; a client of a member whose key this server lacks is refused before sending.
+    let call = |client: &'static str| {
+        let req = http::Request::get(format!(
+            "http://{}/r1/DEV/GOV/2000/prov/echo/x",
+            s.client_proxy
+        ))
+        .header("X-Road-Client", client)
+        .body(Full::new(Bytes::new()))
         .unwrap();
+        s.http.request(req)
+    };
+    let r = call("DEV/GOV/3000/guest").await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.headers().get("x-road-error"));
+    let last = s.provider_log.entries().pop().unwrap();
+    assert_eq!(last.client, cid("DEV/GOV/3000/guest"));
+    let r = call("DEV/GOV/4000/stranger").await.unwrap();
     assert_eq!(
         r.headers()["x-road-error"],
         "Server.ClientProxy.CannotCreateSignature.KeyNotFound"

@@ -234,8 +234,8 @@ fn check_client<'a>(
             ));
         }
     }
-    // Requests are signed with the client member's key; this server holds its owner's only.
-    if client.owner() != state.identity.owner {
+    // Requests are signed with the client member's key.
+    if state.identity.signer(&client.owner()).is_none() {
         return Err(crate::verify::fault(
             Origin::ClientProxy,
             ErrorKind::CannotCreateSignature,
