@@ -13,10 +13,18 @@
 //! record is in the journal and covered by an `fdatasync` (with [`Durability::Sync`]).
 
 pub mod chain;
+pub mod dataobjects;
+pub mod evidence;
+pub mod exchange;
 pub mod journal;
 pub mod record;
 pub mod replay;
 pub mod store;
+pub mod timestamp;
+pub mod tsa_client;
+pub mod verify;
+pub mod verifyconf;
+pub mod zipfile;
 
 pub use chain::{ChainError, ChainHash, ChainHead, ChainReport, Location, TornTail, verify_chain};
 pub use journal::Durability;

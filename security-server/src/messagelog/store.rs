@@ -184,6 +184,9 @@ pub trait LogStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The timestamp of a record, once it has one.
     fn timestamp(&self, id: RecordId) -> Result<Option<TimestampInfo>, StoreError>;
+    /// The last timestamp batch stored and the highest record id it covers (batches are
+    /// stored in record order, so every record up to that id is timestamped).
+    fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError>;
     /// Asks the engine to write its buffers (not a durability guarantee).
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -496,6 +499,19 @@ impl LogStore for SledStore {
             token: token.to_vec(),
             merkle_proof: v[8..].to_vec(),
         }))
+    }
+
+    fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError> {
+        let Some((k, v)) = self.ts_records.last()? else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt {
+            id: RecordId(0),
+            reason: "bad entry in the timestamp tree".into(),
+        };
+        let id = id_from_key_tail(&k).ok_or_else(corrupt)?;
+        let batch = id_from_key_tail(v.get(..8).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+        Ok(Some((batch.0, id)))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
