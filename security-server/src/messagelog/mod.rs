@@ -20,6 +20,8 @@ pub mod journal;
 pub mod record;
 pub mod replay;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod timestamp;
 pub mod tsa_client;
 pub mod verify;

@@ -8,7 +8,6 @@ use trustbus_pki::Certificate;
 use trustbus_pki::DigestAlgorithm;
 use trustbus_pki::asic::{AsicContainer, AsicError, AsicLimits};
 use trustbus_pki::chain::Purpose;
-use trustbus_pki::cms;
 use trustbus_pki::merkle::InclusionProof;
 use trustbus_pki::ocsp;
 use trustbus_pki::profile;
@@ -240,10 +239,13 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
     );
 
     // 3. Signature.
-    let sig = match cms::verify_detached(&c.signature, &c.manifest, now) {
+    let sig = match trustbus_pki::cms::verify_detached(&c.signature, &c.manifest, now) {
         Ok(s) => s,
         Err(e) => return run.fail(Check::Signature, e.to_string()),
     };
+    if let Err(e) = strict_signed_data(&c.signature) {
+        return run.fail(Check::Signature, format!("signature structure: {e}"));
+    }
     let Ok(signer) = Certificate::from_der(sig.signer_cert.clone()) else {
         return run.fail(Check::Signature, "signer certificate does not parse");
     };
@@ -366,6 +368,9 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
         }
         Err(e) => return run.fail(Check::Timestamp, e.to_string()),
     };
+    if let Err(e) = strict_signed_data(token) {
+        return run.fail(Check::Timestamp, format!("token structure: {e}"));
+    }
 
     // 8. Record hash.
     let rj = match RecordJson::parse(record_json) {
@@ -450,4 +455,35 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
         valid: true,
         checks: run.checks,
     }
+}
+
+/// Checks the parts of a CMS SignedData that its signature does not cover, so that no byte of
+/// a signature or token can change unnoticed: DER that re-encodes to the same bytes, version 1,
+/// 3 or 5, and a digestAlgorithms set holding exactly the signer's digest algorithm.
+fn strict_signed_data(ci_der: &[u8]) -> Result<(), String> {
+    use der::{Decode, Encode};
+    let ci = cms::content_info::ContentInfo::from_der(ci_der).map_err(|e| e.to_string())?;
+    if ci.to_der().map_err(|e| e.to_string())? != ci_der {
+        return Err("not in DER form".into());
+    }
+    // SignedData as a sequence of raw elements: version, digestAlgorithms, encapContentInfo,
+    // [0] certificates, [1] crls, signerInfos.
+    let parts: Vec<der::asn1::Any> = ci.content.decode_as().map_err(|e| e.to_string())?;
+    let (Some(version), Some(algs), Some(infos)) = (parts.first(), parts.get(1), parts.last())
+    else {
+        return Err("SignedData too short".into());
+    };
+    let version: u8 = version.decode_as().map_err(|e| e.to_string())?;
+    // 5 when "other" revocation information (an RFC 5940 OCSP response) is embedded.
+    if ![1, 3, 5].contains(&version) {
+        return Err(format!("SignedData version {version}"));
+    }
+    // With exactly one signer the SET's content is that SignerInfo.
+    let si = cms::signed_data::SignerInfo::from_der(infos.value())
+        .map_err(|_| "exactly one SignerInfo expected".to_owned())?;
+    let alg = si.digest_alg.to_der().map_err(|e| e.to_string())?;
+    if algs.value() != alg.as_slice() {
+        return Err("digestAlgorithms does not match the signer's digest algorithm".into());
+    }
+    Ok(())
 }

@@ -42,7 +42,7 @@ pub fn write(entries: &[(String, Vec<u8>)]) -> Result<Vec<u8>, ZipError> {
         central.extend_from_slice(&CENTRAL.to_le_bytes());
         central.extend_from_slice(&20u16.to_le_bytes()); // version made by
         common(&mut central);
-        central.extend_from_slice(&[0u8; 8]); // comment len, disk, internal attrs
+        central.extend_from_slice(&[0u8; 6]); // comment len, disk, internal attrs
         central.extend_from_slice(&0u32.to_le_bytes()); // external attrs
         central.extend_from_slice(&offset.to_le_bytes());
         central.extend_from_slice(name.as_bytes());
