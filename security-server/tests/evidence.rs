@@ -18,7 +18,7 @@ use trustbus_security_server::messagelog::testkit::{
 use trustbus_security_server::messagelog::timestamp::{
     TimestampConfig, TimestampMode, Timestamper,
 };
-use trustbus_security_server::messagelog::verify::{Check, verify_container};
+use trustbus_security_server::messagelog::verify::{Check, strict_signed_data, verify_container};
 use trustbus_security_server::messagelog::verifyconf::{self, VerificationConf};
 use trustbus_security_server::messagelog::{
     LogStore, MessageLog, MessageLogConfig, RecordId, zipfile,
@@ -270,6 +270,36 @@ async fn evidence_verifies_and_every_flipped_byte_is_detected() {
                 "{name} byte {i}: reported as {check:?}: {detail}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn every_byte_of_the_timestamp_token_is_covered() {
+    let e = env().await;
+    e.exchange(Uuid::new_v4()).await;
+    e.timestamper(Duration::from_secs(600))
+        .run_once()
+        .await
+        .unwrap();
+    let ts = e.store().timestamp(RecordId(1)).unwrap().unwrap();
+    let (_, root) = InclusionProof::from_json(&ts.merkle_proof).unwrap();
+    let imprint = trustbus_pki::tsa::MessageImprint {
+        alg: trustbus_pki::DigestAlgorithm::Sha256,
+        digest: root,
+    };
+    let certs = e.conf.tsa_certs();
+    assert!(trustbus_pki::tsa::verify_token(&ts.token, &imprint, &certs).is_ok());
+    strict_signed_data(&ts.token).unwrap();
+    for i in 0..ts.token.len() {
+        let mut t = ts.token.clone();
+        t[i] ^= 0x01;
+        let accepted = trustbus_pki::tsa::verify_token(&t, &imprint, &certs).is_ok()
+            && strict_signed_data(&t).is_ok();
+        assert!(
+            !accepted,
+            "token byte {i} of {} can change unnoticed",
+            t.len()
+        );
     }
 }
 

@@ -206,7 +206,7 @@ mod tests {
         let mut dup = sample();
         dup[1].name = "Message.JSON".into();
         assert!(matches!(encode(&dup), Err(DataObjectError::BadName(_))));
-        let mut trailing = b.clone();
+        let mut trailing = b;
         trailing.push(0);
         assert!(decode(&trailing).is_err());
     }

@@ -459,8 +459,9 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
 
 /// Checks the parts of a CMS SignedData that its signature does not cover, so that no byte of
 /// a signature or token can change unnoticed: DER that re-encodes to the same bytes, version 1,
-/// 3 or 5, and a digestAlgorithms set holding exactly the signer's digest algorithm.
-fn strict_signed_data(ci_der: &[u8]) -> Result<(), String> {
+/// 3 or 5, one SignerInfo whose version fits its identifier, and a digestAlgorithms set
+/// holding exactly the signer's digest algorithm.
+pub fn strict_signed_data(ci_der: &[u8]) -> Result<(), String> {
     use der::{Decode, Encode};
     let ci = cms::content_info::ContentInfo::from_der(ci_der).map_err(|e| e.to_string())?;
     if ci.to_der().map_err(|e| e.to_string())? != ci_der {
@@ -481,6 +482,19 @@ fn strict_signed_data(ci_der: &[u8]) -> Result<(), String> {
     // With exactly one signer the SET's content is that SignerInfo.
     let si = cms::signed_data::SignerInfo::from_der(infos.value())
         .map_err(|_| "exactly one SignerInfo expected".to_owned())?;
+    let sid_ok = matches!(
+        (&si.sid, si.version),
+        (
+            cms::signed_data::SignerIdentifier::IssuerAndSerialNumber(_),
+            cms::content_info::CmsVersion::V1
+        ) | (
+            cms::signed_data::SignerIdentifier::SubjectKeyIdentifier(_),
+            cms::content_info::CmsVersion::V3
+        )
+    );
+    if !sid_ok {
+        return Err("SignerInfo version does not fit its signer identifier".into());
+    }
     let alg = si.digest_alg.to_der().map_err(|e| e.to_string())?;
     if algs.value() != alg.as_slice() {
         return Err("digestAlgorithms does not match the signer's digest algorithm".into());
