@@ -12,6 +12,8 @@
 //! The exchange path holds a [`MessageLog`] and calls [`MessageLog::append`]: it returns once the
 //! record is in the journal and covered by an `fdatasync` (with [`Durability::Sync`]).
 
+pub mod auditor;
+pub mod audittrail;
 pub mod chain;
 pub mod dataobjects;
 pub mod evidence;
