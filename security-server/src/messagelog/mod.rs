@@ -12,6 +12,7 @@
 //! The exchange path holds a [`MessageLog`] and calls [`MessageLog::append`]: it returns once the
 //! record is in the journal and covered by an `fdatasync` (with [`Durability::Sync`]).
 
+pub mod archive;
 pub mod auditor;
 pub mod audittrail;
 pub mod chain;
@@ -30,13 +31,16 @@ pub mod verify;
 pub mod verifyconf;
 pub mod zipfile;
 
-pub use chain::{ChainError, ChainHash, ChainHead, ChainReport, Location, TornTail, verify_chain};
+pub use chain::{
+    ChainError, ChainHash, ChainHead, ChainReport, Location, TornTail, verify_chain,
+    verify_chain_from,
+};
 pub use journal::Durability;
 pub use record::{
     LogRecord, MessageKind, NewRecord, Outcome, PayloadKey, RecordError, RecordId, RecordMeta,
     StoredPayload, UserRef,
 };
-pub use replay::RecoveryReport;
+pub use replay::{RecoveryReport, parse_head};
 pub use store::{
     Cursor, IndexedRecord, LogStore, Query, QueryFilter, QueryPage, RawRecord, SledStore,
     StoreError, TimestampInfo,

@@ -187,6 +187,10 @@ pub trait LogStore: Send + Sync {
     /// The last timestamp batch stored and the highest record id it covers (batches are
     /// stored in record order, so every record up to that id is timestamped).
     fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError>;
+    /// Removes archived records with their index entries. Timestamp proofs and tokens stay:
+    /// they are small, tokens may cover records still live, and they carry the timestamper's
+    /// progress.
+    fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError>;
     /// Asks the engine to write its buffers (not a durability guarantee).
     fn flush(&self) -> Result<(), StoreError>;
 }
@@ -499,6 +503,40 @@ impl LogStore for SledStore {
             token: token.to_vec(),
             merkle_proof: v[8..].to_vec(),
         }))
+    }
+
+    fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        // Index entries first, the record last (the reverse of insert): an index entry without
+        // its record is harmless, a record without index entries would hide from queries.
+        for &id in ids {
+            let Some(rec) = self.get(id)? else { continue };
+            let key = id.0.to_be_bytes();
+            let tk = time_key(rec.meta.logged_at);
+            let mut k = Vec::with_capacity(64);
+            lp(&mut k, &rec.meta.message_id);
+            k.extend_from_slice(&key);
+            self.by_message_id.remove(k)?;
+            let mut k = rec.meta.request_id.as_bytes().to_vec();
+            k.extend_from_slice(&key);
+            self.by_request_id.remove(k)?;
+            let pt = |s: &str| {
+                let mut k = Vec::with_capacity(s.len() + 24);
+                lp(&mut k, s);
+                k.extend_from_slice(&tk);
+                k.extend_from_slice(&key);
+                k
+            };
+            self.by_client_time.remove(pt(&rec.meta.client))?;
+            self.by_service_time.remove(pt(&rec.meta.service))?;
+            if let Some(u) = &rec.meta.user {
+                self.by_user_time.remove(pt(&u.id))?;
+            }
+            let mut k = tk.to_vec();
+            k.extend_from_slice(&key);
+            self.by_time.remove(k)?;
+            self.records.remove(key)?;
+        }
+        Ok(())
     }
 
     fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError> {
