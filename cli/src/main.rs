@@ -29,6 +29,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Verifies a message log's hash chain and reports the first broken link.
     VerifyLog(verify::VerifyLogArgs),
+    /// Verifies one message-log archive file on its own.
+    VerifyArchive(verify::VerifyArchiveArgs),
     /// Starts a complete local instance (central server, two security servers, examples).
     Up {
         /// Directory for the instance's state.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Verify(args) => return verify::verify(&args),
         Command::VerifyLog(args) => return verify::verify_log(&args),
+        Command::VerifyArchive(args) => return verify::verify_archive_file(&args),
         Command::Pki(cmd) => pki::run(cmd).map_err(|e| e.to_string()),
         Command::Message(cmd) => message::run(cmd).map_err(|e| e.to_string()),
         Command::Up { dir } => Err(format!(

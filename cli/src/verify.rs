@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use trustbus_security_server::messagelog::archive::verify_archive;
 use trustbus_security_server::messagelog::verify::verify_container;
 use trustbus_security_server::messagelog::verifyconf::VerificationConf;
-use trustbus_security_server::messagelog::{ChainReport, verify_chain};
+use trustbus_security_server::messagelog::{
+    ChainReport, parse_head, verify_chain, verify_chain_from,
+};
 
 /// Arguments of `trustbus verify`.
 #[derive(Debug, clap::Args)]
@@ -27,6 +30,23 @@ pub(crate) struct VerifyArgs {
 pub(crate) struct VerifyLogArgs {
     /// The message log directory (holding `journal/`).
     pub(crate) dir: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The journal's older segments were archived: the chain continues after this head,
+    /// `<record id>:<entry hash hex>` (as `trustbus verify-archive` prints it).
+    #[arg(long)]
+    pub(crate) anchor: Option<String>,
+}
+
+/// Arguments of `trustbus verify-archive`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArchiveArgs {
+    /// The archive file (`archive-<first>-<last>.asice`).
+    pub(crate) archive: PathBuf,
+    /// The verification configuration (directory or zip).
+    #[arg(long)]
+    pub(crate) conf: PathBuf,
     /// Print the result as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -85,7 +105,14 @@ pub(crate) fn verify_log(args: &VerifyLogArgs) -> ExitCode {
         let reason = format!("{} has no journal/ directory", args.dir.display());
         return fail(args.json, "chain", &reason);
     }
-    match verify_chain(&args.dir) {
+    let result = match &args.anchor {
+        None => verify_chain(&args.dir),
+        Some(a) => match parse_head(a) {
+            Some(head) => verify_chain_from(&args.dir, head),
+            None => return fail(args.json, "anchor", "expected <record id>:<64 hex digits>"),
+        },
+    };
+    match result {
         Ok(r) => {
             if args.json {
                 println!(
@@ -107,5 +134,50 @@ pub(crate) fn verify_log(args: &VerifyLogArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(args.json, "chain", &e.to_string()),
+    }
+}
+
+/// Runs `trustbus verify-archive`.
+pub(crate) fn verify_archive_file(args: &VerifyArchiveArgs) -> ExitCode {
+    let conf = match VerificationConf::load(&args.conf) {
+        Ok(c) => c,
+        Err(e) => return fail(args.json, "verification_configuration", &e.to_string()),
+    };
+    let bytes = match std::fs::read(&args.archive) {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                args.json,
+                "archive",
+                &format!("{}: {e}", args.archive.display()),
+            );
+        }
+    };
+    match verify_archive(&bytes, &conf) {
+        Ok(s) => {
+            let anchor = s.chain_head.replacen(' ', ":", 1);
+            if args.json {
+                let v = serde_json::json!({
+                    "valid": true, "first_record": s.first_record, "last_record": s.last_record,
+                    "head": s.head, "previous_archive": s.previous_archive,
+                    "chain_head": anchor, "signer": s.signer,
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                println!(
+                    "VALID: records {} to {}, signed by {}, archive head {}{}",
+                    s.first_record,
+                    s.last_record,
+                    s.signer,
+                    s.head,
+                    s.previous_archive
+                        .map(|p| format!(", continues {p}"))
+                        .unwrap_or_default()
+                );
+                println!("the live journal continues after: --anchor {anchor}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(args.json, "archive", &e.to_string()),
     }
 }

@@ -314,3 +314,91 @@ async fn auditor_guide_recipes_work_as_written() {
         text(&o)
     );
 }
+
+#[tokio::test]
+async fn verify_archive_and_verify_log_from_the_archived_head() {
+    use trustbus_security_server::messagelog::archive::{
+        ArchiveConfig, ArchiveSigner, archive_once,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("ca")).unwrap();
+    let tsa = TsaServer::start(pki.tsa.clone()).await.unwrap();
+    let log_dir = dir.path().join("log");
+    let mut lc = MessageLogConfig::new(&log_dir);
+    lc.segment_size = 4096;
+    let log = MessageLog::open(lc).unwrap();
+    let mut last = None;
+    for direction in [Direction::Request, Direction::Response, Direction::Request] {
+        let signer = if direction == Direction::Request {
+            &pki.client
+        } else {
+            &pki.provider
+        };
+        let rec = exchange_message(
+            &pki,
+            MessageSpec {
+                side: Side::Consumer,
+                direction,
+                request_id: Uuid::new_v4(),
+                signer,
+                ocsp: None,
+                body: None,
+            },
+        )
+        .unwrap();
+        last = Some(log.append(rec).await.unwrap());
+    }
+    log.wait_indexed(last.unwrap()).await.unwrap();
+    Timestamper::new(
+        log.store().clone(),
+        TimestampConfig::new(vec![pki.tsa_endpoint(&tsa.url)], Duration::from_secs(60)),
+    )
+    .run_once()
+    .await
+    .unwrap();
+    let mut cfg = ArchiveConfig::new(dir.path().join("archive"));
+    cfg.retention = Duration::ZERO;
+    let signer = ArchiveSigner {
+        signer: &pki.client.key,
+        cert_der: pki.client.cert.der(),
+        chain: &[],
+    };
+    let report = archive_once(
+        &log_dir,
+        log.store().as_ref(),
+        None,
+        &cfg,
+        &signer,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap()
+    .unwrap();
+    log.close().await.unwrap();
+    let conf = dir.path().join("vc.zip");
+    let files = vec![("shared-params.json".to_owned(), pki.shared_params(&tsa.url))];
+    std::fs::write(&conf, verifyconf::export_zip(&files).unwrap()).unwrap();
+
+    let o = trustbus(
+        &[
+            "verify-archive",
+            report.file.to_str().unwrap(),
+            "--conf",
+            conf.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    let anchor = out
+        .lines()
+        .find_map(|l| l.strip_prefix("the live journal continues after: --anchor "))
+        .unwrap()
+        .to_owned();
+    assert!(anchor.starts_with("2:"), "{anchor}");
+    let ld = log_dir.to_str().unwrap();
+    let o = trustbus(&["verify-log", ld], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = trustbus(&["verify-log", ld, "--anchor", &anchor], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("VALID: 1 records"), "{}", text(&o));
+}
