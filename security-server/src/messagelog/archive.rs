@@ -300,7 +300,7 @@ pub fn archive_once(
     let linking = Linking {
         format: LINKING_FORMAT.into(),
         previous_archive: state.last_file.clone(),
-        previous_archive_sha256: state.last_file_sha256.clone(),
+        previous_archive_sha256: state.last_file_sha256,
         previous_head: hex(&previous_head),
         first_record: first_id.0,
         last_record: last_id.0,
