@@ -18,9 +18,9 @@
 //! Order of work (each step durable before the next): write the archive (temporary file,
 //! fsync, rename, directory fsync), write `STATE.json` the same way, remove the records from
 //! the store, write `journal/ARCHIVED-HEAD` (the chain head of the last removed segment), then
-//! remove segments. A crash in between leaves records both archived and live (archived again
-//! next time is not possible: the state says where to continue) or segments present that
-//! could have gone.
+//! remove segments. A crash before the state is written leaves an archive file that the next
+//! round writes again (same name, same records); a crash after it leaves records both archived
+//! and live, which the next round removes first (the state says how far archiving got).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -240,6 +240,17 @@ pub fn archive_once(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
         Err(e) => return Err(io(format!("read {}", state_path.display()))(e)),
     };
+    // Records archived by an earlier round that crashed before removing them.
+    let leftovers: Vec<_> = store
+        .range(RecordId(1), cfg.max_records.max(1))?
+        .into_iter()
+        .take_while(|r| r.id.0 <= state.last_record)
+        .collect();
+    if let Some(last) = leftovers.last() {
+        let ids: Vec<RecordId> = leftovers.iter().map(|r| r.id).collect();
+        store.remove(&ids)?;
+        prune_segments(log_dir, &leftovers, last.id)?;
+    }
     let stamped_through = store.timestamp_progress()?.map_or(0, |(_, id)| id.0);
     let newest = store.last()?.map_or(0, |(id, _)| id.0);
     let cutoff = now - cfg.retention;

@@ -7,7 +7,12 @@
 //! - [`chain`]: the hash chain and [`verify_chain`] (what `trustbus verify-log` calls);
 //! - [`store`]: the [`LogStore`] trait and its sled implementation with query indexes (a derived
 //!   copy, rebuilt from the journal);
-//! - [`replay`]: start-up recovery.
+//! - [`replay`]: start-up recovery;
+//! - [`exchange`], [`dataobjects`]: what the exchange path hands over and the payload encoding;
+//! - [`timestamp`], [`tsa_client`]: batch timestamping and the fail-closed admission guard;
+//! - [`evidence`], [`verify`], [`verifyconf`]: evidence containers and their offline verifier;
+//! - [`archive`]: signed, hash-linked archive files; [`auditor`], [`audittrail`]: the auditor
+//!   API and the trail of auditor queries; [`zipfile`]: plain stored zips.
 //!
 //! The exchange path holds a [`MessageLog`] and calls [`MessageLog::append`]: it returns once the
 //! record is in the journal and covered by an `fdatasync` (with [`Durability::Sync`]).
