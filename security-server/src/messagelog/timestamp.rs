@@ -63,6 +63,14 @@ impl TimestampConfig {
             retry_base: Duration::from_secs(1),
         }
     }
+
+    /// Defaults with the approved TSAs and interval of a global configuration.
+    pub fn from_conf(conf: &super::verifyconf::VerificationConf) -> Self {
+        Self::new(
+            conf.tsas.clone(),
+            Duration::from_secs(conf.timestamping_interval_seconds.max(1)),
+        )
+    }
 }
 
 /// Why a timestamping round failed.
