@@ -27,6 +27,7 @@ pub mod exchange;
 pub mod journal;
 pub mod record;
 pub mod replay;
+pub mod settings;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

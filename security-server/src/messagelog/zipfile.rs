@@ -149,4 +149,19 @@ mod tests {
         }
         assert!(read(b"").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn read_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = read(&bytes);
+        }
+
+        #[test]
+        fn mutated_zips_never_panic(at in proptest::prelude::any::<proptest::sample::Index>(), x in 1u8..=255) {
+            let mut z = write(&[("a".to_owned(), b"hello".to_vec()), ("b".to_owned(), vec![7; 30])]).unwrap();
+            let i = at.index(z.len());
+            z[i] ^= x;
+            let _ = read(&z);
+        }
+    }
 }
