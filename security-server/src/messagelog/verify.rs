@@ -359,6 +359,17 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
     };
     let token_matches_root = match tsa::verify_token(token, &probe, &conf.tsa_certs()) {
         Ok(view) => {
+            // The token proves the record existed at genTime; a signing time claimed after it
+            // (beyond clock skew) cannot be right.
+            if view.gen_time + time::Duration::minutes(5) < sig.signing_time {
+                return run.fail(
+                    Check::Timestamp,
+                    format!(
+                        "signing time {} lies after the timestamp {}",
+                        sig.signing_time, view.gen_time
+                    ),
+                );
+            }
             run.pass(Check::Timestamp, format!("genTime {}", view.gen_time));
             true
         }
