@@ -428,3 +428,52 @@ async fn verification_configuration_exports_as_zip_and_directory() {
     assert_eq!(from_dir.members.len(), 3);
     assert!(verifyconf::export_zip(&[]).is_err());
 }
+
+#[tokio::test]
+async fn payloads_encrypted_at_rest_export_with_the_key_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("ca")).unwrap();
+    let tsa = TsaServer::start(pki.tsa.clone()).await.unwrap();
+    let key =
+        Arc::new(trustbus_security_server::messagelog::PayloadKey::new("k1", &[7u8; 32]).unwrap());
+    let mut lc = MessageLogConfig::new(dir.path().join("log"));
+    lc.payload_key = Some(key.clone());
+    let log = MessageLog::open(lc).unwrap();
+    let rec = exchange_message(
+        &pki,
+        MessageSpec {
+            side: Side::Provider,
+            direction: Direction::Request,
+            request_id: Uuid::new_v4(),
+            signer: &pki.client,
+            ocsp: None,
+            body: Some(b"secret".to_vec()),
+        },
+    )
+    .unwrap();
+    let id = log.append(rec).await.unwrap();
+    log.wait_indexed(id).await.unwrap();
+    let mut c = TimestampConfig::new(vec![pki.tsa_endpoint(&tsa.url)], Duration::from_secs(60));
+    c.request_timeout = Duration::from_secs(5);
+    Timestamper::new(log.store().clone(), c)
+        .run_once()
+        .await
+        .unwrap();
+    let store = log.store().as_ref();
+    assert!(matches!(
+        evidence::record_container(store, id, None),
+        Err(evidence::EvidenceError::NeedKey(_))
+    ));
+    let container = evidence::record_container(store, id, Some(&key)).unwrap();
+    let conf = VerificationConf::from_shared_params(&pki.shared_params(&tsa.url)).unwrap();
+    let r = verify_container(&container, &conf);
+    assert!(r.valid, "{}", r.to_text());
+    assert!(!entry(&container, "META-INF/payload.enc").is_empty());
+    let mut ct = entry(&container, "META-INF/payload.enc");
+    ct[0] ^= 1;
+    let (check, _) = failure(
+        &replace_entry(&container, "META-INF/payload.enc", ct),
+        &conf,
+    );
+    assert_eq!(check, Check::RecordHash);
+}
