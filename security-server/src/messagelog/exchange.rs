@@ -132,6 +132,28 @@ pub struct ExchangeMessage {
     pub outcome: Outcome,
 }
 
+impl ExchangeMessage {
+    /// Whether the signed manifest lists exactly this message's data objects (names, MIME
+    /// types, SHA-256 digests, order). Only then can evidence be exported for it; the exchange
+    /// path can assert this in its tests. Hashes every object, so not for the hot path.
+    pub fn manifest_matches(&self) -> bool {
+        let objects = data_objects(
+            self.kind,
+            self.direction,
+            self.message_json.clone(),
+            self.payload_head.clone(),
+            self.payload_body.clone(),
+        );
+        let mut b = trustbus_pki::asic::AsicBuilder::new(trustbus_pki::DigestAlgorithm::Sha256);
+        for o in objects {
+            if b.add_file(&o.name, &o.mime_type, o.data).is_err() {
+                return false;
+            }
+        }
+        b.manifest() == self.manifest
+    }
+}
+
 impl NewRecord {
     /// The record for one exchange message, logged now.
     pub fn from_exchange(m: ExchangeMessage) -> Result<NewRecord, DataObjectError> {

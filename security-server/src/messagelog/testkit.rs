@@ -272,7 +272,7 @@ pub fn exchange_message(pki: &Pki, spec: MessageSpec<'_>) -> Result<NewRecord, B
         .with_chain(&[pki.ca.ca_cert().der().to_vec()])?
         .with_ocsp_response(ocsp.clone())
         .sign_detached(&manifest, OffsetDateTime::now_utc(), None)?;
-    Ok(NewRecord::from_exchange(ExchangeMessage {
+    let message = ExchangeMessage {
         side: spec.side,
         direction: spec.direction,
         kind: PayloadKind::Rest,
@@ -292,5 +292,9 @@ pub fn exchange_message(pki: &Pki, spec: MessageSpec<'_>) -> Result<NewRecord, B
         signature,
         ocsp_response: ocsp,
         outcome: Outcome::Ok,
-    })?)
+    };
+    if !message.manifest_matches() {
+        return Err("the signed manifest does not list the data objects".into());
+    }
+    Ok(NewRecord::from_exchange(message)?)
 }
