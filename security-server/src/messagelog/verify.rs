@@ -270,17 +270,30 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
         };
         return run.fail(
             Check::SignerMember,
-            format!("signer is member {member}, but the {role} is {expected}"),
+            format!(
+                "signer is member {}, but the {role} is {}",
+                member.to_slash(),
+                expected.to_slash()
+            ),
         );
     }
     let member_slash = member.to_slash();
     if !conf.members.is_empty() && !conf.members.iter().any(|(id, _)| *id == member_slash) {
         return run.fail(
             Check::SignerMember,
-            format!("member {member} is not registered in the verification configuration"),
+            format!("member {member_slash} is not registered in the verification configuration"),
         );
     }
-    run.pass(Check::SignerMember, format!("member {member}"));
+    run.pass(
+        Check::SignerMember,
+        format!(
+            "member {member_slash}, as required for a {}",
+            match direction {
+                Direction::Request => "request (the client's member)",
+                Direction::Response => "response (the service provider's member)",
+            }
+        ),
+    );
 
     // 5. Chain to an approved CA at signing time.
     let extra: Vec<Certificate> = sig
