@@ -150,6 +150,12 @@ impl Run {
     }
 }
 
+/// A time for the report (RFC 3339).
+fn t(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
+}
+
 /// Who had to sign, according to the signed `message.json`.
 fn expected_signer(message_json: &[u8]) -> Result<(Direction, ClientId, String, String), String> {
     let v: serde_json::Value =
@@ -251,7 +257,7 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
     };
     run.pass(
         Check::Signature,
-        format!("signed by {} at {}", signer.subject(), sig.signing_time),
+        format!("signed by {} at {}", signer.subject(), t(sig.signing_time)),
     );
 
     // 4. Signer ↔ member.
@@ -379,11 +385,12 @@ pub fn verify_container_at(bytes: &[u8], conf: &VerificationConf, now: OffsetDat
                     Check::Timestamp,
                     format!(
                         "signing time {} lies after the timestamp {}",
-                        sig.signing_time, view.gen_time
+                        t(sig.signing_time),
+                        t(view.gen_time)
                     ),
                 );
             }
-            run.pass(Check::Timestamp, format!("genTime {}", view.gen_time));
+            run.pass(Check::Timestamp, format!("genTime {}", t(view.gen_time)));
             true
         }
         Err(TspError::ImprintMismatch) => {
