@@ -89,6 +89,14 @@ async fn archives_chain_verify_alone_and_the_log_continues() {
     );
     assert!(store.get(RecordId(5)).unwrap().is_none());
     assert!(store.get(RecordId(6)).unwrap().is_some());
+    // The first live record still exports: its predecessor's hash is kept as the archived head.
+    let c6 = trustbus_security_server::messagelog::evidence::record_container(
+        store.as_ref(),
+        RecordId(6),
+        None,
+    )
+    .unwrap();
+    assert!(trustbus_security_server::messagelog::verify::verify_container(&c6, &conf).valid);
     assert!(!first.removed_segments.is_empty());
 
     // Each archive verifies on its own; the second continues the first.

@@ -376,10 +376,19 @@ pub fn record_container(
     let prev = if id.0 <= 1 {
         ChainHash::GENESIS
     } else {
-        store
-            .get_raw(RecordId(id.0 - 1))?
-            .ok_or_else(|| EvidenceError::NotFound(format!("{} (predecessor of {id})", id.0 - 1)))?
-            .hash
+        let before = RecordId(id.0 - 1);
+        match store.get_raw(before)? {
+            Some(raw) => raw.hash,
+            // The predecessor was archived: the store keeps the last archived entry hash.
+            None => match store.archived_head()? {
+                Some((archived, hash)) if archived == before => hash,
+                _ => {
+                    return Err(EvidenceError::NotFound(format!(
+                        "{before} (predecessor of {id})"
+                    )));
+                }
+            },
+        }
     };
     build_container(&raw, &prev, &ts, key)
 }

@@ -191,9 +191,15 @@ pub trait LogStore: Send + Sync {
     /// they are small, tokens may cover records still live, and they carry the timestamper's
     /// progress.
     fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError>;
+    /// The highest removed (archived) record and its entry hash: the predecessor of the first
+    /// live record once archiving has begun.
+    fn archived_head(&self) -> Result<Option<(RecordId, ChainHash)>, StoreError>;
     /// Asks the engine to write its buffers (not a durability guarantee).
     fn flush(&self) -> Result<(), StoreError>;
 }
+
+/// Key (in sled's default tree) of the highest archived record and its entry hash.
+const ARCHIVED_HEAD_KEY: &[u8] = b"archived_head";
 
 /// The sled implementation of [`LogStore`].
 #[derive(Debug, Clone)]
@@ -534,9 +540,31 @@ impl LogStore for SledStore {
             let mut k = tk.to_vec();
             k.extend_from_slice(&key);
             self.by_time.remove(k)?;
+            let newer = self.archived_head()?.is_none_or(|(h, _)| h < id);
+            if newer && let Some(raw) = self.get_raw(id)? {
+                let mut v = id.0.to_be_bytes().to_vec();
+                v.extend_from_slice(&raw.hash.0);
+                self.db.insert(ARCHIVED_HEAD_KEY, v)?;
+            }
             self.records.remove(key)?;
         }
         Ok(())
+    }
+
+    fn archived_head(&self) -> Result<Option<(RecordId, ChainHash)>, StoreError> {
+        let Some(v) = self.db.get(ARCHIVED_HEAD_KEY)? else {
+            return Ok(None);
+        };
+        let bad = || StoreError::Corrupt {
+            id: RecordId(0),
+            reason: "bad archived head".into(),
+        };
+        let id = id_from_key_tail(v.get(..8).ok_or_else(bad)?).ok_or_else(bad)?;
+        let hash: [u8; 32] = v
+            .get(8..40)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(Some((id, ChainHash(hash))))
     }
 
     fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError> {
