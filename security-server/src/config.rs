@@ -60,6 +60,23 @@ pub struct Config {
     /// API keys of the admin REST API.
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// The message log: timestamping and archiving (docs/message-log.md).
+    #[serde(default)]
+    pub message_log: MessageLogSection,
+}
+
+/// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how it is
+/// timestamped and archived. The TSAs and the timestamping interval come from global
+/// configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageLogSection {
+    /// `[message_log.timestamping]`.
+    #[serde(default)]
+    pub timestamping: crate::messagelog::settings::TimestampSettings,
+    /// `[message_log.archive]`; no archiving when absent.
+    #[serde(default)]
+    pub archive: Option<crate::messagelog::settings::ArchiveSettings>,
 }
 
 /// An admin API key: only its SHA-256 is stored.

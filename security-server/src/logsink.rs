@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use trustbus_sdk::fault::{ErrorKind, Fault, Origin};
+use trustbus_sdk::fault::{ErrorKind, Fault, FaultCode, Origin};
 use trustbus_sdk::id::{ClientId, ServiceId};
 
 use crate::transport::{Direction, PayloadKind, UserIdentity};
@@ -69,15 +69,33 @@ pub struct LogEntry {
     pub outcome: Outcome,
 }
 
-/// The log could not store an entry.
+/// The log could not store an entry (or refuses new exchanges).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("message log failed: {0}")]
-pub struct LogFailed(pub String);
+#[error("message log failed: {message}")]
+pub struct LogFailed {
+    /// What went wrong, for the fault message and the server log.
+    pub message: String,
+    /// A more specific cause, such as `TimestamperFailed` when timestamping has been failing
+    /// for longer than its window.
+    pub cause: Option<ErrorKind>,
+}
 
 impl LogFailed {
-    /// The fault the exchange fails with: `Server.<side>.LoggingFailed`.
+    /// A failure without a more specific cause.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The fault the exchange fails with: `Server.<side>.LoggingFailed[.<cause>]`.
     pub fn fault(&self, origin: Origin) -> Fault {
-        Fault::of(origin, ErrorKind::LoggingFailed, self.0.clone())
+        let mut code = FaultCode::new(origin, ErrorKind::LoggingFailed);
+        if let Some(c) = self.cause {
+            code = code.caused_by(c);
+        }
+        Fault::new(code, self.message.clone())
     }
 }
 
@@ -132,7 +150,7 @@ impl MessageLogSink for MemoryLog {
     fn log(&self, entry: LogEntry) -> LogFuture<'_> {
         Box::pin(async move {
             if let Some(r) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                return Err(LogFailed(r));
+                return Err(LogFailed::new(r));
             }
             let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
             if self.cap > 0 && e.len() >= self.cap {
@@ -183,5 +201,77 @@ mod tests {
             "Server.ClientProxy.LoggingFailed"
         );
         assert_eq!(log.entries().len(), 1);
+    }
+}
+
+/// The production log: every entry is appended to the durable message log (acknowledged only
+/// after its journal sync), and while timestamping has been failing for longer than its window
+/// new exchanges are refused with `LoggingFailed.TimestamperFailed`.
+pub struct JournalLog {
+    log: std::sync::Arc<crate::messagelog::MessageLog>,
+    guard: std::sync::Arc<crate::messagelog::timestamp::AdmissionGuard>,
+}
+
+impl JournalLog {
+    /// Logs into `log`, admitting exchanges as `guard` says.
+    pub fn new(
+        log: std::sync::Arc<crate::messagelog::MessageLog>,
+        guard: std::sync::Arc<crate::messagelog::timestamp::AdmissionGuard>,
+    ) -> Self {
+        Self { log, guard }
+    }
+}
+
+impl MessageLogSink for JournalLog {
+    fn log(&self, entry: LogEntry) -> LogFuture<'_> {
+        use crate::messagelog::exchange::ExchangeMessage;
+        use crate::messagelog::record::{Outcome as RecordOutcome, UserRef};
+        Box::pin(async move {
+            let origin = match entry.side {
+                Side::Consumer => Origin::ClientProxy,
+                Side::Provider => Origin::ServerProxy,
+            };
+            // Requests are admitted or refused; a response to an admitted request is always
+            // logged, so that no exchange that started is left half-recorded.
+            if entry.direction == Direction::Request {
+                self.guard.admission(origin).map_err(|f| LogFailed {
+                    message: f.message,
+                    cause: Some(ErrorKind::TimestamperFailed),
+                })?;
+            }
+            let request_id = uuid::Uuid::parse_str(&entry.request_id)
+                .map_err(|e| LogFailed::new(format!("request id {}: {e}", entry.request_id)))?;
+            let message = ExchangeMessage {
+                side: entry.side,
+                direction: entry.direction,
+                kind: entry.kind,
+                message_id: entry.message_id,
+                request_id,
+                client: entry.client,
+                service: entry.service,
+                user: entry.user.map(|u| UserRef {
+                    id: u.id,
+                    verified: u.verified,
+                }),
+                issue: entry.issue,
+                message_json: entry.metadata,
+                payload_head: entry.payload_head,
+                payload_body: entry.payload_body,
+                manifest: entry.manifest,
+                signature: entry.signature,
+                ocsp_response: entry.ocsp_response,
+                outcome: match entry.outcome {
+                    Outcome::Ok => RecordOutcome::Ok,
+                    Outcome::Fault(code) => RecordOutcome::Fault(code),
+                },
+            };
+            let record = crate::messagelog::record::NewRecord::from_exchange(message)
+                .map_err(|e| LogFailed::new(format!("cannot build the log record: {e}")))?;
+            self.log
+                .append(record)
+                .await
+                .map(|_| ())
+                .map_err(|e| LogFailed::new(e.to_string()))
+        })
     }
 }

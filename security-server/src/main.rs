@@ -14,7 +14,11 @@ use trustbus_pki::{Certificate, KeyKind, KeyPair};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 use trustbus_security_server::config::Config;
 use trustbus_security_server::identity::{self, Identity};
-use trustbus_security_server::logsink::MemoryLog;
+use trustbus_security_server::logsink::JournalLog;
+use trustbus_security_server::messagelog::settings::TimestampSettings;
+use trustbus_security_server::messagelog::timestamp::Timestamper;
+use trustbus_security_server::messagelog::verifyconf::VerificationConf;
+use trustbus_security_server::messagelog::{MessageLog, MessageLogConfig};
 use trustbus_security_server::state::AppState;
 
 /// Trustbus security server.
@@ -436,6 +440,13 @@ fn serve(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("anchor {}: {e}", cfg.globalconf.anchor.display()))?;
     let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
+    // The durable message log; opening it runs crash recovery (blocking, before serving).
+    let log = Arc::new(
+        MessageLog::open(MessageLogConfig::new(
+            cfg.server.data_dir.join("messagelog"),
+        ))
+        .map_err(|e| format!("message log: {e}"))?,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -456,11 +467,23 @@ fn serve(cfg: Config) -> Result<(), String> {
         }
         let interval = Duration::from_secs(cfg.globalconf.poll_interval_seconds.max(1));
         tokio::spawn(client.clone().run(interval));
+        let settings = cfg.message_log.timestamping.clone();
+        let timestamper = Arc::new(Timestamper::new(
+            log.store().clone(),
+            settings.to_config(&verification_conf(&client)),
+        ));
+        tokio::spawn(timestamper.spawn());
+        tokio::spawn(follow_globalconf(
+            client.clone(),
+            timestamper.clone(),
+            settings,
+            interval,
+        ));
         let state = Arc::new(AppState::new(
             Arc::new(cfg),
             Arc::new(identity),
             client,
-            Arc::new(MemoryLog::bounded(1000)),
+            Arc::new(JournalLog::new(log, timestamper.guard())),
         ));
         let (_, mut tasks) = trustbus_security_server::run::start(state)
             .await
@@ -474,6 +497,44 @@ fn serve(cfg: Config) -> Result<(), String> {
             _ = shutdown() => Ok(()),
         }
     })
+}
+
+/// The TSAs and timestamping interval of the current global configuration (none yet: an empty
+/// set, so timestamping fails and, after its window, exchanges are refused: fail closed).
+fn verification_conf(client: &ConfClient<HttpFetcher>) -> VerificationConf {
+    client
+        .current()
+        .ok()
+        .and_then(|c| c.files.get("shared-params.json").cloned())
+        .and_then(|b| VerificationConf::from_shared_params(&b).ok())
+        .unwrap_or_else(|| VerificationConf {
+            instance: String::new(),
+            ca_roots: Vec::new(),
+            ca_intermediates: Vec::new(),
+            tsas: Vec::new(),
+            members: Vec::new(),
+            ocsp_freshness_seconds: 0,
+            // Retry soon: the first configuration may simply not have arrived yet.
+            timestamping_interval_seconds: 10,
+        })
+}
+
+/// Keeps the timestamper's TSAs and interval in step with global configuration.
+async fn follow_globalconf(
+    client: Arc<ConfClient<HttpFetcher>>,
+    timestamper: Arc<Timestamper>,
+    settings: TimestampSettings,
+    every: Duration,
+) {
+    let mut seen = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let version = client.current().ok().map(|c| c.directory.version);
+        if version.is_some() && version != seen {
+            seen = version;
+            timestamper.set_config(settings.to_config(&verification_conf(&client)));
+        }
+    }
 }
 
 async fn shutdown() {

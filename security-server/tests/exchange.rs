@@ -334,6 +334,8 @@ mod reqwest_like {
 
 struct Instance {
     _dir: tempfile::TempDir,
+    /// The two security servers' directories (message logs under `data/messagelog`).
+    ss_dirs: [std::path::PathBuf; 2],
     ss1: SsProc,
     _ss2: SsProc,
     backend: Arc<Backend>,
@@ -596,6 +598,7 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
     let (s1, s2) = tokio::join!(start_ss(&d1), start_ss(&d2));
     Instance {
         _dir: dir,
+        ss_dirs: [d1.clone(), d2.clone()],
         ss1: s1,
         _ss2: s2,
         backend,
@@ -771,6 +774,13 @@ async fn exchange_end_to_end() {
     let rid = h["x-road-request-id"].to_str().unwrap();
     assert_eq!(uuid::Uuid::parse_str(rid).unwrap().get_version_num(), 4);
     assert!(!h["x-road-request-hash"].is_empty());
+    // Acknowledged only after both logs hold it: each server's journal has the request and
+    // the response of this first exchange, and its hash chain verifies.
+    for d in &inst.ss_dirs {
+        let report =
+            trustbus_security_server::messagelog::verify_chain(&d.join("data/messagelog")).unwrap();
+        assert_eq!(report.records, 2, "{}: {report:?}", d.display());
+    }
 
     // REST POST with a JSON body; the request hash is the one of our request.
     let (status, h, body) = inst

@@ -8,51 +8,15 @@ use uuid::Uuid;
 use super::dataobjects::{self, DataObject, DataObjectError};
 use super::record::{MessageKind, NewRecord, Outcome, RecordMeta, UserRef};
 
-/// Name of the metadata data object.
-pub const MESSAGE_JSON: &str = "message.json";
-/// Name of the payload head (REST header part or SOAP envelope).
-pub const PAYLOAD_HEAD: &str = "payload-head";
-/// Name of the payload body (REST body or SOAP attachments).
-pub const PAYLOAD_BODY: &str = "payload-body";
-/// MIME type of `message.json`.
-pub const MIME_JSON: &str = "application/json";
-/// MIME type of a REST request head.
-pub const MIME_REST_REQUEST: &str = "application/x-road-rest-request";
-/// MIME type of a REST response head.
-pub const MIME_REST_RESPONSE: &str = "application/x-road-rest-response";
-/// MIME type of a REST body.
-pub const MIME_REST_BODY: &str = "application/x-road-rest-body";
-/// MIME type of a SOAP envelope.
-pub const MIME_SOAP: &str = "text/xml";
-/// MIME type of SOAP attachments.
-pub const MIME_SOAP_MULTIPART: &str = "application/x-trustbus-soap-multipart";
-
-/// Which security server logs: the consumer's (client proxy) or the provider's (server proxy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The client's security server.
-    Consumer,
-    /// The service provider's security server.
-    Provider,
-}
-
-/// Request or response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Consumer to provider, signed by the client member.
-    Request,
-    /// Provider to consumer, signed by the provider member.
-    Response,
-}
-
-/// REST or SOAP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadKind {
-    /// X-Road REST.
-    Rest,
-    /// X-Road SOAP 4.0.
-    Soap,
-}
+// The data-object names, MIME types and message enums are the transport's: a record's
+// payload holds exactly the data objects the signed manifest lists.
+pub use crate::logsink::Side;
+pub use crate::transport::{
+    CT_JSON as MIME_JSON, CT_REST_BODY as MIME_REST_BODY, CT_REST_REQUEST as MIME_REST_REQUEST,
+    CT_REST_RESPONSE as MIME_REST_RESPONSE, CT_SOAP as MIME_SOAP,
+    CT_SOAP_MULTIPART as MIME_SOAP_MULTIPART, Direction, MESSAGE_JSON, PAYLOAD_BODY, PAYLOAD_HEAD,
+    PayloadKind,
+};
 
 /// The record kind a side logs for a direction.
 pub fn message_kind(side: Side, direction: Direction) -> MessageKind {

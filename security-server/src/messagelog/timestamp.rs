@@ -184,7 +184,8 @@ impl AdmissionGuard {
 /// Takes pending records, timestamps them and stores tokens and proofs.
 pub struct Timestamper {
     store: Arc<dyn LogStore>,
-    config: TimestampConfig,
+    // Replaced when global configuration changes the TSAs or the interval.
+    config: std::sync::RwLock<TimestampConfig>,
     client: TsaClient,
     guard: Arc<AdmissionGuard>,
     // One round at a time (the driver and an on-demand `run_once` must not interleave).
@@ -194,7 +195,7 @@ pub struct Timestamper {
 impl std::fmt::Debug for Timestamper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timestamper")
-            .field("config", &self.config)
+            .field("config", &*self.config())
             .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
@@ -207,9 +208,19 @@ impl Timestamper {
             client: TsaClient::new(config.request_timeout),
             guard: Arc::new(AdmissionGuard::new(config.failure_window)),
             store,
-            config,
+            config: std::sync::RwLock::new(config),
             round: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn config(&self) -> std::sync::RwLockReadGuard<'_, TimestampConfig> {
+        self.config.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the TSAs, interval and mode (for example after a new global configuration);
+    /// the next round uses them. The failure window of the guard stays as it was.
+    pub fn set_config(&self, config: TimestampConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     /// The guard the exchange path checks.
@@ -233,8 +244,12 @@ impl Timestamper {
     }
 
     async fn stamp_pending(&self) -> Result<usize, TimestampError> {
-        let chunk = match self.config.mode {
-            TimestampMode::Batch => self.config.max_batch.max(1),
+        let (mode, max_batch) = {
+            let c = self.config();
+            (c.mode, c.max_batch)
+        };
+        let chunk = match mode {
+            TimestampMode::Batch => max_batch.max(1),
             TimestampMode::PerMessage => 1,
         };
         let mut total = 0;
@@ -264,11 +279,12 @@ impl Timestamper {
     }
 
     async fn token(&self, root: &[u8]) -> Result<Vec<u8>, TimestampError> {
-        if self.config.tsas.is_empty() {
+        let tsas = self.config().tsas.clone();
+        if tsas.is_empty() {
             return Err(TimestampError::NoTsa);
         }
         let mut errors = Vec::new();
-        for tsa in &self.config.tsas {
+        for tsa in &tsas {
             match self.client.timestamp(tsa, root).await {
                 Ok((token, _)) => return Ok(token),
                 Err(e) => errors.push((tsa.name.clone(), e)),
@@ -282,22 +298,24 @@ impl Timestamper {
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut delay = me.config.interval;
+            let mut delay = me.config().interval;
             let mut failures: u32 = 0;
             loop {
                 tokio::time::sleep(delay).await;
                 match me.run_once().await {
                     Ok(_) => {
                         failures = 0;
-                        delay = me.config.interval;
+                        delay = me.config().interval;
                     }
                     Err(_) => {
                         failures = failures.saturating_add(1);
-                        let backoff = me
-                            .config
-                            .retry_base
-                            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-                        delay = backoff.min(me.config.interval);
+                        let (retry_base, interval) = {
+                            let c = me.config();
+                            (c.retry_base, c.interval)
+                        };
+                        let backoff =
+                            retry_base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+                        delay = backoff.min(interval);
                     }
                 }
             }
