@@ -335,7 +335,7 @@ mod reqwest_like {
 struct Instance {
     _dir: tempfile::TempDir,
     /// The two security servers' directories (message logs under `data/messagelog`).
-    ss_dirs: [std::path::PathBuf; 2],
+    ss_dirs: [PathBuf; 2],
     ss1: SsProc,
     _ss2: SsProc,
     backend: Arc<Backend>,
