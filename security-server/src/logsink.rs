@@ -162,48 +162,6 @@ impl MessageLogSink for MemoryLog {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry() -> LogEntry {
-        LogEntry {
-            side: Side::Consumer,
-            direction: Direction::Request,
-            kind: PayloadKind::Rest,
-            message_id: "m".into(),
-            request_id: "r".into(),
-            client: ClientId::from_slash("DEV/GOV/1/a").unwrap(),
-            service: ServiceId::from_slash("DEV/GOV/2/b/s").unwrap(),
-            user: None,
-            issue: None,
-            metadata: vec![],
-            payload_head: vec![],
-            payload_body: None,
-            manifest: vec![],
-            signature: vec![],
-            ocsp_response: vec![],
-            outcome: Outcome::Ok,
-        }
-    }
-
-    #[tokio::test]
-    async fn memory_log_stores_and_fails_on_demand() {
-        let log = MemoryLog::new();
-        log.log(entry()).await.unwrap();
-        assert_eq!(log.entries().len(), 1);
-        log.set_failing(Some("disk full"));
-        let e = log.log(entry()).await.unwrap_err();
-        assert_eq!(
-            e.fault(Origin::ClientProxy)
-                .code
-                .render(trustbus_sdk::FaultDialect::Classic),
-            "Server.ClientProxy.LoggingFailed"
-        );
-        assert_eq!(log.entries().len(), 1);
-    }
-}
-
 /// The production log: every entry is appended to the durable message log (acknowledged only
 /// after its journal sync), and while timestamping has been failing for longer than its window
 /// new exchanges are refused with `LoggingFailed.TimestamperFailed`.
@@ -273,5 +231,47 @@ impl MessageLogSink for JournalLog {
                 .map(|_| ())
                 .map_err(|e| LogFailed::new(e.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> LogEntry {
+        LogEntry {
+            side: Side::Consumer,
+            direction: Direction::Request,
+            kind: PayloadKind::Rest,
+            message_id: "m".into(),
+            request_id: "r".into(),
+            client: ClientId::from_slash("DEV/GOV/1/a").unwrap(),
+            service: ServiceId::from_slash("DEV/GOV/2/b/s").unwrap(),
+            user: None,
+            issue: None,
+            metadata: vec![],
+            payload_head: vec![],
+            payload_body: None,
+            manifest: vec![],
+            signature: vec![],
+            ocsp_response: vec![],
+            outcome: Outcome::Ok,
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_log_stores_and_fails_on_demand() {
+        let log = MemoryLog::new();
+        log.log(entry()).await.unwrap();
+        assert_eq!(log.entries().len(), 1);
+        log.set_failing(Some("disk full"));
+        let e = log.log(entry()).await.unwrap_err();
+        assert_eq!(
+            e.fault(Origin::ClientProxy)
+                .code
+                .render(trustbus_sdk::FaultDialect::Classic),
+            "Server.ClientProxy.LoggingFailed"
+        );
+        assert_eq!(log.entries().len(), 1);
     }
 }
