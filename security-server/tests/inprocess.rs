@@ -452,10 +452,16 @@ async fn trust_decisions_and_message_log() {
     s.consumer.identity.sign.set_ocsp(
         s.pki.ocsp(&sign, now - time::Duration::hours(2)),
         CertStatus::Good,
-        now,
+        now - time::Duration::hours(2),
     );
     s.fault("Server.ServerProxy.CertValidation.IncorrectValidationInfo")
         .await;
+    let health = trustbus_security_server::admin::health(&s.consumer);
+    assert!(
+        health
+            .unwrap_err()
+            .contains("older than the freshness window")
+    );
 
     // A revoked signing certificate: a consumer that knows refuses to sign; one that staples
     // the revoked response anyway is refused by the provider.
