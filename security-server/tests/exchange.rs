@@ -269,7 +269,7 @@ async fn start_ss(dir: &Path) -> SsProc {
     // Healthy = configuration downloaded and OCSP responses stapled.
     let admin = addrs["admin"].clone();
     let client = reqwest_like::Client::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         if client.get(&format!("{admin}/healthz")).await.map(|r| r.0) == Ok(200) {
             return SsProc {
                 child,

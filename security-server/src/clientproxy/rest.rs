@@ -120,6 +120,10 @@ async fn run(
             ));
         }
         Some(len) if len > lim.spill_threshold_bytes as u64 => {
+            // Fail before streaming, not after the whole body, when signing cannot succeed.
+            state
+                .identity
+                .ready_signer(&meta.client.owner(), Origin::ClientProxy)?;
             let (content_type, body, done) = crate::message::seal_streaming(
                 meta.clone(),
                 head,
