@@ -497,7 +497,7 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
     registry
         .mutate(|s| {
             s.signing.active = 1;
-            s.settings.configuration_validity_seconds = 4;
+            s.settings.configuration_validity_seconds = 6;
             s.member_classes.insert(
                 "GOV".into(),
                 MemberClass {
@@ -1097,7 +1097,7 @@ async fn exchange_end_to_end() {
     assert!(unregistered_peer_is_refused(&inst.pki, inst.ss2_port, rogue).await);
     assert_eq!(inst.calls(), before);
 
-    // Expired global configuration: stop the central server and wait out the validity (4 s).
+    // Expired global configuration: stop the central server and wait out the validity (6 s).
     if let Some(tx) = inst.stop_cs.take() {
         let _ = tx.send(());
     }
