@@ -17,6 +17,7 @@ pub mod management;
 pub mod message;
 pub mod metadata;
 pub mod metrics;
+pub mod replay;
 pub mod respond;
 pub mod run;
 pub mod serverproxy;

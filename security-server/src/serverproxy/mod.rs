@@ -230,6 +230,9 @@ async fn exchange(
         Origin::ServerProxy,
         now,
     )?;
+    state
+        .replay
+        .admit(&msg.signature, verified.signing_time, now)?;
     // Labelled only after verification, so peers cannot create metric series at will.
     *labels = (
         meta.client.to_slash(),
