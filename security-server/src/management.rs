@@ -12,18 +12,29 @@ use trustbus_sdk::id::ClientId;
 use crate::httpc::HttpClient;
 use crate::identity::Identity;
 
-/// The signed envelope for `request`.
+/// The signed envelope for `request`: signed by the owner member, except client requests,
+/// which the client's member signs (with its key held on this server).
 pub fn envelope(identity: &Identity, request: RequestBody) -> Result<Envelope, String> {
     let auth_pop = matches!(request, RequestBody::AuthCertRegistration { .. });
+    let member = request
+        .client()
+        .map(ClientId::owner)
+        .unwrap_or_else(|| identity.owner.clone());
+    let signer = identity.signer(&member).ok_or_else(|| {
+        format!(
+            "no signing key for member {} on this server",
+            member.to_slash()
+        )
+    })?;
     let canonical = CanonicalRequest {
-        member: identity.owner.clone(),
+        member,
         created_at: crate::now()
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| e.to_string())?,
         request,
     };
     let bytes = serde_json::to_vec(&canonical).map_err(|e| e.to_string())?;
-    let sig = identity.sign.key.sign(&bytes).map_err(|e| e.to_string())?;
+    let sig = signer.key.sign(&bytes).map_err(|e| e.to_string())?;
     let (auth_signature, auth_signature_algorithm) = if auth_pop {
         let pop = identity.auth.key.sign(&bytes).map_err(|e| e.to_string())?;
         (
@@ -36,8 +47,8 @@ pub fn envelope(identity: &Identity, request: RequestBody) -> Result<Envelope, S
     Ok(Envelope {
         request: STANDARD.encode(&bytes),
         signature: STANDARD.encode(sig),
-        signature_algorithm: identity.sign.key.algorithm().oid().to_string(),
-        signing_cert: STANDARD.encode(identity.sign.cert().der()),
+        signature_algorithm: signer.key.algorithm().oid().to_string(),
+        signing_cert: STANDARD.encode(signer.cert().der()),
         auth_signature,
         auth_signature_algorithm,
     })
