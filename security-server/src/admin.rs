@@ -54,8 +54,16 @@ pub(crate) fn text(status: u16, body: String, ct: &str) -> http::Response<OutBod
 
 /// Why the server cannot exchange messages right now, if it cannot.
 pub fn health(state: &AppState) -> Result<(), String> {
-    state.view(Origin::ClientProxy).map_err(|f| f.message)?;
+    let view = state.view(Origin::ClientProxy).map_err(|f| f.message)?;
     match state.identity.sign.ocsp() {
+        // A stapled response peers would find stale means every exchange would fail.
+        Some((_, CertStatus::Good, this_update))
+            if crate::now() - this_update > view.ocsp_freshness =>
+        {
+            return Err(
+                "the signing certificate's OCSP response is older than the freshness window".into(),
+            );
+        }
         Some((_, CertStatus::Good, _)) => {}
         Some((_, s, _)) => return Err(format!("signing certificate OCSP status {s:?}")),
         None => return Err("no OCSP response for the signing certificate yet".into()),

@@ -360,6 +360,9 @@ pub struct ServiceConfig {
     /// Declared REST endpoints (informational; access rights name their own).
     #[serde(default)]
     pub endpoints: Vec<EndpointConfig>,
+    /// SOAP: the service's WSDL file, served by `getWsdl`.
+    #[serde(default)]
+    pub wsdl: Option<PathBuf>,
     /// REST: the service's OpenAPI document (JSON or YAML file), served by `getOpenAPI`.
     #[serde(default)]
     pub openapi: Option<PathBuf>,
@@ -426,6 +429,7 @@ impl Config {
         for s in &mut c.services {
             s.tls_ca = s.tls_ca.as_deref().map(abs);
             s.openapi = s.openapi.as_deref().map(abs);
+            s.wsdl = s.wsdl.as_deref().map(abs);
         }
         Ok(c)
     }

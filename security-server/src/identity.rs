@@ -258,16 +258,13 @@ impl Identity {
             .map(|(_, k)| k)
     }
 
-    /// Signs `manifest` with `member`'s signing key, embedding the chain and the signing
-    /// certificate's OCSP response; returns the signature and that OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
-    /// good OCSP response is at hand: a signature the peer must reject is not worth sending.
-    pub fn sign_manifest(
+    /// The signing key of `member` with a good OCSP response to staple, or the
+    /// `CannotCreateSignature` fault signing would end in (checked before a body is streamed).
+    pub fn ready_signer(
         &self,
         member: &ClientId,
-        manifest: &[u8],
         origin: Origin,
-        now: OffsetDateTime,
-    ) -> Result<(Vec<u8>, Vec<u8>), Fault> {
+    ) -> Result<(&KeyCert, Vec<u8>), Fault> {
         let cannot = |cause, m: String| fault(origin, ErrorKind::CannotCreateSignature, cause, m);
         let kc = self.signer(member).ok_or_else(|| {
             cannot(
@@ -290,6 +287,21 @@ impl Identity {
                 format!("the signing certificate's OCSP status is {status:?}"),
             ));
         }
+        Ok((kc, ocsp_der))
+    }
+
+    /// Signs `manifest` with `member`'s signing key, embedding the chain and the signing
+    /// certificate's OCSP response; returns the signature and that OCSP response. Refuses (`Server.<origin>.CannotCreateSignature`) when no
+    /// good OCSP response is at hand: a signature the peer must reject is not worth sending.
+    pub fn sign_manifest(
+        &self,
+        member: &ClientId,
+        manifest: &[u8],
+        origin: Origin,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<u8>, Vec<u8>), Fault> {
+        let (kc, ocsp_der) = self.ready_signer(member, origin)?;
+        let cannot = |cause, m: String| fault(origin, ErrorKind::CannotCreateSignature, cause, m);
         let chain: Vec<Vec<u8>> = kc.chain[1..].iter().map(|c| c.der().to_vec()).collect();
         let signer = CmsSigner::new(&kc.key, kc.cert().der())
             .and_then(|s| s.with_chain(&chain))

@@ -18,6 +18,7 @@ pub mod message;
 pub mod messagelog;
 pub mod metadata;
 pub mod metrics;
+pub mod replay;
 pub mod respond;
 pub mod run;
 pub mod serverproxy;

@@ -416,7 +416,13 @@ fn register(cfg: Config, address: &str, management_url: Option<String>) -> Resul
         );
         for r in requests {
             let what = format!("{:?}", r.request_type());
-            let env = management::envelope(&identity, r)?;
+            let env = match management::envelope(&identity, r) {
+                Ok(e) => e,
+                Err(e) => {
+                    println!("{what}: not sent: {e}");
+                    continue;
+                }
+            };
             match management::submit(tls.clone(), &base, &env).await {
                 Ok(answer) => println!("{what}: {answer}"),
                 Err(e) => println!("{what}: refused: {e}"),

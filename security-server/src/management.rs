@@ -10,24 +10,35 @@ use trustbus_sdk::id::ClientId;
 
 use crate::identity::Identity;
 
-/// The signed envelope for `request`: signed by the owner member's signing key and, for an
-/// authentication-certificate registration, by the authentication key (proof of possession),
-/// each with its last OCSP response stapled (the central server requires one when the CA
-/// publishes a responder; call [`Identity::refresh_ocsp`] first).
+/// The signed envelope for `request`: signed by the owner member, except client requests,
+/// which the client's member signs (with its key held on this server); an
+/// authentication-certificate registration also carries a proof of possession by the
+/// authentication key. Each key's last OCSP response is stapled (the central server requires
+/// one when the CA publishes a responder; call [`Identity::refresh_ocsp`] first).
 pub fn envelope(identity: &Identity, request: RequestBody) -> Result<Envelope, String> {
     let auth_pop = matches!(request, RequestBody::AuthCertRegistration { .. });
+    let member = request
+        .client()
+        .map(ClientId::owner)
+        .unwrap_or_else(|| identity.owner.clone());
+    let signer = identity.signer(&member).ok_or_else(|| {
+        format!(
+            "no signing key for member {} on this server",
+            member.to_slash()
+        )
+    })?;
     let canonical = CanonicalRequest {
-        member: identity.owner.clone(),
+        member,
         created_at: crate::now()
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| e.to_string())?,
         request,
     };
-    let sign_ocsp = identity.sign.ocsp().map(|(der, _, _)| der);
+    let sign_ocsp = signer.ocsp().map(|(der, _, _)| der);
     let auth_ocsp = identity.auth.ocsp().map(|(der, _, _)| der);
     let member = EnvelopeKey {
-        signer: &identity.sign.key,
-        cert_der: identity.sign.cert().der(),
+        signer: &signer.key,
+        cert_der: signer.cert().der(),
         ocsp_response: sign_ocsp.as_deref(),
     };
     let auth = auth_pop.then(|| EnvelopeKey {

@@ -272,3 +272,126 @@ where
     }
     Ok((msg, spill))
 }
+
+/// What a streamed request turned out to be, known once its body has been sent.
+#[derive(Debug)]
+pub struct Streamed {
+    /// Exact `message.json` bytes.
+    pub meta_bytes: Vec<u8>,
+    /// The payload head.
+    pub head: Vec<u8>,
+    /// The manifest.
+    pub manifest: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The signer's OCSP response embedded in the signature.
+    pub signer_ocsp: Vec<u8>,
+    /// The REST request hash over the head and the body.
+    pub request_hash: String,
+}
+
+/// Sends a REST request whose body (of known length `len`) is streamed from the information
+/// system to the provider, hashed on the way: the parts before the body go first, the body
+/// chunks as they arrive, then the manifest, the signature made over it and the OCSP part.
+/// Nothing touches the disk. The receiver yields the signed parts once the body has been sent.
+pub fn seal_streaming(
+    meta: Metadata,
+    head: Vec<u8>,
+    head_type: &'static str,
+    body: hyper::body::Incoming,
+    len: u64,
+    identity: std::sync::Arc<Identity>,
+    origin: Origin,
+) -> (
+    String,
+    OutBody,
+    tokio::sync::oneshot::Receiver<Result<Streamed, Fault>>,
+) {
+    use crate::transport::CT_REST_BODY;
+    let enc = Encoder::new();
+    let content_type = enc.content_type();
+    let (mut tx, rx) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let fail = |m: String| Fault::of(origin, ErrorKind::InvalidBody, m);
+        let meta_bytes = meta.to_bytes();
+        let mut prefix = enc.part(MESSAGE_JSON, CT_JSON, &meta_bytes);
+        prefix.extend_from_slice(&enc.part(PAYLOAD_HEAD, head_type, &head));
+        prefix.extend_from_slice(&enc.part_header(PAYLOAD_BODY, CT_REST_BODY, len));
+        if tx.send_data(Bytes::from(prefix)).await.is_err() {
+            let _ = done_tx.send(Err(fail("the provider closed the connection".into())));
+            return;
+        }
+        let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut rh = trustbus_sdk::rest::RequestHasher::new(&head);
+        let mut sent = 0u64;
+        let mut body = body;
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Err(e)) => {
+                    tx.abort(std::io::Error::other(e.to_string()));
+                    let _ =
+                        done_tx.send(Err(fail(format!("reading the request body failed: {e}"))));
+                    return;
+                }
+                Some(Ok(f)) => {
+                    let Ok(d) = f.into_data() else { continue };
+                    sent += d.len() as u64;
+                    if sent > len {
+                        tx.abort(std::io::Error::other("body longer than Content-Length"));
+                        let _ = done_tx.send(Err(fail(
+                            "the body is longer than its Content-Length".into(),
+                        )));
+                        return;
+                    }
+                    sha.update(&d);
+                    rh.update(&d);
+                    if tx.send_data(d).await.is_err() {
+                        let _ =
+                            done_tx.send(Err(fail("the provider closed the connection".into())));
+                        return;
+                    }
+                }
+            }
+        }
+        if sent != len {
+            tx.abort(std::io::Error::other("body shorter than Content-Length"));
+            let _ = done_tx.send(Err(fail(
+                "the body is shorter than its Content-Length".into(),
+            )));
+            return;
+        }
+        let digests = [
+            ObjectDigest::of(MESSAGE_JSON, CT_JSON, &meta_bytes),
+            ObjectDigest::of(PAYLOAD_HEAD, head_type, &head),
+            ObjectDigest {
+                name: PAYLOAD_BODY.into(),
+                mime: CT_REST_BODY.into(),
+                digest: sha.finish().as_ref().to_vec(),
+            },
+        ];
+        let manifest = manifest(&digests);
+        let signed = identity.sign_manifest(&meta.client.owner(), &manifest, origin, crate::now());
+        let (signature, signer_ocsp) = match signed {
+            Ok(s) => s,
+            Err(f) => {
+                tx.abort(std::io::Error::other(f.message.clone()));
+                let _ = done_tx.send(Err(f));
+                return;
+            }
+        };
+        let mut suffix = enc.part_end().to_vec();
+        suffix.extend_from_slice(&enc.trailer(&manifest, &signature, &identity.auth_ocsp()));
+        let _ = tx.send_data(Bytes::from(suffix)).await;
+        let _ = done_tx.send(Ok(Streamed {
+            meta_bytes,
+            head,
+            manifest,
+            signature,
+            signer_ocsp,
+            request_hash: rh.finish(),
+        }));
+    });
+    (content_type, rx.boxed(), done_rx)
+}

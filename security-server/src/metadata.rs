@@ -165,3 +165,73 @@ pub fn methods_soap(
     x.push_str(&format!("</xrd:{name}>"));
     x
 }
+
+/// The `serviceCode` (and `serviceVersion`) asked for in a SOAP `getWsdl` request body.
+pub fn wsdl_request(body_content: &[u8]) -> Option<(String, Option<String>)> {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::Reader::from_reader(body_content);
+    let (mut code, mut version, mut field) = (None, None, None::<bool>);
+    loop {
+        match r.read_event().ok()? {
+            Event::Start(e) => {
+                field = match e.local_name().as_ref() {
+                    "serviceCode" => Some(true),
+                    "serviceVersion" => Some(false),
+                    _ => None,
+                }
+            }
+            Event::Text(t) => {
+                let v = t.xml10_content().trim().to_owned();
+                match field {
+                    Some(true) => code = Some(v),
+                    Some(false) => version = Some(v),
+                    None => {}
+                }
+            }
+            Event::End(_) => field = None,
+            Event::DocType(_) => return None,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    code.filter(|c| !c.is_empty()).map(|c| (c, version))
+}
+
+/// The WSDL file of the provider's SOAP service `code`, if configured.
+pub fn wsdl(cfg: &Config, provider: &ClientId, code: &str) -> Option<Vec<u8>> {
+    let svc = cfg.services.iter().find(|s| {
+        s.id.provider() == provider
+            && s.id.code() == code
+            && s.kind == ServiceKind::Soap
+            && s.enabled
+    })?;
+    std::fs::read(svc.wsdl.as_ref()?).ok()
+}
+
+/// The `getWsdl` answer: a `multipart/related` message whose SOAP part is `envelope` and whose
+/// second part is the WSDL, and its content type.
+pub fn wsdl_response(envelope: &[u8], wsdl: &[u8]) -> Option<(Vec<u8>, String)> {
+    let ty = trustbus_sdk::multipart::MultipartType {
+        boundary: trustbus_sdk::multipart::MultipartType::new_boundary(),
+        start: None,
+        mtom: false,
+    };
+    let parts: [trustbus_sdk::multipart::OutPart<'_>; 2] = [
+        (
+            vec![
+                ("Content-Type".into(), "text/xml; charset=UTF-8".into()),
+                ("Content-Transfer-Encoding".into(), "8bit".into()),
+            ],
+            envelope,
+        ),
+        (
+            vec![
+                ("Content-Type".into(), "text/xml; charset=UTF-8".into()),
+                ("Content-ID".into(), "<wsdl>".into()),
+            ],
+            wsdl,
+        ),
+    ];
+    let body = trustbus_sdk::multipart::write_multipart(&ty.boundary, &parts).ok()?;
+    Some((body, ty.header_value()))
+}

@@ -65,7 +65,7 @@ pub async fn start(
 }
 
 /// Keeps the stapled OCSP responses of the server's own certificates fresh: every quarter of
-/// the freshness window (at most every 5 minutes), and every 5 seconds while failing.
+/// the freshness window (at most every 5 minutes), and every 2 seconds while failing.
 async fn ocsp_refresher(state: Arc<AppState>) -> std::io::Result<()> {
     loop {
         let wait = match state.view(Origin::ClientProxy) {
@@ -76,10 +76,10 @@ async fn ocsp_refresher(state: Arc<AppState>) -> std::io::Result<()> {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "OCSP refresh failed");
-                    Duration::from_secs(5)
+                    Duration::from_secs(2)
                 }
             },
-            Err(_) => Duration::from_secs(2),
+            Err(_) => Duration::from_secs(1),
         };
         tokio::time::sleep(wait).await;
     }

@@ -65,6 +65,8 @@ pub struct AppState {
     pub pool: SsPool,
     /// Metrics.
     pub metrics: Metrics,
+    /// Signatures of recent requests (server proxy).
+    pub replay: crate::replay::ReplayGuard,
     /// Per-service backend clients (connect timeout, TLS trust), by service id without version.
     pub backends: std::collections::HashMap<String, BackendClient>,
 }
@@ -111,7 +113,9 @@ impl AppState {
                 (s.id.without_version().to_slash(), client)
             })
             .collect();
+        let window = i64::try_from(cfg.limits.request_timeout_seconds).unwrap_or(i64::MAX / 2);
         Self {
+            replay: crate::replay::ReplayGuard::new(time::Duration::seconds(window)),
             backends,
             http: HttpClient::new(connect),
             pool: SsPool::new(connect),

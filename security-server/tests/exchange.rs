@@ -269,7 +269,7 @@ async fn start_ss(dir: &Path) -> SsProc {
     // Healthy = configuration downloaded and OCSP responses stapled.
     let admin = addrs["admin"].clone();
     let client = reqwest_like::Client::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         if client.get(&format!("{admin}/healthz")).await.map(|r| r.0) == Ok(200) {
             return SsProc {
                 child,
@@ -369,6 +369,9 @@ async fn instance() -> Instance {
     let ss1 = sid("DEV/GOV/1000/ss1");
     let ss2 = sid("DEV/GOV/2000/ss2");
     let b = format!("http://{backend_addr}");
+    let wsdl = root.join("getPerson.wsdl");
+    std::fs::write(&wsdl, WSDL).unwrap();
+    let wsdl = wsdl.display();
     let is_cert =
         trustbus_security_server::identity::internal_tls_cert(vec!["is.example".into()]).unwrap();
     let is_fp = is_cert.1.fingerprint_hex();
@@ -436,6 +439,7 @@ read_timeout_ms = 500
 id = "DEV/GOV/2000/prov/getPerson"
 kind = "soap"
 url = "{b}/soap"
+wsdl = "{wsdl}"
 
 [[access]]
 service = "DEV/GOV/2000/prov/echo"
@@ -507,7 +511,7 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
     registry
         .mutate(|s| {
             s.signing.active = 1;
-            s.settings.configuration_validity_seconds = 4;
+            s.settings.configuration_validity_seconds = 6;
             s.member_classes.insert(
                 "GOV".into(),
                 MemberClass {
@@ -727,6 +731,8 @@ async fn https_get(
     (r.status().as_u16(), r.headers().clone())
 }
 
+const WSDL: &str = "<?xml version=\"1.0\"?><wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" name=\"getPerson\"/>";
+
 fn soap_request(client: &ClientId, service: &str, id: &str) -> Vec<u8> {
     let svc = trustbus_sdk::ServiceId::from_slash(service).unwrap();
     trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
@@ -908,6 +914,36 @@ async fn exchange_end_to_end() {
         trustbus_sdk::soap::SoapResponse::Message(m) => m,
         other => panic!("{other:?}"),
     };
+    trustbus_sdk::soap::verify_request_hash(&req, &resp, trustbus_sdk::Origin::Client).unwrap();
+    assert_eq!(inst.calls(), before);
+
+    // getWsdl: the SOAP answer carries the WSDL as an attachment.
+    let svc = trustbus_sdk::ServiceId::from_slash("DEV/GOV/2000/prov/getWsdl").unwrap();
+    let req = trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+        .id("wsdl-1")
+        .body("<xrd:getWsdl xmlns:xrd=\"http://x-road.eu/xsd/xroad.xsd\"><xrd:serviceCode>getPerson</xrd:serviceCode></xrd:getWsdl>")
+        .build();
+    let (status, h, body) = inst
+        .soap(req.clone(), "text/xml; charset=utf-8", "POST")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let ct = h["content-type"].to_str().unwrap().to_owned();
+    let trustbus_sdk::multipart::SoapContentType::Multipart(ty) =
+        trustbus_sdk::multipart::check_content_type(&ct).unwrap()
+    else {
+        panic!("expected multipart, got {ct}");
+    };
+    let mp =
+        trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &Default::default()).unwrap();
+    let att: Vec<&[u8]> = mp.attachments().map(|p| mp.body(p)).collect();
+    assert_eq!(att, vec![WSDL.as_bytes()]);
+    let resp =
+        match trustbus_sdk::soap::parse_response(mp.soap_bytes().to_vec(), &Default::default())
+            .unwrap()
+        {
+            trustbus_sdk::soap::SoapResponse::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
     trustbus_sdk::soap::verify_request_hash(&req, &resp, trustbus_sdk::Origin::Client).unwrap();
     assert_eq!(inst.calls(), before);
 
@@ -1124,7 +1160,7 @@ async fn exchange_end_to_end() {
     assert!(unregistered_peer_is_refused(&inst.pki, inst.ss2_port, rogue).await);
     assert_eq!(inst.calls(), before);
 
-    // Expired global configuration: stop the central server and wait out the validity (4 s).
+    // Expired global configuration: stop the central server and wait out the validity (6 s).
     if let Some(tx) = inst.stop_cs.take() {
         let _ = tx.send(());
     }

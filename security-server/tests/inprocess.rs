@@ -184,16 +184,17 @@ async fn setup() -> Setup {
         .unwrap()
         .set_ocsp(pki.ocsp(&gc, now), CertStatus::Good, now);
     let guest = cid("DEV/GOV/3000/guest");
+    let nouser = cid("DEV/GOV/1000/nouser");
     let id2 = identity(&pki, &s2, now);
     let (cons, prov) = (cid("DEV/GOV/1000/cons"), cid("DEV/GOV/2000/prov"));
     let shared = shared_params(
-        &[cons.clone(), prov.clone(), guest.clone()],
+        &[cons.clone(), prov.clone(), guest.clone(), nouser.clone()],
         vec![
             server_entry(
                 &s1,
                 "127.0.0.1:1",
                 id1.auth.cert(),
-                &[cons.clone(), guest.clone()],
+                &[cons.clone(), guest.clone(), nouser.clone()],
             ),
             server_entry(
                 &s2,
@@ -215,7 +216,8 @@ async fn setup() -> Setup {
         0,
         "[[clients]]\nid = \"DEV/GOV/1000/cons\"\nconnection = \"http\"\n\
          [[clients]]\nid = \"DEV/GOV/3000/guest\"\nconnection = \"http\"\n\
-         [[clients]]\nid = \"DEV/GOV/4000/stranger\"\nconnection = \"http\"\n",
+         [[clients]]\nid = \"DEV/GOV/4000/stranger\"\nconnection = \"http\"\n\
+         [[clients]]\nid = \"DEV/GOV/1000/nouser\"\nconnection = \"http\"\nallow_unverified_user_id = false\n",
     );
     let c2 = config(
         "DEV/GOV/2000",
@@ -226,6 +228,7 @@ async fn setup() -> Setup {
              [[services]]\nid = \"DEV/GOV/2000/prov/echo\"\nkind = \"rest\"\nurl = \"http://{b}\"\nopenapi = \"{openapi}\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/3000/guest\"\n\
+             [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/nouser\"\n\
              [[services]]\nid = \"DEV/GOV/2000/prov/secure\"\nkind = \"rest\"\nurl = \"https://localhost:{tls_port}/v1\"\ntls_ca = \"{pem}\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/secure\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n",
             pem = pem.display(),
@@ -426,6 +429,65 @@ async fn trust_decisions_and_message_log() {
         "Server.ClientProxy.CannotCreateSignature.KeyNotFound"
     );
 
+    // An asserted user id travels marked unverified; for a client not allowed to assert one,
+    // REST drops it.
+    for (client, expect) in [("DEV/GOV/1000/cons", true), ("DEV/GOV/1000/nouser", false)] {
+        let req = http::Request::get(format!(
+            "http://{}/r1/DEV/GOV/2000/prov/echo/x",
+            s.client_proxy
+        ))
+        .header("X-Road-Client", client)
+        .header("X-Road-UserId", "EE12345678901")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        assert_eq!(s.http.request(req).await.unwrap().status(), 200);
+        let e = s
+            .provider_log
+            .entries()
+            .into_iter()
+            .rev()
+            .find(|e| e.direction == Direction::Request)
+            .unwrap();
+        let head = String::from_utf8_lossy(&e.payload_head).to_ascii_lowercase();
+        if expect {
+            let u = e.user.unwrap();
+            assert_eq!((u.id.as_str(), u.verified), ("EE12345678901", false));
+            assert!(head.contains("x-road-userid:ee12345678901"), "{head}");
+        } else {
+            assert!(e.user.is_none());
+            assert!(!head.contains("x-road-userid"), "{head}");
+        }
+    }
+
+    // A client not allowed to assert user ids: SOAP requests carrying one are refused.
+    let soap = trustbus_sdk::soap::SoapRequestBuilder::new(
+        cid("DEV/GOV/1000/nouser"),
+        trustbus_sdk::ServiceId::from_slash("DEV/GOV/2000/prov/getPerson").unwrap(),
+    )
+    .id("u-1")
+    .user_id("EE12345678901")
+    .body("<ns:getPerson xmlns:ns=\"urn:test\"/>")
+    .build();
+    let r = s
+        .http
+        .request(
+            http::Request::post(format!("http://{}/", s.client_proxy))
+                .header("content-type", "text/xml; charset=utf-8")
+                .body(Full::new(Bytes::from(soap)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let f = trustbus_sdk::soap::parse_fault(&body, &Default::default()).unwrap();
+    assert_eq!(
+        f.to_fault()
+            .unwrap()
+            .code
+            .render(trustbus_sdk::FaultDialect::Classic),
+        "Client.InvalidUserIdentity"
+    );
+
     // Diagnostics.
     let d: serde_json::Value =
         serde_json::from_str(&trustbus_security_server::admin::diagnostics(&s.consumer)).unwrap();
@@ -452,10 +514,16 @@ async fn trust_decisions_and_message_log() {
     s.consumer.identity.sign.set_ocsp(
         s.pki.ocsp(&sign, now - time::Duration::hours(2)),
         CertStatus::Good,
-        now,
+        now - time::Duration::hours(2),
     );
     s.fault("Server.ServerProxy.CertValidation.IncorrectValidationInfo")
         .await;
+    let health = trustbus_security_server::admin::health(&s.consumer);
+    assert!(
+        health
+            .unwrap_err()
+            .contains("older than the freshness window")
+    );
 
     // A revoked signing certificate: a consumer that knows refuses to sign; one that staples
     // the revoked response anyway is refused by the provider.

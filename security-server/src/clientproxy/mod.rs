@@ -327,28 +327,96 @@ async fn read_body(body: Incoming, max: u64, spill: SpillBuffer) -> Result<Spill
     }
 }
 
-/// Logs, sends and verifies: the signed response and its payload body.
+/// A request ready to go: sealed in full, or streamed with its signature made at the end.
+// One value per request, moved once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Outgoing {
+    /// Digested and signed before sending.
+    Sealed(Sealed),
+    /// Being streamed; `done` yields the signed parts once the body has been sent.
+    Streamed {
+        /// The HTTP `Content-Type`.
+        content_type: String,
+        /// The HTTP body.
+        body: OutBody,
+        /// The metadata.
+        meta: crate::transport::Metadata,
+        /// The signed parts, once sent.
+        done: tokio::sync::oneshot::Receiver<Result<crate::message::Streamed, Fault>>,
+    },
+}
+
+/// Logs, sends and verifies: the signed response, its payload body, and for a streamed
+/// request the request hash computed while streaming.
 async fn exchange(
     state: &AppState,
     view: &Arc<GcView>,
-    mut sealed: Sealed,
+    out: Outgoing,
     servers: &[SecurityServer],
-) -> Result<(ReceivedMessage, Option<SpillBuffer>), Fault> {
-    let req_meta = sealed.meta.clone();
-    let entry_req = sealed.log_entry(Side::Consumer, Outcome::Ok);
-    state
-        .log
-        .log(entry_req)
-        .await
-        .map_err(|e| e.fault(Origin::ClientProxy))?;
-    let ct = sealed.content_type();
+) -> Result<(ReceivedMessage, Option<SpillBuffer>, Option<String>), Fault> {
+    let (req_meta, ct, body, done) = match out {
+        Outgoing::Sealed(mut sealed) => {
+            let entry_req = sealed.log_entry(Side::Consumer, Outcome::Ok);
+            state
+                .log
+                .log(entry_req)
+                .await
+                .map_err(|e| e.fault(Origin::ClientProxy))?;
+            (
+                sealed.meta.clone(),
+                sealed.content_type(),
+                sealed.into_body(),
+                None,
+            )
+        }
+        Outgoing::Streamed {
+            content_type,
+            body,
+            meta,
+            done,
+        } => (meta, content_type, body, Some(done)),
+    };
     let req = http::Request::post(EXCHANGE_PATH)
         .header(http::header::HOST, "trustbus-security-server")
         .header(http::header::CONTENT_TYPE, ct)
         .header(PROTOCOL_HEADER, PROTOCOL)
-        .body(sealed.into_body())
+        .body(body)
         .map_err(|e| cp(ErrorKind::InternalError, e.to_string()))?;
-    let sent = state.pool.send(view, &state.identity, servers, req).await?;
+    let sent = match state.pool.send(view, &state.identity, servers, req).await {
+        Ok(s) => s,
+        Err(f) => {
+            // A streamed body that failed on our side explains the failure better.
+            if let Some(done) = done
+                && let Ok(Err(cause)) = done.await
+            {
+                return Err(cause);
+            }
+            return Err(f);
+        }
+    };
+    let mut streamed_hash = None;
+    if let Some(done) = done {
+        let s = done
+            .await
+            .map_err(|_| cp(ErrorKind::InternalError, "the streaming task ended early"))??;
+        let e = entry(
+            Side::Consumer,
+            &req_meta,
+            &s.meta_bytes,
+            &s.head,
+            None,
+            &s.manifest,
+            &s.signature,
+            s.signer_ocsp,
+            Outcome::Ok,
+        );
+        state
+            .log
+            .log(e)
+            .await
+            .map_err(|e| e.fault(Origin::ClientProxy))?;
+        streamed_hash = Some(s.request_hash);
+    }
     let resp_ct = sent
         .response
         .headers()
@@ -419,7 +487,7 @@ async fn exchange(
         .log(log_resp)
         .await
         .map_err(|e| e.fault(Origin::ClientProxy))?;
-    Ok((msg, body))
+    Ok((msg, body, streamed_hash))
 }
 
 /// The response must be a response to this very request.

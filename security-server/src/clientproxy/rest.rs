@@ -87,16 +87,6 @@ async fn run(
         .to_bytes()
         .map_err(|e| Fault::of(Origin::Client, ErrorKind::InvalidRest, e.to_string()))?;
     let lim = &state.cfg.limits;
-    let spill = SpillBuffer::new(lim.spill_threshold_bytes, None).with_request_hash(&head);
-    let spill = read_body(body, lim.max_body_bytes, spill).await?;
-    let (request_hash, body) = if spill.is_empty() {
-        (trustbus_sdk::rest::request_hash(&head, None), None)
-    } else {
-        (
-            spill.request_hash().unwrap_or_default(),
-            Some((spill, CT_REST_BODY)),
-        )
-    };
     let meta = Metadata {
         protocol: PROTOCOL.into(),
         kind: PayloadKind::Rest,
@@ -114,16 +104,70 @@ async fn run(
         request_hash: None,
         status: None,
     };
-    let sealed = seal(
-        meta,
-        head,
-        CT_REST_REQUEST,
-        body,
-        &state.identity,
-        Origin::ClientProxy,
-        crate::now(),
-    )?;
-    let (msg, resp_body) = exchange(state, &view, sealed, &servers).await?;
+    // A large body whose length is announced is streamed through and hashed on the way; a
+    // small one, or one of unknown length, is buffered (spilled to disk when large) first.
+    let announced = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (out, request_hash) = match announced {
+        Some(len) if len > lim.max_body_bytes => {
+            return Err(Fault::of(
+                Origin::Client,
+                ErrorKind::InvalidBody,
+                format!("request body is larger than {} bytes", lim.max_body_bytes),
+            ));
+        }
+        Some(len) if len > lim.spill_threshold_bytes as u64 => {
+            // Fail before streaming, not after the whole body, when signing cannot succeed.
+            state
+                .identity
+                .ready_signer(&meta.client.owner(), Origin::ClientProxy)?;
+            let (content_type, body, done) = crate::message::seal_streaming(
+                meta.clone(),
+                head,
+                CT_REST_REQUEST,
+                body,
+                len,
+                state.identity.clone(),
+                Origin::ClientProxy,
+            );
+            let out = super::Outgoing::Streamed {
+                content_type,
+                body,
+                meta,
+                done,
+            };
+            (out, None)
+        }
+        _ => {
+            let spill = SpillBuffer::new(lim.spill_threshold_bytes, None).with_request_hash(&head);
+            let spill = read_body(body, lim.max_body_bytes, spill).await?;
+            let (request_hash, body) = if spill.is_empty() {
+                (trustbus_sdk::rest::request_hash(&head, None), None)
+            } else {
+                (
+                    spill.request_hash().unwrap_or_default(),
+                    Some((spill, CT_REST_BODY)),
+                )
+            };
+            let sealed = seal(
+                meta,
+                head,
+                CT_REST_REQUEST,
+                body,
+                &state.identity,
+                Origin::ClientProxy,
+                crate::now(),
+            )?;
+            (super::Outgoing::Sealed(sealed), Some(request_hash))
+        }
+    };
+    let (msg, resp_body, streamed_hash) = exchange(state, &view, out, &servers).await?;
+    let request_hash = request_hash
+        .or(streamed_hash)
+        .ok_or_else(|| cp(ErrorKind::InternalError, "no request hash"))?;
 
     // The provider must have hashed exactly our request.
     super::check_request_hash(&msg.meta, &request_hash)?;

@@ -140,7 +140,8 @@ async fn run(
         Origin::ClientProxy,
         crate::now(),
     )?;
-    let (msg, resp_body) = exchange(state, &view, sealed, &servers).await?;
+    let (msg, resp_body, _) =
+        exchange(state, &view, super::Outgoing::Sealed(sealed), &servers).await?;
     super::check_request_hash(&msg.meta, &request_hash)?;
     let status = match soap::parse_response(msg.head.clone(), &limits)
         .map_err(|f| cp(ErrorKind::InvalidSoap, f.message))?

@@ -230,6 +230,9 @@ async fn exchange(
         Origin::ServerProxy,
         now,
     )?;
+    state
+        .replay
+        .admit(&msg.signature, verified.signing_time, now)?;
     // Labelled only after verification, so peers cannot create metric series at will.
     *labels = (
         meta.client.to_slash(),
@@ -277,6 +280,45 @@ async fn exchange(
                 provider.to_slash()
             ),
         ));
+    }
+    if meta.kind == PayloadKind::Soap && meta.service.code() == "getWsdl" {
+        let request = soap_request
+            .as_ref()
+            .ok_or_else(|| sp(ErrorKind::InternalError, "SOAP request not parsed"))?;
+        let (code, version) = crate::metadata::wsdl_request(request.body_content())
+            .ok_or_else(|| sp(ErrorKind::InvalidSoap, "getWsdl needs a serviceCode"))?;
+        let wsdl = crate::metadata::wsdl(cfg, provider, &code).ok_or_else(|| {
+            sp(
+                ErrorKind::UnknownService,
+                format!("no WSDL for service code {code}"),
+            )
+        })?;
+        let mut xml = format!(
+            "<xrd:getWsdlResponse xmlns:xrd=\"{}\"><xrd:serviceCode>{}</xrd:serviceCode>",
+            soap::XROAD_NS,
+            code.replace('&', "&amp;").replace('<', "&lt;")
+        );
+        if let Some(v) = version {
+            xml.push_str(&format!(
+                "<xrd:serviceVersion>{}</xrd:serviceVersion>",
+                v.replace('&', "&amp;").replace('<', "&lt;")
+            ));
+        }
+        xml.push_str("</xrd:getWsdlResponse>");
+        let head = soap::build_response(request, &xml, HashAlgorithm::Sha512);
+        let (whole, ct) = crate::metadata::wsdl_response(&head, &wsdl)
+            .ok_or_else(|| sp(ErrorKind::InternalError, "WSDL collides with the boundary"))?;
+        let mut body = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
+        body.write(&whole)
+            .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
+        let hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
+        let prepared = Prepared {
+            meta: response_meta(&meta, hash, 200, Some(ct)),
+            head,
+            head_type: CT_SOAP,
+            body: Some((body, CT_SOAP_MULTIPART)),
+        };
+        return finish(state, prepared).await;
     }
     if meta.kind == PayloadKind::Soap
         && ["listMethods", "allowedMethods"].contains(&meta.service.code())
