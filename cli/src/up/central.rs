@@ -1,5 +1,5 @@
 //! The central server of the development instance: `central-server init` once, then on every
-//! run its configuration, `central-server apply` of `configs/dev-instance.toml` completed with
+//! run its configuration, `central-server apply` of `configs/dev-up.toml` completed with
 //! this instance's trust services, API keys (created once), the anchor, and `serve`.
 
 use std::path::Path;
@@ -15,7 +15,7 @@ use super::layout::{Layout, State, write_file};
 use super::plan;
 
 /// The instance description shipped in the repository (members, subsystems, settings).
-const DEV_INSTANCE: &str = include_str!("../../../configs/dev-instance.toml");
+const DEV_INSTANCE: &str = include_str!("../../../configs/dev-up.toml");
 
 /// Environment variable the central server reads its PIN from (its default `[keys] pin_env`).
 pub(crate) const PIN_ENV: &str = "TRUSTBUS_CENTRAL_PIN";
@@ -157,7 +157,7 @@ fn central_config(state: &State) -> String {
     )
 }
 
-/// `configs/dev-instance.toml` plus this instance's approved CA (with its OCSP responder), TSA
+/// `configs/dev-up.toml` plus this instance's approved CA (with its OCSP responder), TSA
 /// and the example OpenID provider, which only exist once the instance directory does.
 fn instance_description(state: &State, ca: &DevCa) -> Result<String, UpError> {
     let p = &state.ports;

@@ -174,7 +174,8 @@ impl State {
                 Ok((state, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut ports = free_ports(5 + 3 * ss_codes.len())?.into_iter();
+                // Six instance-wide listeners and three per security server.
+                let mut ports = free_ports(6 + 3 * ss_codes.len())?.into_iter();
                 let mut next = || ports.next().unwrap_or_default();
                 let state = State {
                     format: STATE_FORMAT.into(),

@@ -1,6 +1,6 @@
 //! What the development instance contains: its security servers, clients, example services
 //! and access rights. The central server's part (members, subsystems, settings) is
-//! `configs/dev-instance.toml`; these identifiers must match it.
+//! `configs/dev-up.toml`; these identifiers must match it.
 
 /// The instance identifier.
 pub(crate) const INSTANCE: &str = "DEV";
@@ -37,6 +37,10 @@ pub(crate) const SECURITY_SERVERS: [SsPlan; 2] = [
 /// The consumer subsystem the printed commands and the SDK examples call from.
 pub(crate) const CONSUMER: &str = "DEV/GOV/1001/tax-portal";
 
+/// The client of the third security server registered by docs/operator-guide.md (its member
+/// is in `configs/dev-up.toml`, its server is not part of `trustbus up`).
+pub(crate) const THIRD_PARTY_CLIENT: &str = "DEV/COM/12345678/erp";
+
 /// Kind of an example service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -55,8 +59,8 @@ pub(crate) struct ServicePlan {
     pub(crate) kind: Kind,
     /// Path of the backend on the examples listener.
     pub(crate) backend_path: &'static str,
-    /// Whether [`CONSUMER`] may call it (one service stays default-deny to show access denied).
-    pub(crate) granted: bool,
+    /// The clients granted access (one service stays default-deny to show access denied).
+    pub(crate) granted_to: &'static [&'static str],
     /// Name in `endpoints.json` `services`.
     pub(crate) name: &'static str,
 }
@@ -70,28 +74,29 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         id: "DEV/GOV/1002/registry/persons",
         kind: Kind::Rest,
         backend_path: "/persons",
-        granted: true,
+        // Also the client of the third security server that docs/operator-guide.md adds.
+        granted_to: &[CONSUMER, THIRD_PARTY_CLIENT],
         name: "population_register",
     },
     ServicePlan {
         id: "DEV/GOV/1002/registry/getPerson",
         kind: Kind::Soap,
         backend_path: "/soap",
-        granted: true,
+        granted_to: &[CONSUMER],
         name: "population_register_soap",
     },
     ServicePlan {
         id: "DEV/GOV/1002/registry/citizen",
         kind: Kind::Rest,
         backend_path: "/citizen",
-        granted: true,
+        granted_to: &[CONSUMER],
         name: "citizen_records",
     },
     ServicePlan {
         id: "DEV/GOV/1002/registry/statistics",
         kind: Kind::Rest,
         backend_path: "/statistics",
-        granted: false,
+        granted_to: &[],
         name: "not_granted",
     },
 ];

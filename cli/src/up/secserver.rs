@@ -226,11 +226,10 @@ fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16) -> String {
                 "\n[[services]]\nid = \"{}\"\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{examples_port}{}\"\n",
                 s.id, s.backend_path
             ));
-            if s.granted {
+            for client in s.granted_to {
                 t.push_str(&format!(
-                    "\n[[access]]\nservice = \"{}\"\nsubject = \"SUBSYSTEM:{}\"\n",
-                    s.id,
-                    plan::CONSUMER
+                    "\n[[access]]\nservice = \"{}\"\nsubject = \"SUBSYSTEM:{client}\"\n",
+                    s.id
                 ));
             }
         }
