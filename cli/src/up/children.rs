@@ -42,6 +42,7 @@ pub(crate) async fn run_once(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let started = std::time::Instant::now();
     let out = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
@@ -59,9 +60,10 @@ pub(crate) async fn run_once(
         .await
         .map_err(UpError::io(log))?;
     let entry = format!(
-        "$ {name} {}\n{stdout}{stderr}(exit: {})\n\n",
+        "$ {name} {}\n{stdout}{stderr}({}, {:.2} s)\n\n",
         args.join(" "),
-        out.status
+        out.status,
+        started.elapsed().as_secs_f64()
     );
     f.write_all(entry.as_bytes())
         .await

@@ -144,17 +144,22 @@ async fn up(
     let ca = Arc::new(dev_ca(&layout, &mut state)?);
     start_in_process(&layout, &state, ca.clone(), stop.clone()).await?;
 
+    tracing::debug!(elapsed = ?started.elapsed(), "in-process services started");
     central::prepare(&layout, &mut state, &ca, &central_bin).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "central server prepared");
     central::start(&layout, &state, &central_bin, children).await?;
 
+    tracing::debug!(elapsed = ?started.elapsed(), "central server started");
     let ports = state.ports.security_servers.clone();
     let examples_port = state.ports.examples;
     for (ss, p) in plan::SECURITY_SERVERS.iter().zip(&ports) {
         secserver::prepare(&layout, &mut state, &ca, ss, p, examples_port, &ss_bin).await?;
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "security servers prepared");
     for (ss, p) in plan::SECURITY_SERVERS.iter().zip(&ports) {
         secserver::register(&layout, &mut state, ss, p, &ss_bin).await?;
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "security servers registered");
     let mut outputs = Vec::new();
     for ss in &plan::SECURITY_SERVERS {
         outputs.push(secserver::start(&layout, &state, ss, &ss_bin, children)?);
@@ -163,6 +168,7 @@ async fn up(
         secserver::wait_started(&layout, ss, lines).await?;
     }
 
+    tracing::debug!(elapsed = ?started.elapsed(), "security servers started");
     layout::write_file(
         &layout.soap_request(),
         &examples::soap_request().map_err(UpError::Setup)?,
@@ -174,6 +180,7 @@ async fn up(
     layout::write_private(&layout.endpoints(), &json)?;
 
     ready(&endpoints, Duration::from_secs(30)).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "first exchange answered");
     print_banner(&layout, &endpoints, started.elapsed());
     Ok(())
 }
