@@ -340,11 +340,12 @@ fn revoked_certificate(up: &Up, work: &std::path::Path, ss3_client_proxy: &str) 
             }
         },
     );
-    assert!(
-        code.contains("Revoked") || code.contains("Ocsp") || code.contains("OCSP"),
-        "{code}"
+    // ss3's own OCSP refresh sees the revocation first, and it refuses to sign with a
+    // certificate whose status is not good.
+    assert_eq!(
+        code,
+        "Server.ClientProxy.CannotCreateSignature.CertValidation"
     );
-    eprintln!("revoked signing certificate: {code}");
 }
 
 /// With the central server gone, configuration expires and the bus fails closed.
@@ -369,7 +370,7 @@ fn expired_configuration(up: &Up) {
     assert!(r.status < 300, "{} {}", r.status, r.text());
     // Let the security servers fetch a version with the short validity, then stop the
     // central server and wait for that version to expire.
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(3));
     let cs = up.pid("central-server");
     trustbus_integration_tests::signal(cs, "TERM");
     let cp = up.get("/client_proxy_url");

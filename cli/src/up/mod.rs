@@ -150,15 +150,22 @@ async fn up(
     central::start(&layout, &state, &central_bin, children).await?;
 
     tracing::debug!(elapsed = ?started.elapsed(), "central server started");
+    // The two security servers are set up side by side: most of the time goes into their
+    // key derivations (PBKDF2), which run in separate processes.
     let ports = state.ports.security_servers.clone();
     let examples_port = state.ports.examples;
-    for (ss, p) in plan::SECURITY_SERVERS.iter().zip(&ports) {
-        secserver::prepare(&layout, &mut state, &ca, ss, p, examples_port, &ss_bin).await?;
-    }
+    let [(ss1, p1), (ss2, p2)] = [0, 1].map(|i| (&plan::SECURITY_SERVERS[i], &ports[i]));
+    let (a, b) = tokio::join!(
+        secserver::prepare(&layout, &state, &ca, ss1, p1, examples_port, &ss_bin),
+        secserver::prepare(&layout, &state, &ca, ss2, p2, examples_port, &ss_bin),
+    );
+    record(&layout, &mut state, [a?, b?])?;
     tracing::debug!(elapsed = ?started.elapsed(), "security servers prepared");
-    for (ss, p) in plan::SECURITY_SERVERS.iter().zip(&ports) {
-        secserver::register(&layout, &mut state, ss, p, &ss_bin).await?;
-    }
+    let (a, b) = tokio::join!(
+        secserver::register(&layout, &state, ss1, p1, &ss_bin),
+        secserver::register(&layout, &state, ss2, p2, &ss_bin),
+    );
+    record(&layout, &mut state, [a?, b?])?;
     tracing::debug!(elapsed = ?started.elapsed(), "security servers registered");
     let mut outputs = Vec::new();
     for ss in &plan::SECURITY_SERVERS {
@@ -182,6 +189,18 @@ async fn up(
     ready(&endpoints, Duration::from_secs(30)).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "first exchange answered");
     print_banner(&layout, &endpoints, started.elapsed());
+    Ok(())
+}
+
+/// Records completed setup steps in `state.json`.
+fn record<const N: usize>(
+    layout: &Layout,
+    state: &mut State,
+    steps: [Option<String>; N],
+) -> Result<(), UpError> {
+    for step in steps.into_iter().flatten() {
+        state.mark_done(layout, &step)?;
+    }
     Ok(())
 }
 

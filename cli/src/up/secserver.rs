@@ -19,16 +19,17 @@ use super::plan::{self, Kind, SsPlan};
 /// Environment variable the security server reads its token PIN from (its default).
 pub(crate) const PIN_ENV: &str = "TRUSTBUS_SS_PIN";
 
-/// `init`, certificates and `import-cert` on the first run; the configuration file on every run.
+/// `init`, certificates and `import-cert` on the first run; the configuration file on every
+/// run. Returns the name of the setup step it completed, for the caller to record.
 pub(crate) async fn prepare(
     layout: &Layout,
-    state: &mut State,
+    state: &State,
     ca: &DevCa,
     ss: &SsPlan,
     ports: &SsPorts,
     examples_port: u16,
     binary: &Path,
-) -> Result<(), UpError> {
+) -> Result<Option<String>, UpError> {
     let dir = layout.security_server(ss.code);
     let setup_log = layout.logs().join("setup.log");
     let pin = pin(state, ss)?;
@@ -36,6 +37,7 @@ pub(crate) async fn prepare(
     let config = dir.join("security-server.toml");
     let config_s = config.to_string_lossy().into_owned();
     let step = format!("{}-init", ss.code);
+    let mut completed = None;
     if !state.is_done(&step) {
         let _ = std::fs::remove_dir_all(&dir);
         let dir_s = dir.to_string_lossy().into_owned();
@@ -76,23 +78,24 @@ pub(crate) async fn prepare(
             )
             .await?;
         }
-        state.mark_done(layout, &step)?;
+        completed = Some(step);
     }
     write_file(&config, config_text(ss, ports, examples_port).as_bytes())?;
-    Ok(())
+    Ok(completed)
 }
 
 /// `security-server register` once: the authentication certificate and the hosted client.
+/// Returns the name of the setup step it completed, for the caller to record.
 pub(crate) async fn register(
     layout: &Layout,
-    state: &mut State,
+    state: &State,
     ss: &SsPlan,
     ports: &SsPorts,
     binary: &Path,
-) -> Result<(), UpError> {
+) -> Result<Option<String>, UpError> {
     let step = format!("{}-registered", ss.code);
     if state.is_done(&step) {
-        return Ok(());
+        return Ok(None);
     }
     let pin = pin(state, ss)?;
     let config = layout
@@ -116,7 +119,7 @@ pub(crate) async fn register(
             out.trim_end()
         )));
     }
-    state.mark_done(layout, &step)
+    Ok(Some(step))
 }
 
 /// Starts `security-server serve`; the caller waits for its listeners.
