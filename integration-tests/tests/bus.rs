@@ -28,8 +28,7 @@ fn bus_error(r: &Resp) -> String {
     }
 }
 
-fn rest(up: &Up, client_proxy: &str, client: &str, path: &str) -> Resp {
-    let _ = up;
+fn rest(client_proxy: &str, client: &str, path: &str) -> Resp {
     http(
         "GET",
         &format!("{client_proxy}/r1/{path}"),
@@ -72,7 +71,6 @@ fn printed_commands_work(up: &Up) {
 fn rest_and_soap(up: &Up) {
     let cp = up.get("/client_proxy_url");
     let r = rest(
-        up,
         &cp,
         CONSUMER,
         &format!("DEV/GOV/1002/registry/persons/{PERSON}"),
@@ -104,7 +102,7 @@ fn rest_and_soap(up: &Up) {
     assert!(text.contains("requestHash"), "{text}");
 
     // Default deny: statistics is not granted to anyone.
-    let r = rest(up, &cp, CONSUMER, "DEV/GOV/1002/registry/statistics");
+    let r = rest(&cp, CONSUMER, "DEV/GOV/1002/registry/statistics");
     assert_eq!(
         bus_error(&r),
         "Server.ServerProxy.AccessDenied",
@@ -113,7 +111,6 @@ fn rest_and_soap(up: &Up) {
     );
     // A client the consumer's server does not host.
     let r = rest(
-        up,
         &cp,
         "DEV/COM/12345678/erp",
         &format!("DEV/GOV/1002/registry/persons/{PERSON}"),
@@ -257,10 +254,9 @@ fn g2c(up: &Up) {
 
 /// docs/operator-guide.md §3, executed as written: a third security server from scratch.
 fn third_server(up: &Up, work: &std::path::Path) -> Guard {
-    let cp = format!("127.0.0.1:{}", free_port());
     let env = [
         ("DEV", up.dir.to_string_lossy().into_owned()),
-        ("SS3_CLIENT_PROXY", cp.clone()),
+        ("SS3_CLIENT_PROXY", format!("127.0.0.1:{}", free_port())),
         ("SS3_SERVER_PROXY", format!("127.0.0.1:{}", free_port())),
         ("SS3_ADMIN", format!("127.0.0.1:{}", free_port())),
         ("PATH", path_with_binaries()),
@@ -308,7 +304,6 @@ fn third_server(up: &Up, work: &std::path::Path) -> Guard {
             }
         },
     );
-    let _ = cp;
     guard
 }
 
@@ -376,7 +371,6 @@ fn expired_configuration(up: &Up) {
     let cp = up.get("/client_proxy_url");
     let code = eventually(Duration::from_secs(15), "fail closed", || {
         let r = rest(
-            up,
             &cp,
             CONSUMER,
             &format!("DEV/GOV/1002/registry/persons/{PERSON}"),
@@ -435,7 +429,6 @@ fn development_instance_end_to_end() {
     );
     let cp = up.get("/client_proxy_url");
     let r = rest(
-        &up,
         &cp,
         CONSUMER,
         &format!("DEV/GOV/1002/registry/persons/{PERSON}"),
