@@ -289,7 +289,7 @@ fn third_server(up: &Up, work: &std::path::Path) -> Guard {
     );
     let check = operator_guide_blocks("ss3-check").join("\n");
     eventually(
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         "the documented call through ss3",
         || {
             let out = sh(&check).output().map_err(|e| e.to_string())?;
