@@ -118,6 +118,35 @@ fn rest_and_soap(up: &Up) {
     assert!(r.status >= 400, "{}", r.text());
 }
 
+/// The admin APIs answer with the keys from endpoints.json.
+fn admin_apis(up: &Up) {
+    let central = up.get("/central_server/admin_api_url");
+    let key = format!("Bearer {}", up.get("/api_keys/central_observer"));
+    let r = http(
+        "GET",
+        &format!("{central}/security-servers"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    for id in ["DEV/GOV/1001/ss1", "DEV/GOV/1002/ss2"] {
+        assert!(r.text().contains(id), "{id} registered: {}", r.text());
+    }
+    let ss1 = up.get("/security_servers/0/admin_api_url");
+    let key = format!("Bearer {}", up.get("/api_keys/security_servers/ss1"));
+    let r = http(
+        "GET",
+        &format!("{ss1}/server"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http("GET", &format!("{ss1}/server"), &[], b"").unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+}
+
 /// Logs the citizen in at the example OpenID provider (authorization code + PKCE), verifies
 /// the ID token the way the bus does, and calls the citizen service with it.
 fn g2c(up: &Up) {
@@ -394,6 +423,7 @@ fn development_instance_end_to_end() {
     eprintln!("first run ready in {:.1} s", up.ready_in.as_secs_f64());
     printed_commands_work(&up);
     rest_and_soap(&up);
+    admin_apis(&up);
     g2c(&up);
 
     // Ctrl-C stops every child.

@@ -73,6 +73,8 @@ pub(crate) struct SecurityServer {
     pub(crate) server_proxy_address: String,
     /// Admin listener.
     pub(crate) admin_url: String,
+    /// Admin REST API (read-only so far; `Authorization: Bearer <api_keys.security_servers[code]>`).
+    pub(crate) admin_api_url: String,
     /// Prometheus metrics.
     pub(crate) metrics_url: String,
     /// Health check.
@@ -120,6 +122,8 @@ pub(crate) struct ApiKeys {
     pub(crate) central_admin: Option<String>,
     /// Central server, role `observer` (read-only).
     pub(crate) central_observer: Option<String>,
+    /// Security servers' admin API, role `system-administrator`, by server code.
+    pub(crate) security_servers: BTreeMap<String, String>,
     /// Security server auditor role; `null` until an auditor API exists.
     pub(crate) auditor: Option<String>,
 }
@@ -177,6 +181,7 @@ pub(crate) fn build(layout: &Layout, state: &State, pids: Vec<(String, u32)>) ->
             client_proxy_url: local(ports.client_proxy),
             server_proxy_address: format!("127.0.0.1:{}", ports.server_proxy),
             admin_url: local(ports.admin),
+            admin_api_url: format!("{}/api/v1", local(ports.admin)),
             metrics_url: format!("{}/metrics", local(ports.admin)),
             healthz_url: format!("{}/healthz", local(ports.admin)),
             auditor_url: None,
@@ -222,6 +227,7 @@ pub(crate) fn build(layout: &Layout, state: &State, pids: Vec<(String, u32)>) ->
         api_keys: ApiKeys {
             central_admin: state.secrets.central_admin_key.clone(),
             central_observer: state.secrets.central_observer_key.clone(),
+            security_servers: state.secrets.ss_admin_keys.clone(),
             auditor: None,
         },
         files: Files {

@@ -130,6 +130,9 @@ pub(crate) struct Secrets {
     pub(crate) central_observer_key: Option<String>,
     /// The example portal's client secret at the example OpenID provider.
     pub(crate) oidc_client_secret: String,
+    /// Each security server's admin API key (role system-administrator), by server code.
+    #[serde(default)]
+    pub(crate) ss_admin_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// Everything `state.json` holds.
@@ -204,6 +207,7 @@ impl State {
                         central_admin_key: None,
                         central_observer_key: None,
                         oidc_client_secret: random_secret()?,
+                        ss_admin_keys: Default::default(),
                     },
                     done: Vec::new(),
                 };
@@ -212,6 +216,24 @@ impl State {
             }
             Err(e) => Err(UpError::io(&path)(e)),
         }
+    }
+
+    /// The admin API key of security server `code`, created (and saved) on first use.
+    pub(crate) fn ss_admin_key(&mut self, layout: &Layout, code: &str) -> Result<String, UpError> {
+        if let Some(k) = self.secrets.ss_admin_keys.get(code) {
+            return Ok(k.clone());
+        }
+        // The same form `security-server api-key` prints: 32 random bytes in hex.
+        let mut b = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut b)
+            .map_err(|_| UpError::Setup("the system random generator failed".into()))?;
+        let key: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        self.secrets
+            .ss_admin_keys
+            .insert(code.to_owned(), key.clone());
+        self.save(layout)?;
+        Ok(key)
     }
 
     /// Writes `state.json` (0600, atomically).

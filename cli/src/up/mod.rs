@@ -154,6 +154,9 @@ async fn up(
     // key derivations (PBKDF2), which run in separate processes.
     let ports = state.ports.security_servers.clone();
     let examples_port = state.ports.examples;
+    for ss in &plan::SECURITY_SERVERS {
+        state.ss_admin_key(&layout, ss.code)?;
+    }
     let [(ss1, p1), (ss2, p2)] = [0, 1].map(|i| (&plan::SECURITY_SERVERS[i], &ports[i]));
     let (a, b) = tokio::join!(
         secserver::prepare(&layout, &state, &ca, ss1, p1, examples_port, &ss_bin),

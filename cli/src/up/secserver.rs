@@ -80,7 +80,13 @@ pub(crate) async fn prepare(
         }
         completed = Some(step);
     }
-    write_file(&config, config_text(ss, ports, examples_port).as_bytes())?;
+    let admin_key = state.secrets.ss_admin_keys.get(ss.code).ok_or_else(|| {
+        UpError::Setup(format!("state.json has no admin API key for {}", ss.code))
+    })?;
+    write_file(
+        &config,
+        config_text(ss, ports, examples_port, admin_key).as_bytes(),
+    )?;
     Ok(completed)
 }
 
@@ -191,7 +197,12 @@ fn certify(
 /// The server's configuration: loopback listeners, development mode (plain-HTTP clients), a
 /// short poll interval, the hosted client and, on the provider, the example services with
 /// their access rights.
-fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16) -> String {
+fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str) -> String {
+    let key_sha256: String = ring::digest::digest(&ring::digest::SHA256, admin_key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut t = format!(
         "# Written by `trustbus up` on every start; every option is described in\n\
          # configs/security-server.example.toml.\n\n\
@@ -209,6 +220,10 @@ fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16) -> String {
          anchor = \"anchor.json\"\n\
          # Pick up registrations and setting changes within two seconds.\n\
          poll_interval_seconds = 2\n\n\
+         # The admin API key (the key itself is in DIR/endpoints.json).\n\
+         [[api_keys]]\n\
+         sha256 = \"{key_sha256}\"\n\
+         role = \"system-administrator\"\n\n\
          [[clients]]\n\
          id = \"{client}\"\n\
          connection = \"http\"\n",
