@@ -152,3 +152,23 @@ pub(crate) fn soap_request() -> Result<Vec<u8>, String> {
         ))
         .build())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_example_soap_request_parses_and_names_the_person() {
+        let req = soap_request().unwrap();
+        let m = soap::parse_request(req, &soap::Limits::default()).unwrap();
+        assert_eq!(m.header().client.to_slash(), plan::CONSUMER);
+        let body = String::from_utf8_lossy(m.body_content()).into_owned();
+        assert_eq!(
+            element_text(&body, "id").as_deref(),
+            Some(plan::EXAMPLE_PERSON)
+        );
+        assert_eq!(element_text(&body, "missing"), None);
+    }
+}

@@ -318,3 +318,60 @@ async fn callback_page() -> Html<&'static str> {
          <code>g2c</code> example.</p>",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use trustbus_sdk::identity::{IdTokenVerifier, JwkSet, TrustedIssuer, VerifyOptions};
+
+    #[test]
+    fn id_tokens_verify_with_the_bus_rules_and_the_published_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.p8");
+        let p = Provider::new("http://127.0.0.1:1".into(), "s".into(), &key).unwrap();
+        let grant = Grant {
+            redirect_uri: redirect_uri(&p.issuer),
+            nonce: Some("n".into()),
+            challenge: None,
+            acr: "substantial".into(),
+            issued: Instant::now(),
+        };
+        let token = p.id_token(&grant).unwrap();
+        let set = JwkSet::parse(p.jwks().to_string().as_bytes()).unwrap();
+        let v = IdTokenVerifier::new(vec![TrustedIssuer::with_pinned_keys(
+            "http://127.0.0.1:1",
+            vec![plan::OIDC_CLIENT_ID.into()],
+            set,
+        )]);
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let id = v
+            .verify_cached(
+                &token,
+                &VerifyOptions {
+                    nonce: Some("n"),
+                    ..VerifyOptions::default()
+                },
+                now,
+            )
+            .unwrap();
+        assert_eq!(id.subject, plan::CITIZEN);
+        assert_eq!(id.acr.as_deref(), Some("substantial"));
+
+        // The key is kept: a second provider on the same file publishes the same key.
+        let again = Provider::new("http://127.0.0.1:1".into(), "s".into(), &key).unwrap();
+        assert_eq!(again.jwks(), p.jwks());
+    }
+
+    #[test]
+    fn state_is_percent_encoded() {
+        assert_eq!(percent_encode("a b&c=d~"), "a%20b%26c%3Dd~");
+    }
+}
