@@ -142,6 +142,11 @@ impl Children {
         Ok(rx)
     }
 
+    /// Whether no child runs.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
     /// The process ids, by name (published in `endpoints.json` for scripts and tests).
     pub(crate) fn pids(&self) -> Vec<(String, u32)> {
         self.running

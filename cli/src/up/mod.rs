@@ -71,7 +71,9 @@ pub(crate) fn run(dir: &Path) -> Result<(), UpError> {
         if let Ok(true) = result {
             watch_children(&mut children, &mut signals).await;
         }
-        eprintln!("trustbus up: stopping");
+        if !children.is_empty() {
+            eprintln!("trustbus up: stopping");
+        }
         // Every exit path, success, error or signal, stops the children before returning.
         children.stop_all().await;
         let _ = stop_tx.send(true);
@@ -124,9 +126,10 @@ async fn up(
     stop: watch::Receiver<bool>,
 ) -> Result<(), UpError> {
     let started = Instant::now();
-    let layout = Layout::new(dir)?;
+    // Before anything is created: without the server binaries there is nothing to run.
     let central_bin = children::sibling_binary("central-server")?;
     let ss_bin = children::sibling_binary("security-server")?;
+    let layout = Layout::new(dir)?;
     let codes: Vec<&str> = plan::SECURITY_SERVERS.iter().map(|s| s.code).collect();
     let (mut state, fresh) = State::load_or_create(&layout, &codes)?;
     state.check_ports_free()?;
