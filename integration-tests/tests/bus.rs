@@ -428,6 +428,13 @@ fn development_instance_end_to_end() {
     // First run: creates everything.
     let up = Up::start(&dir);
     eprintln!("first run ready in {:.1} s", up.ready_in.as_secs_f64());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["endpoints.json", "state.json"] {
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f} holds secrets");
+        }
+    }
     printed_commands_work(&up);
     rest_and_soap(&up);
     admin_apis(&up);
