@@ -30,6 +30,32 @@ pub(crate) fn sibling_binary(name: &str) -> Result<PathBuf, UpError> {
     }
 }
 
+/// Fails with a clear message when `program --help` does not list every one of `commands`
+/// (for example a security-server build from before its commands existed).
+pub(crate) async fn check_commands(program: &Path, commands: &[&str]) -> Result<(), UpError> {
+    let out = Command::new(program)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| UpError::Setup(format!("cannot run {}: {e}", program.display())))?;
+    let help = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = commands
+        .iter()
+        .copied()
+        .filter(|c| !help.lines().any(|l| l.trim_start().starts_with(c)))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(UpError::Setup(format!(
+            "{} has no {} command: this build does not contain the finished server yet",
+            program.display(),
+            missing.join(", ")
+        )))
+    }
+}
+
 /// Runs a setup command to completion; its output goes to `log` and, on failure, into the
 /// error. Returns standard output.
 pub(crate) async fn run_once(

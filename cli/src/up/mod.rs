@@ -129,6 +129,7 @@ async fn up(
     // Before anything is created: without the server binaries there is nothing to run.
     let central_bin = children::sibling_binary("central-server")?;
     let ss_bin = children::sibling_binary("security-server")?;
+    children::check_commands(&ss_bin, &["init", "import-cert", "register", "serve"]).await?;
     let layout = Layout::new(dir)?;
     let codes: Vec<&str> = plan::SECURITY_SERVERS.iter().map(|s| s.code).collect();
     let (mut state, fresh) = State::load_or_create(&layout, &codes)?;
