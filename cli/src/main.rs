@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod message;
 mod pki;
+mod up;
 mod verify;
 
 /// Trustbus command-line tool.
@@ -31,7 +32,9 @@ enum Command {
     VerifyLog(verify::VerifyLogArgs),
     /// Verifies one message-log archive file on its own.
     VerifyArchive(verify::VerifyArchiveArgs),
-    /// Starts a complete local instance (central server, two security servers, examples).
+    /// Starts a complete development instance on loopback: development CA/OCSP/TSA, central
+    /// server, two security servers, example REST and SOAP services and an example OpenID
+    /// provider. The first run creates DIR; later runs reuse it.
     Up {
         /// Directory for the instance's state.
         #[arg(long, default_value = "trustbus-dev")]
@@ -55,13 +58,7 @@ fn main() -> ExitCode {
         Command::VerifyArchive(args) => return verify::verify_archive_file(&args),
         Command::Pki(cmd) => pki::run(cmd).map_err(|e| e.to_string()),
         Command::Message(cmd) => message::run(cmd).map_err(|e| e.to_string()),
-        Command::Up { dir } => Err(format!(
-            "`trustbus up` is not available yet (it would use {}): the local instance \
-             arrives once the central server and security server exist (issue 8). Today you \
-             can run the development trust services with `trustbus pki init` and \
-             `trustbus pki serve`, and check messages with `trustbus message`.",
-            dir.display()
-        )),
+        Command::Up { dir } => up::run(&dir).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

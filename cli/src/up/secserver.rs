@@ -1,0 +1,256 @@
+//! A security server of the development instance, set up with the same commands an operator
+//! runs (docs/operator-guide.md): `security-server init`, certificates from the development CA
+//! for its CSRs, `import-cert`, `register` (auto-approved by the development central server),
+//! and `serve`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use trustbus_pki::Certificate;
+use trustbus_pki::devca::{DevCa, IssueRequest, SubjectKey};
+use trustbus_pki::profile::CertProfile;
+use trustbus_sdk::id::ClientId;
+
+use super::UpError;
+use super::children::{self, Children};
+use super::layout::{Layout, SsPorts, State, write_file};
+use super::plan::{self, Kind, SsPlan};
+
+/// Environment variable the security server reads its token PIN from (its default).
+pub(crate) const PIN_ENV: &str = "TRUSTBUS_SS_PIN";
+
+/// `init`, certificates and `import-cert` on the first run; the configuration file on every
+/// run. Returns the name of the setup step it completed, for the caller to record.
+pub(crate) async fn prepare(
+    layout: &Layout,
+    state: &State,
+    ca: &DevCa,
+    ss: &SsPlan,
+    ports: &SsPorts,
+    examples_port: u16,
+    binary: &Path,
+) -> Result<Option<String>, UpError> {
+    let dir = layout.security_server(ss.code);
+    let setup_log = layout.logs().join("setup.log");
+    let pin = pin(state, ss)?;
+    let env = [(PIN_ENV, pin.as_str())];
+    let config = dir.join("security-server.toml");
+    let config_s = config.to_string_lossy().into_owned();
+    let step = format!("{}-init", ss.code);
+    let mut completed = None;
+    if !state.is_done(&step) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let dir_s = dir.to_string_lossy().into_owned();
+        let anchor = layout.anchor().to_string_lossy().into_owned();
+        children::run_once(
+            binary,
+            &[
+                "init",
+                "--dir",
+                &dir_s,
+                "--owner",
+                ss.owner,
+                "--server-code",
+                ss.code,
+                "--anchor",
+                &anchor,
+                "--name",
+                ss.owner_name,
+            ],
+            &env,
+            &setup_log,
+        )
+        .await?;
+        for (profile, csr, out) in [
+            (CertProfile::Auth, "auth.csr.pem", "auth-issued.pem"),
+            (CertProfile::Sign, "sign.csr.pem", "sign-issued.pem"),
+        ] {
+            let cert = certify(ca, ss, profile, &dir.join("data/certs").join(csr))?;
+            let out = dir.join(out);
+            Certificate::write_pem_file(&out, &[cert])
+                .map_err(|e| UpError::Setup(format!("{}: {e}", out.display())))?;
+            let out_s = out.to_string_lossy().into_owned();
+            children::run_once(
+                binary,
+                &["import-cert", &out_s, "--config", &config_s],
+                &env,
+                &setup_log,
+            )
+            .await?;
+        }
+        completed = Some(step);
+    }
+    let admin_key = state.secrets.ss_admin_keys.get(ss.code).ok_or_else(|| {
+        UpError::Setup(format!("state.json has no admin API key for {}", ss.code))
+    })?;
+    write_file(
+        &config,
+        config_text(ss, ports, examples_port, admin_key).as_bytes(),
+    )?;
+    Ok(completed)
+}
+
+/// `security-server register` once: the authentication certificate and the hosted client.
+/// Returns the name of the setup step it completed, for the caller to record.
+pub(crate) async fn register(
+    layout: &Layout,
+    state: &State,
+    ss: &SsPlan,
+    ports: &SsPorts,
+    binary: &Path,
+) -> Result<Option<String>, UpError> {
+    let step = format!("{}-registered", ss.code);
+    if state.is_done(&step) {
+        return Ok(None);
+    }
+    let pin = pin(state, ss)?;
+    let config = layout
+        .security_server(ss.code)
+        .join("security-server.toml")
+        .to_string_lossy()
+        .into_owned();
+    let address = format!("127.0.0.1:{}", ports.server_proxy);
+    let out = children::run_once(
+        binary,
+        &["register", "--config", &config, "--address", &address],
+        &[(PIN_ENV, pin.as_str())],
+        &layout.logs().join("setup.log"),
+    )
+    .await?;
+    // `register` prints one line per request; a refused one does not fail the command.
+    if out.contains("refused") || !out.contains("approved") {
+        return Err(UpError::Setup(format!(
+            "registering {} with the central server failed:\n{}",
+            ss.code,
+            out.trim_end()
+        )));
+    }
+    Ok(Some(step))
+}
+
+/// Starts `security-server serve`; the caller waits for its listeners.
+pub(crate) fn start(
+    layout: &Layout,
+    state: &State,
+    ss: &SsPlan,
+    binary: &Path,
+    children: &mut Children,
+) -> Result<children::Lines, UpError> {
+    let pin = pin(state, ss)?;
+    let config = layout
+        .security_server(ss.code)
+        .join("security-server.toml")
+        .to_string_lossy()
+        .into_owned();
+    children.spawn(
+        ss.code,
+        binary,
+        &["serve", "--config", &config],
+        &[(PIN_ENV, pin.as_str())],
+        &layout.logs(),
+    )
+}
+
+/// Waits for the three listeners of a started security server.
+pub(crate) async fn wait_started(
+    layout: &Layout,
+    ss: &SsPlan,
+    lines: &mut children::Lines,
+) -> Result<(), UpError> {
+    children::wait_listening(ss.code, lines, 3, Duration::from_secs(20), &layout.logs()).await?;
+    Ok(())
+}
+
+fn pin(state: &State, ss: &SsPlan) -> Result<String, UpError> {
+    state
+        .secrets
+        .ss_pins
+        .get(ss.code)
+        .cloned()
+        .ok_or_else(|| UpError::Setup(format!("state.json has no PIN for {}", ss.code)))
+}
+
+/// Issues the certificate for the key of the CSR at `csr_path`.
+fn certify(
+    ca: &DevCa,
+    ss: &SsPlan,
+    profile: CertProfile,
+    csr_path: &Path,
+) -> Result<Certificate, UpError> {
+    let text = std::fs::read_to_string(csr_path).map_err(UpError::io(csr_path))?;
+    let csr =
+        pem::parse(&text).map_err(|e| UpError::Setup(format!("{}: {e}", csr_path.display())))?;
+    let member =
+        ClientId::from_slash(ss.owner).map_err(|e| UpError::Setup(format!("{}: {e}", ss.owner)))?;
+    ca.issue(&IssueRequest {
+        profile,
+        member,
+        member_name: ss.owner_name.to_owned(),
+        server_code: (profile == CertProfile::Auth).then(|| ss.code.to_owned()),
+        key: SubjectKey::Csr(csr.contents()),
+        not_before: None,
+        not_after: None,
+    })
+    .map_err(|e| UpError::Setup(format!("development CA: {e}")))
+}
+
+/// The server's configuration: loopback listeners, development mode (plain-HTTP clients), a
+/// short poll interval, the hosted client and, on the provider, the example services with
+/// their access rights.
+fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str) -> String {
+    let key_sha256: String = ring::digest::digest(&ring::digest::SHA256, admin_key.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut t = format!(
+        "# Written by `trustbus up` on every start; every option is described in\n\
+         # configs/security-server.example.toml.\n\n\
+         [server]\n\
+         owner = \"{owner}\"\n\
+         server_code = \"{code}\"\n\
+         data_dir = \"data\"\n\
+         # Development only: lets information systems connect over plain HTTP.\n\
+         development = true\n\n\
+         [listen]\n\
+         client_proxy = \"127.0.0.1:{cp}\"\n\
+         server_proxy = \"127.0.0.1:{sp}\"\n\
+         admin = \"127.0.0.1:{admin}\"\n\n\
+         [globalconf]\n\
+         anchor = \"anchor.json\"\n\
+         # Pick up registrations and setting changes within two seconds.\n\
+         poll_interval_seconds = 2\n\n\
+         # The admin API key (the key itself is in DIR/endpoints.json).\n\
+         [[api_keys]]\n\
+         sha256 = \"{key_sha256}\"\n\
+         role = \"system-administrator\"\n\n\
+         [[clients]]\n\
+         id = \"{client}\"\n\
+         connection = \"http\"\n",
+        owner = ss.owner,
+        code = ss.code,
+        cp = ports.client_proxy,
+        sp = ports.server_proxy,
+        admin = ports.admin,
+        client = ss.client,
+    );
+    if ss.code == plan::SECURITY_SERVERS[plan::PROVIDER].code {
+        for s in plan::SERVICES {
+            let kind = match s.kind {
+                Kind::Rest => "rest",
+                Kind::Soap => "soap",
+            };
+            t.push_str(&format!(
+                "\n[[services]]\nid = \"{}\"\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{examples_port}{}\"\n",
+                s.id, s.backend_path
+            ));
+            for client in s.granted_to {
+                t.push_str(&format!(
+                    "\n[[access]]\nservice = \"{}\"\nsubject = \"SUBSYSTEM:{client}\"\n",
+                    s.id
+                ));
+            }
+        }
+    }
+    t
+}
