@@ -541,7 +541,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
     if want("direct") {
         runs.push(Run {
             name: "direct",
-            url: echo_url.clone(),
+            url: echo_url,
             client: client.into(),
             service: service.into(),
             bus: false,
@@ -571,7 +571,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
         };
         match (&e.client_proxy, &e.client, svc) {
             (Some(url), Some(cl), Some(svc)) => {
-                let mut procs = echo_procs.clone();
+                let mut procs = echo_procs;
                 procs.extend(b.processes());
                 eprintln!("bus: client proxy {url}, client {cl}, service {svc}");
                 runs.push(Run {
