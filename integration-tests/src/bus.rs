@@ -21,6 +21,69 @@ pub struct BusEndpoints {
     pub soap_service: Option<String>,
     /// Pids named in the file, with the key they were found under.
     pub pids: Vec<(String, u32)>,
+    /// Whether `rest_service` answers a POST by echoing its body (a service named `*echo*` or
+    /// `*bench*`); otherwise it is the instance's example register, which answers GET only.
+    pub rest_service_echoes: bool,
+}
+
+/// Reads `endpoints.json` as `trustbus up` writes it (`format_version` 1: `client_proxy_url`,
+/// `security_servers[].clients`, `services` by name, `processes[]` with `name` and `pid`),
+/// falling back to [`parse_endpoints`] for anything it does not find.
+pub fn parse_up_endpoints(doc: &Value) -> BusEndpoints {
+    let mut e = parse_endpoints(doc);
+    if let Some(url) = doc.get("client_proxy_url").and_then(Value::as_str) {
+        e.client_proxy = Some(url.trim_end_matches('/').to_owned());
+        // The consumer is a client hosted on the server whose client proxy this is.
+        let hosted = doc
+            .get("security_servers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|ss| ss.get("client_proxy_url").and_then(Value::as_str) == Some(url))
+            .and_then(|ss| ss.get("clients"))
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+            .and_then(Value::as_str)
+            .and_then(as_client);
+        if hosted.is_some() {
+            e.client = hosted;
+        }
+    }
+    if let Some(services) = doc.get("services").and_then(Value::as_object) {
+        let named = |want: &dyn Fn(&str) -> bool| {
+            services
+                .iter()
+                .filter(|(n, _)| want(&n.to_ascii_lowercase()))
+                .find_map(|(_, v)| v.as_str().and_then(as_service))
+        };
+        let echo = named(&|n| (n.contains("echo") || n.contains("bench")) && !n.contains("soap"));
+        e.rest_service_echoes = echo.is_some();
+        // The register answers GET without an end user; `citizen` needs an ID token and
+        // `not_granted` is refused by design.
+        e.rest_service = echo
+            .or_else(|| named(&|n| n == "population_register"))
+            .or_else(|| {
+                named(&|n| {
+                    !n.contains("soap") && !n.contains("citizen") && !n.contains("not_granted")
+                })
+            })
+            .or(e.rest_service);
+        e.soap_service = named(&|n| n.contains("soap")).or(e.soap_service);
+    }
+    if let Some(procs) = doc.get("processes").and_then(Value::as_array) {
+        let named: Vec<(String, u32)> = procs
+            .iter()
+            .filter_map(|p| {
+                let name = p.get("name")?.as_str()?.to_owned();
+                let pid = u32::try_from(p.get("pid")?.as_u64()?).ok()?;
+                Some((name, pid))
+            })
+            .collect();
+        if !named.is_empty() {
+            e.pids = named;
+        }
+    }
+    e
 }
 
 fn flatten(v: &Value, path: &str, out: &mut Vec<(String, Value)>) {
@@ -100,6 +163,7 @@ pub fn parse_endpoints(doc: &Value) -> BusEndpoints {
         rest_service,
         soap_service,
         pids,
+        rest_service_echoes: false,
     }
 }
 
@@ -115,6 +179,42 @@ pub fn instance_processes(root: u32) -> Vec<(String, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_up_format() {
+        let doc: Value = serde_json::from_str(
+            r#"{
+              "format_version": 1,
+              "client_proxy_url": "http://127.0.0.1:18080",
+              "client_ids": {"ministry": "DEV/GOV/1002/registry", "portal": "DEV/GOV/1001/tax-portal"},
+              "services": {
+                "citizen_records": "DEV/GOV/1002/registry/citizen",
+                "not_granted": "DEV/GOV/1002/registry/statistics",
+                "population_register": "DEV/GOV/1002/registry/persons",
+                "population_register_soap": "DEV/GOV/1002/registry/getPerson"
+              },
+              "security_servers": [
+                {"client_proxy_url": "http://127.0.0.1:18080", "clients": ["DEV/GOV/1001/tax-portal"]},
+                {"client_proxy_url": "http://127.0.0.1:18090", "clients": ["DEV/GOV/1002/registry"]}
+              ],
+              "processes": [{"name": "ss1", "pid": 11}, {"name": "ss2", "pid": 12}]
+            }"#,
+        )
+        .unwrap_or(Value::Null);
+        let e = parse_up_endpoints(&doc);
+        assert_eq!(e.client_proxy.as_deref(), Some("http://127.0.0.1:18080"));
+        assert_eq!(e.client.as_deref(), Some("DEV/GOV/1001/tax-portal"));
+        assert_eq!(
+            e.rest_service.as_deref(),
+            Some("DEV/GOV/1002/registry/persons")
+        );
+        assert_eq!(
+            e.soap_service.as_deref(),
+            Some("DEV/GOV/1002/registry/getPerson")
+        );
+        assert!(!e.rest_service_echoes);
+        assert_eq!(e.pids, vec![("ss1".to_owned(), 11), ("ss2".to_owned(), 12)]);
+    }
 
     #[test]
     fn finds_values_by_meaning() {

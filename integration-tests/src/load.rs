@@ -80,6 +80,9 @@ pub struct LoadConfig {
     pub service: String,
     /// Appended to the REST service path.
     pub rest_path: String,
+    /// Send `GET` without a body instead of `POST` (REST and plain), for services that only
+    /// answer GET.
+    pub get: bool,
     /// Require the bus's `X-Road-Request-Hash` and `X-Road-Id` response headers (REST).
     pub bus: bool,
     /// Require the response body to be as long as the request body (REST and plain).
@@ -175,11 +178,12 @@ const SOAP_ID_DIGITS: usize = 16;
 
 fn prepare(cfg: &LoadConfig, addr: SocketAddr, t: &Target) -> Result<Prepared, String> {
     let base = t.path.trim_end_matches('/');
+    let payload = if cfg.get { 0 } else { cfg.payload };
     let (path, content_type, body, soap_id_at) = match cfg.protocol {
         Protocol::Plain => (
             t.path.clone(),
             "application/octet-stream",
-            Bytes::from(vec![b'x'; cfg.payload]),
+            Bytes::from(vec![b'x'; payload]),
             None,
         ),
         Protocol::Rest => {
@@ -188,7 +192,7 @@ fn prepare(cfg: &LoadConfig, addr: SocketAddr, t: &Target) -> Result<Prepared, S
             (
                 format!("{base}/r1/{}{}", cfg.service, cfg.rest_path),
                 "application/octet-stream",
-                Bytes::from(vec![b'x'; cfg.payload]),
+                Bytes::from(vec![b'x'; payload]),
                 None,
             )
         }
@@ -280,11 +284,14 @@ fn build_request(p: &Prepared, id: u64) -> Result<(Request<Full<Bytes>>, Option<
         }
         None => (p.body.clone(), None),
     };
+    let get = p.cfg.get && p.cfg.protocol != Protocol::Soap;
     let mut rb = Request::builder()
-        .method(Method::POST)
+        .method(if get { Method::GET } else { Method::POST })
         .uri(p.path.as_str())
-        .header(hyper::header::HOST, p.host.as_str())
-        .header(hyper::header::CONTENT_TYPE, p.content_type);
+        .header(hyper::header::HOST, p.host.as_str());
+    if !get {
+        rb = rb.header(hyper::header::CONTENT_TYPE, p.content_type);
+    }
     if p.cfg.protocol == Protocol::Rest {
         rb = rb.header("X-Road-Client", p.cfg.client.as_str());
     }
@@ -561,6 +568,7 @@ pub async fn run_large(cfg: &LoadConfig, len: u64) -> Result<LargeReport, String
     let p = prepare(
         &LoadConfig {
             payload: 0,
+            get: false,
             protocol: if cfg.protocol == Protocol::Rest {
                 Protocol::Rest
             } else {

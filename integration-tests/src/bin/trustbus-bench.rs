@@ -67,6 +67,10 @@ struct Args {
     /// Override: the SOAP service id (slash form).
     #[arg(long)]
     bus_soap_service: Option<String>,
+    /// When the instance has no echo service, the REST row calls its example register with GET
+    /// on this path below the service (and the baselines get the same GET).
+    #[arg(long, default_value = "/38001085718")]
+    bus_rest_path: String,
     /// Seconds to rest between targets so one target's tail does not land in the next.
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
@@ -262,7 +266,7 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
         let doc = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
         return Ok(Bus {
             guard: None,
-            endpoints: apply_overrides(args, bus::parse_endpoints(&doc)),
+            endpoints: apply_overrides(args, bus::parse_up_endpoints(&doc)),
         });
     }
     if args.bus_url.is_some() {
@@ -316,7 +320,7 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         {
-            let endpoints = apply_overrides(args, bus::parse_endpoints(&doc));
+            let endpoints = apply_overrides(args, bus::parse_up_endpoints(&doc));
             return Ok(Bus {
                 guard: Some(guard),
                 endpoints,
@@ -338,6 +342,13 @@ struct Run<'a> {
     bus: bool,
     check_echo: bool,
     procs: Vec<(String, u32)>,
+}
+
+/// The request shape shared by every target of a run.
+struct Shape {
+    get: bool,
+    rest_path: String,
+    payload: usize,
 }
 
 fn sample_before(procs: &[(String, u32)]) -> Vec<(f64, u64)> {
@@ -376,15 +387,19 @@ fn per_1k(cpu: f64, n: u64) -> f64 {
     if n == 0 { 0.0 } else { cpu / n as f64 * 1000.0 }
 }
 
-fn loadgen_cmd(bin: &Path, args: &Args, r: &Run<'_>) -> Command {
+fn loadgen_cmd(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Command {
     let mut c = Command::new(bin);
+    if shape.get {
+        c.arg("--get");
+    }
+    c.args(["--rest-path", &shape.rest_path]);
     c.arg("--url")
         .arg(&r.url)
         .args(["--protocol", &args.protocol])
         .args(["--concurrency", &args.concurrency.to_string()])
         .args(["--duration", &args.duration.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
-        .args(["--payload", &args.payload.to_string()])
+        .args(["--payload", &shape.payload.to_string()])
         .args(["--client", &r.client])
         .args(["--service", &r.service]);
     if r.bus {
@@ -396,10 +411,10 @@ fn loadgen_cmd(bin: &Path, args: &Args, r: &Run<'_>) -> Command {
     c
 }
 
-fn run_cell(bin: &Path, args: &Args, r: &Run<'_>) -> Result<Cell, Error> {
+fn run_cell(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Result<Cell, Error> {
     let before = sample_before(&r.procs);
     let m0 = procstat::machine_jiffies().unwrap_or((0, 0));
-    let out = loadgen_cmd(bin, args, r)
+    let out = loadgen_cmd(bin, args, shape, r)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running the load generator: {e}"))?;
@@ -438,9 +453,15 @@ fn run_cell(bin: &Path, args: &Args, r: &Run<'_>) -> Result<Cell, Error> {
     })
 }
 
-fn run_large(bin: &Path, args: &Args, r: &Run<'_>, size: &str) -> Result<LargeCell, Error> {
+fn run_large(
+    bin: &Path,
+    args: &Args,
+    shape: &Shape,
+    r: &Run<'_>,
+    size: &str,
+) -> Result<LargeCell, Error> {
     let before = sample_before(&r.procs);
-    let out = loadgen_cmd(bin, args, r)
+    let out = loadgen_cmd(bin, args, shape, r)
         .args(["--large", size, "--timeout", "900"])
         .stderr(Stdio::inherit())
         .output()
@@ -537,6 +558,34 @@ fn real_main(args: &Args) -> Result<(), Error> {
 
     let (client, service) = ("BENCH/GOV/1000/client", "BENCH/GOV/2000/server/echo");
     let soap = args.protocol == "soap";
+    let mut shape = Shape {
+        get: false,
+        rest_path: String::new(),
+        payload: args.payload,
+    };
+    if let Some(b) = &bus_inst
+        && !soap
+        && !b.endpoints.rest_service_echoes
+    {
+        shape = Shape {
+            get: true,
+            rest_path: args.bus_rest_path.clone(),
+            payload: 0,
+        };
+        notes.push(format!(
+            "the instance has no echo service: every target was sent GET {} without a body \
+             (the bus row's backend is the instance's example register, which answers with \
+             a small JSON document; the baselines' backend is the echo server)",
+            args.bus_rest_path
+        ));
+    }
+    // One large body is a POST whatever the load's shape; the bus row then needs an echo
+    // service or it measures the example register's refusal.
+    let large_shape = Shape {
+        get: false,
+        rest_path: String::new(),
+        payload: 0,
+    };
     let mut runs: Vec<Run<'_>> = Vec::new();
     if want("direct") {
         runs.push(Run {
@@ -608,7 +657,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
             "load: {} ({}s warm-up + {}s, c{}, {} B, {})",
             r.name, args.warmup, args.duration, args.concurrency, args.payload, args.protocol
         );
-        match run_cell(&loadgen, args, r) {
+        match run_cell(&loadgen, args, &shape, r) {
             Ok(c) => cells.push(c),
             Err(e) => {
                 missing.insert(r.name.to_owned(), e.to_string());
@@ -620,7 +669,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
     if let Some(size) = &args.large {
         for r in &runs {
             eprintln!("large: one {size} body through {}", r.name);
-            match run_large(&loadgen, args, r, size) {
+            match run_large(&loadgen, args, &large_shape, r, size) {
                 Ok(c) => large.push(c),
                 Err(e) => {
                     missing.insert(format!("large {}", r.name), e.to_string());
@@ -675,7 +724,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
         protocol: args.protocol.clone(),
         concurrency: args.concurrency,
         duration_s: args.duration,
-        payload_bytes: args.payload,
+        payload_bytes: shape.payload,
         cells,
         missing,
         ratios,

@@ -39,6 +39,9 @@ struct Args {
     /// Appended to the REST service path.
     #[arg(long, default_value = "")]
     rest_path: String,
+    /// Send GET without a body instead of POST (REST and plain).
+    #[arg(long)]
+    get: bool,
     /// The target is the bus: REST responses must carry X-Road-Request-Hash and X-Road-Id.
     #[arg(long)]
     bus: bool,
@@ -96,6 +99,7 @@ fn real_main(a: Args) -> Result<(), String> {
         client: a.client,
         service: a.service,
         rest_path: a.rest_path,
+        get: a.get,
         bus: a.bus,
         check_echo: a.check_echo,
         timeout: secs(a.timeout, "timeout")?,
