@@ -216,11 +216,20 @@ struct Bus {
 impl Bus {
     fn processes(&self) -> Vec<(String, u32)> {
         let mut p = match &self.guard {
-            Some(g) => bus::instance_processes(g.pid()),
+            // `trustbus up` itself serves the example backends, OCSP and the TSA, so its CPU
+            // belongs to the bus row too.
+            Some(g) => {
+                let mut v = vec![("trustbus-up".to_owned(), g.pid())];
+                v.extend(bus::instance_processes(g.pid()));
+                v
+            }
             None => Vec::new(),
         };
         for (name, pid) in &self.endpoints.pids {
-            if !p.iter().any(|(_, q)| q == pid) && Path::new(&format!("/proc/{pid}")).exists() {
+            // endpoints.json names the servers (`ss1`, `central-server`); prefer its names.
+            if let Some(entry) = p.iter_mut().find(|(_, q)| q == pid) {
+                entry.0 = name.clone();
+            } else if Path::new(&format!("/proc/{pid}")).exists() {
                 p.push((name.clone(), *pid));
             }
         }
