@@ -67,6 +67,14 @@ struct Args {
     /// Override: the SOAP service id (slash form).
     #[arg(long)]
     bus_soap_service: Option<String>,
+    /// The REST service given with --bus-service echoes POST bodies (so the bus row POSTs the
+    /// same payload as the baselines).
+    #[arg(long)]
+    bus_echoes: bool,
+    /// A process of an instance started elsewhere, as NAME=PID, whose CPU and RSS belong to
+    /// the bus row (repeatable).
+    #[arg(long = "bus-pid")]
+    bus_pids: Vec<String>,
     /// When the instance has no echo service, the REST row calls its example register with GET
     /// on this path below the service (and the baselines get the same GET).
     #[arg(long, default_value = "/38001085718")]
@@ -94,8 +102,12 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         // SIGTERM first, so `trustbus up` can stop what it started; SIGKILL after 10 s.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -260,6 +272,14 @@ fn apply_overrides(args: &Args, mut e: BusEndpoints) -> BusEndpoints {
     }
     if let Some(v) = &args.bus_service {
         e.rest_service = Some(v.clone());
+        e.rest_service_echoes = args.bus_echoes;
+    }
+    for np in &args.bus_pids {
+        if let Some((name, pid)) = np.split_once('=')
+            && let Ok(pid) = pid.parse()
+        {
+            e.pids.push((name.to_owned(), pid));
+        }
     }
     if let Some(v) = &args.bus_soap_service {
         e.soap_service = Some(v.clone());
@@ -320,7 +340,8 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
     loop {
         if let Ok(Some(st)) = guard.child.try_wait() {
             let tail = fs::read_to_string(work.join("trustbus-up.log")).unwrap_or_default();
-            let tail: String = tail.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+            let lines: Vec<&str> = tail.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
             return Err(format!(
                 "`trustbus up` exited ({st}) before it was ready:\n{tail}"
             ));
