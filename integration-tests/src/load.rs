@@ -89,6 +89,10 @@ pub struct LoadConfig {
     pub check_echo: bool,
     /// Longest wait for one response; a slower one counts as a `timeout` error.
     pub timeout: Duration,
+    /// Total requests per second to aim at, spread evenly over the connections; `None` sends
+    /// as fast as responses come back. With a rate, latency counts from when a request was
+    /// due, not when it left, so a stalled server is not hidden (coordinated omission).
+    pub rate: Option<f64>,
 }
 
 /// The JSON the load generator prints.
@@ -113,6 +117,8 @@ pub struct LoadReport {
     pub requests_total: u64,
     /// `requests / duration_s`.
     pub requests_per_second: f64,
+    /// The target rate, if the run was paced.
+    pub target_rate: Option<f64>,
     /// Failed requests over the whole run.
     pub errors: u64,
     /// Failed requests by kind (`io`, `timeout`, `http_502`, `soap_fault`, ...).
@@ -171,6 +177,9 @@ struct Prepared {
     /// Where the 16 hex digits of the SOAP message id sit in `body`.
     soap_id_at: Option<usize>,
 }
+
+/// How late a paced request may leave before its latency counts from when it was due.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// The id placeholder written into the SOAP template and overwritten per request.
 const SOAP_ID_PREFIX: &str = "bench-";
@@ -361,11 +370,30 @@ fn check(
     Ok(())
 }
 
-async fn worker(p: Arc<Prepared>, n: u64, measure_from: Instant, end: Instant) -> Tally {
+async fn worker(
+    p: Arc<Prepared>,
+    n: u64,
+    start: Instant,
+    measure_from: Instant,
+    end: Instant,
+) -> Tally {
     let mut t = Tally::default();
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
     let mut seq: u64 = 0;
+    // Each connection sends every `interval`, offset so the connections do not fire together.
+    let interval = p
+        .cfg
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(p.cfg.concurrency as f64 / r));
+    let mut due = interval.map(|i| start + i.mul_f64(n as f64 / p.cfg.concurrency as f64));
     while Instant::now() < end {
+        if let Some(d) = due {
+            if d >= end {
+                break;
+            }
+            tokio::time::sleep_until(d.into()).await;
+        }
         let sender = match conn.as_mut() {
             Some(s) => s,
             None => match connect(p.addr).await {
@@ -390,7 +418,16 @@ async fn worker(p: Arc<Prepared>, n: u64, measure_from: Instant, end: Instant) -
                 break;
             }
         };
-        let t0 = Instant::now();
+        // tokio's timer wakes up to about a millisecond late; only a request that is later
+        // than that is charged from its due time.
+        let now = Instant::now();
+        let t0 = match due {
+            Some(d) if now.saturating_duration_since(d) > TIMER_SLACK => d,
+            _ => now,
+        };
+        if let (Some(d), Some(i)) = (due.as_mut(), interval) {
+            *d += i;
+        }
         let outcome = tokio::time::timeout(p.cfg.timeout, async {
             let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
             let (parts, body) = res.into_parts();
@@ -454,7 +491,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let measure_from = start + cfg.warmup;
     let end = measure_from + cfg.duration;
     let tasks: Vec<_> = (0..cfg.concurrency as u64)
-        .map(|n| tokio::spawn(worker(p.clone(), n, measure_from, end)))
+        .map(|n| tokio::spawn(worker(p.clone(), n, start, measure_from, end)))
         .collect();
     let mut all = Tally::default();
     for task in tasks {
@@ -480,6 +517,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         payload_bytes: cfg.payload,
         requests: all.measured,
         requests_total: all.total,
+        target_rate: cfg.rate,
         requests_per_second: if secs > 0.0 {
             all.measured as f64 / secs
         } else {
@@ -569,6 +607,7 @@ pub async fn run_large(cfg: &LoadConfig, len: u64) -> Result<LargeReport, String
         &LoadConfig {
             payload: 0,
             get: false,
+            rate: None,
             protocol: if cfg.protocol == Protocol::Rest {
                 Protocol::Rest
             } else {

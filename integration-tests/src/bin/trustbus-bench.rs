@@ -39,6 +39,10 @@ struct Args {
     /// Run only these targets: bus, nginx, direct (repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Pace every target at this many requests/s instead of running flat out (for latency at
+    /// a given load, e.g. half of the bus's maximum).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -157,6 +161,7 @@ struct Output {
     machine: String,
     protocol: String,
     concurrency: usize,
+    rate: Option<f64>,
     duration_s: f64,
     payload_bytes: usize,
     cells: Vec<Cell>,
@@ -432,6 +437,9 @@ fn loadgen_cmd(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Command {
         .args(["--payload", &shape.payload.to_string()])
         .args(["--client", &r.client])
         .args(["--service", &r.service]);
+    if let Some(rate) = args.rate {
+        c.args(["--rate", &rate.to_string()]);
+    }
     if r.bus {
         c.arg("--bus");
     }
@@ -697,7 +705,19 @@ fn real_main(args: &Args) -> Result<(), Error> {
 
     let mut large = Vec::new();
     if let Some(size) = &args.large {
+        let bus_echoes = bus_inst
+            .as_ref()
+            .is_some_and(|b| b.endpoints.rest_service_echoes);
         for r in &runs {
+            if r.bus && !bus_echoes {
+                missing.insert(
+                    "large bus".to_owned(),
+                    "the instance has no echo service, and its example register refuses a POST; \
+                     pass --bus-service with an echoing REST service and --bus-echoes"
+                        .to_owned(),
+                );
+                continue;
+            }
             eprintln!("large: one {size} body through {}", r.name);
             match run_large(&loadgen, args, &large_shape, r, size) {
                 Ok(c) => large.push(c),
@@ -753,6 +773,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
         machine: machine(),
         protocol: args.protocol.clone(),
         concurrency: args.concurrency,
+        rate: args.rate,
         duration_s: args.duration,
         payload_bytes: shape.payload,
         cells,
@@ -785,8 +806,12 @@ fn ms(us: f64) -> String {
 }
 
 fn print_table(o: &Output) {
+    let pace = o
+        .rate
+        .map(|r| format!(", paced at {r} req/s"))
+        .unwrap_or_default();
     println!(
-        "trustbus-bench: {} protocol, concurrency {}, {} s measured, {} B payload; {}",
+        "trustbus-bench: {} protocol, concurrency {}{pace}, {} s measured, {} B payload; {}",
         o.protocol, o.concurrency, o.duration_s, o.payload_bytes, o.machine
     );
     println!();

@@ -51,6 +51,10 @@ struct Args {
     /// Seconds to wait for one response before counting a timeout.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Pace the load at this many requests per second in total (latency then counts from
+    /// when each request was due); without it, the loop runs flat out.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Instead of the loop, send one streamed body of this many bytes (e.g. 1GiB) and report.
     #[arg(long, value_parser = parse_size)]
     large: Option<u64>,
@@ -103,6 +107,7 @@ fn real_main(a: Args) -> Result<(), String> {
         bus: a.bus,
         check_echo: a.check_echo,
         timeout: secs(a.timeout, "timeout")?,
+        rate: a.rate,
     };
     // One thread: the generator shares the 2 cores with what it measures, so it must be cheap.
     let rt = tokio::runtime::Builder::new_current_thread()
