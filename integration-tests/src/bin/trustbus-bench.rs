@@ -377,6 +377,8 @@ struct Run<'a> {
     bus: bool,
     check_echo: bool,
     procs: Vec<(String, u32)>,
+    /// The run sends SOAP envelopes.
+    service_is_soap: bool,
 }
 
 /// The request shape shared by every target of a run.
@@ -489,6 +491,43 @@ fn run_cell(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Result<Cell,
         load,
         processes,
     })
+}
+
+/// Sends single requests until one succeeds (a fresh instance may still be propagating its
+/// registrations through global configuration), for at most 90 s.
+fn wait_ready(bin: &Path, shape: &Shape, r: &Run<'_>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let mut c = Command::new(bin);
+        c.arg("--url")
+            .arg(&r.url)
+            .args(["--concurrency", "1", "--duration", "0.3", "--warmup", "0"])
+            .args(["--payload", &shape.payload.to_string()])
+            .args(["--rest-path", &shape.rest_path])
+            .args(["--client", &r.client, "--service", &r.service, "--bus"]);
+        if shape.get {
+            c.arg("--get");
+        }
+        // The protocol of the probe is REST unless the run is SOAP.
+        if r.service_is_soap {
+            c.args(["--protocol", "soap"]);
+        } else {
+            c.args(["--protocol", "rest"]);
+        }
+        if let Ok(out) = c.stderr(Stdio::null()).output()
+            && let Ok(rep) = serde_json::from_slice::<LoadReport>(&out.stdout)
+        {
+            if rep.errors == 0 && rep.requests_total > 0 {
+                return Ok(());
+            }
+            last = rep.first_error.unwrap_or_default();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(format!(
+        "the bus never answered a request within 90 s; last error: {last}"
+    ))
 }
 
 fn run_large(
@@ -634,6 +673,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
             bus: false,
             check_echo: true,
             procs: echo_procs.clone(),
+            service_is_soap: soap,
         });
     }
     if let Some(c) = &chain {
@@ -647,6 +687,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
             bus: false,
             check_echo: true,
             procs,
+            service_is_soap: soap,
         });
     }
     if let Some(b) = &bus_inst {
@@ -671,6 +712,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
                     // headers are still checked.
                     check_echo: false,
                     procs,
+                    service_is_soap: soap,
                 });
             }
             _ => {
@@ -690,6 +732,12 @@ fn real_main(args: &Args) -> Result<(), Error> {
     for (i, r) in runs.iter().enumerate() {
         if i > 0 {
             std::thread::sleep(Duration::from_secs_f64(args.settle.max(0.0)));
+        }
+        if r.bus
+            && let Err(e) = wait_ready(&loadgen, &shape, r)
+        {
+            missing.insert(r.name.to_owned(), e);
+            continue;
         }
         eprintln!(
             "load: {} ({}s warm-up + {}s, c{}, {} B, {})",
