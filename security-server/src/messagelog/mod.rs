@@ -59,6 +59,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use tokio::sync::{oneshot, watch};
 
+/// How many synced batches may wait for the background indexer before the writer waits.
+const INDEX_QUEUE_BATCHES: usize = 64;
+
 /// Errors of the message log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -242,7 +245,9 @@ impl MessageLog {
                 })
             }
             IndexUpdate::Background => {
-                let (itx, irx) = mpsc::channel::<Vec<IndexedRecord>>();
+                // Bounded: when sled falls behind, the writer thread waits here instead of
+                // queueing synced batches in memory without limit (backpressure on appends).
+                let (itx, irx) = mpsc::sync_channel::<Vec<IndexedRecord>>(INDEX_QUEUE_BATCHES);
                 let store = store.clone();
                 let failed = index_failed.clone();
                 let h = std::thread::Builder::new()

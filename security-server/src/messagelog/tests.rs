@@ -568,7 +568,8 @@ async fn recovery_from_a_snapshot_taken_under_load() {
         let (log, acked, stop) = (log.clone(), acked.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
+            // Bounded, so that a slow machine cannot turn the test into an unbounded load.
+            while !stop.load(Ordering::SeqCst) && i < 20_000 {
                 let id = log.append(sample_record(t * 100_000 + i)).await.unwrap();
                 acked.lock().unwrap().push(id);
                 i += 1;
