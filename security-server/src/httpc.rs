@@ -98,18 +98,7 @@ pub fn backend_tls_config(
 ) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
     let certs =
         trustbus_pki::Certificate::read_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs {
-        roots
-            .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-            .map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(trustbus_pki::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(std::sync::Arc::new(cfg))
+    trustbus_pki::tls::https_client_config(&certs).map_err(|e| format!("{}: {e}", ca.display()))
 }
 
 /// Sends `req` to an `https://` URL over a new TLS connection (HTTPS backends are not pooled
