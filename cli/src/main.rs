@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod message;
 mod pki;
 mod up;
+mod verify;
 
 /// Trustbus command-line tool.
 #[derive(Debug, Parser)]
@@ -25,6 +26,12 @@ enum Command {
     /// a security server would answer.
     #[command(subcommand)]
     Message(message::MessageCommand),
+    /// Verifies an evidence container offline against a verification configuration.
+    Verify(verify::VerifyArgs),
+    /// Verifies a message log's hash chain and reports the first broken link.
+    VerifyLog(verify::VerifyLogArgs),
+    /// Verifies one message-log archive file on its own.
+    VerifyArchive(verify::VerifyArchiveArgs),
     /// Starts a complete development instance on loopback: development CA/OCSP/TSA, central
     /// server, two security servers, example REST and SOAP services and an example OpenID
     /// provider. The first run creates DIR; later runs reuse it.
@@ -46,6 +53,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Verify(args) => return verify::verify(&args),
+        Command::VerifyLog(args) => return verify::verify_log(&args),
+        Command::VerifyArchive(args) => return verify::verify_archive_file(&args),
         Command::Pki(cmd) => pki::run(cmd).map_err(|e| e.to_string()),
         Command::Message(cmd) => message::run(cmd).map_err(|e| e.to_string()),
         Command::Up { dir } => up::run(&dir).map_err(|e| e.to_string()),

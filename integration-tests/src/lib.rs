@@ -1,8 +1,16 @@
 //! Helpers for the end-to-end tests that start the real Trustbus binaries on loopback: finding
 //! (or building) the binaries, running `trustbus up` and reading its `endpoints.json`, a small
-//! HTTP/1.1 client, and the `sh` blocks of docs/operator-guide.md.
+//! HTTP/1.1 client, and the `sh` blocks of docs/operator-guide.md; and the benchmark harness
+//! (`trustbus-loadgen`, `trustbus-echo`, `trustbus-bench`) in the modules below.
 
 #![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod echo;
+pub mod hist;
+pub mod load;
+pub mod nginx;
+pub mod procstat;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

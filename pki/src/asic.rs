@@ -192,6 +192,32 @@ fn uri_decode(uri: &str) -> Result<String, AsicError> {
     String::from_utf8(out).map_err(|_| AsicError::MalformedManifest(format!("bad URI {uri:?}")))
 }
 
+/// The manifest [`AsicBuilder::manifest`] would write for data files with these names, MIME
+/// types and precomputed digests (under `digest`), in this order. Lets a sender that hashes
+/// while streaming build the manifest without holding the files in memory, and lets a
+/// receiver check received data objects by comparing manifests byte for byte.
+pub fn manifest_from_digests(digest: DigestAlgorithm, files: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
+    x.push_str(&format!(
+        "<asic:ASiCManifest xmlns:asic=\"{ASIC_NS}\" xmlns:ds=\"{DS_NS}\">\n"
+    ));
+    x.push_str(&format!(
+        "  <asic:SigReference URI=\"{SIGNATURE_PATH}\" MimeType=\"application/pkcs7-signature\"/>\n"
+    ));
+    for (name, mime, d) in files {
+        let d = base64::engine::general_purpose::STANDARD.encode(d);
+        x.push_str(&format!(
+            "  <asic:DataObjectReference URI=\"{}\" MimeType=\"{}\">\n    <ds:DigestMethod Algorithm=\"{}\"/>\n    <ds:DigestValue>{d}</ds:DigestValue>\n  </asic:DataObjectReference>\n",
+            xml_escape(&uri_encode(name)),
+            xml_escape(mime),
+            digest.uri(),
+        ));
+    }
+    x.push_str("</asic:ASiCManifest>\n");
+    x.into_bytes()
+}
+
 /// Builds ASiC-E containers.
 #[derive(Debug, Clone)]
 pub struct AsicBuilder {
@@ -254,26 +280,22 @@ impl AsicBuilder {
 
     /// The manifest bytes (deterministic for the same files, in insertion order).
     pub fn manifest(&self) -> Vec<u8> {
-        let mut x = String::new();
-        x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
-        x.push_str(&format!(
-            "<asic:ASiCManifest xmlns:asic=\"{ASIC_NS}\" xmlns:ds=\"{DS_NS}\">\n"
-        ));
-        x.push_str(&format!(
-            "  <asic:SigReference URI=\"{SIGNATURE_PATH}\" MimeType=\"application/pkcs7-signature\"/>\n"
-        ));
-        for f in &self.files {
-            let digest =
-                base64::engine::general_purpose::STANDARD.encode(self.digest.digest(&f.data));
-            x.push_str(&format!(
-                "  <asic:DataObjectReference URI=\"{}\" MimeType=\"{}\">\n    <ds:DigestMethod Algorithm=\"{}\"/>\n    <ds:DigestValue>{digest}</ds:DigestValue>\n  </asic:DataObjectReference>\n",
-                xml_escape(&uri_encode(&f.name)),
-                xml_escape(&f.mime_type),
-                self.digest.uri(),
-            ));
-        }
-        x.push_str("</asic:ASiCManifest>\n");
-        x.into_bytes()
+        let digests: Vec<(&str, &str, Vec<u8>)> = self
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.name.as_str(),
+                    f.mime_type.as_str(),
+                    self.digest.digest(&f.data),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str, &[u8])> = digests
+            .iter()
+            .map(|(n, m, d)| (*n, *m, d.as_slice()))
+            .collect();
+        manifest_from_digests(self.digest, &refs)
     }
 
     /// Writes the container with a signature made elsewhere over [`Self::manifest`].

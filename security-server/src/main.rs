@@ -1,19 +1,560 @@
 //! `security-server`: the per-agency server that signs, verifies, logs and exchanges messages.
 
-use clap::Parser;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use trustbus_central_server::anchor::Anchor;
+use trustbus_central_server::confclient::{ConfClient, HttpFetcher};
+use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
+use trustbus_pki::token::SoftToken;
+use trustbus_pki::{Certificate, KeyKind, KeyPair};
+use trustbus_sdk::id::{ClientId, SecurityServerId};
+use trustbus_security_server::config::Config;
+use trustbus_security_server::identity::{self, Identity};
+use trustbus_security_server::logsink::JournalLog;
+use trustbus_security_server::messagelog::settings::TimestampSettings;
+use trustbus_security_server::messagelog::timestamp::Timestamper;
+use trustbus_security_server::messagelog::verifyconf::VerificationConf;
+use trustbus_security_server::messagelog::{MessageLog, MessageLogConfig};
+use trustbus_security_server::state::AppState;
 
 /// Trustbus security server.
 ///
 /// Runs next to an agency's information systems: its client proxy accepts X-Road SOAP and REST
 /// requests, signs them and sends them over mutual TLS to the provider's security server, whose
 /// server proxy verifies them, checks access rights, calls the backend and signs the response.
-/// Subcommands arrive with the security-server issue (see docs/).
 #[derive(Parser)]
 #[command(version, about, long_about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("security-server: no subcommands yet; see `security-server --help` and docs/");
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    /// Create a configuration, a PIN-protected token with the authentication and signing keys,
+    /// and certificate signing requests. The PIN is read from TRUSTBUS_SS_PIN.
+    Init {
+        /// Directory to create (`security-server.toml`, `data/`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Owner member, `INSTANCE/CLASS/CODE`.
+        #[arg(long)]
+        owner: String,
+        /// Server code.
+        #[arg(long)]
+        server_code: String,
+        /// Global configuration anchor (copied into the directory).
+        #[arg(long)]
+        anchor: PathBuf,
+        /// The owner's name for the certificate subjects (default: the member code).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Create a signing key and CSR for another member whose subsystems this server hosts (each
+    /// request is signed with its client member's key).
+    AddMember {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The member, `INSTANCE/CLASS/CODE`.
+        #[arg(long)]
+        member: String,
+        /// The member's name for the certificate subject (default: the member code).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Install a certificate issued for the authentication or the signing key.
+    ImportCert {
+        /// PEM file, end-entity certificate first, then intermediates.
+        file: PathBuf,
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the server.
+    Serve {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Send the management requests that register this server's authentication certificate
+    /// (at `--address`) and every configured client with the central server.
+    Register {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The address other security servers reach this server proxy at (`host:port`).
+        #[arg(long)]
+        address: String,
+        /// Management service base URL (default: from global configuration).
+        #[arg(long)]
+        management_url: Option<String>,
+    },
+    /// Make an admin API key: prints the key once and the `[[api_keys]]` entry (its SHA-256)
+    /// to add to the configuration.
+    ApiKey {
+        /// `observer` or `system-administrator`.
+        #[arg(long, default_value = "observer")]
+        role: String,
+    },
+    /// Show keys, certificates and the global configuration held.
+    Status {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    trustbus_pki::tls::install_ring_provider();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("security-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pin(env: &str) -> Result<String, String> {
+    std::env::var(env).map_err(|_| format!("set the token PIN in the environment variable {env}"))
+}
+
+fn run(cmd: Command) -> Result<(), String> {
+    match cmd {
+        Command::Init {
+            dir,
+            owner,
+            server_code,
+            anchor,
+            name,
+        } => init(&dir, &owner, &server_code, &anchor, name),
+        Command::AddMember {
+            config,
+            member,
+            name,
+        } => add_member(
+            &Config::load(&config).map_err(|e| e.to_string())?,
+            &member,
+            name,
+        ),
+        Command::ImportCert { file, config } => {
+            import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?)
+        }
+        Command::Serve { config } => serve(Config::load(&config).map_err(|e| e.to_string())?),
+        Command::Register {
+            config,
+            address,
+            management_url,
+        } => register(
+            Config::load(&config).map_err(|e| e.to_string())?,
+            &address,
+            management_url,
+        ),
+        Command::ApiKey { role } => api_key(&role),
+        Command::Status { config } => status(&Config::load(&config).map_err(|e| e.to_string())?),
+    }
+}
+
+fn write_new(path: &Path, data: &[u8]) -> Result<(), String> {
+    if path.exists() {
+        return Err(format!("{} already exists", path.display()));
+    }
+    std::fs::write(path, data).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn init(
+    dir: &Path,
+    owner: &str,
+    server_code: &str,
+    anchor: &Path,
+    name: Option<String>,
+) -> Result<(), String> {
+    let owner = ClientId::from_slash(owner).map_err(|e| format!("--owner: {e}"))?;
+    let server =
+        SecurityServerId::new(&owner, server_code).map_err(|e| format!("--server-code: {e}"))?;
+    let pin = pin("TRUSTBUS_SS_PIN")?;
+    let anchor_bytes =
+        std::fs::read(anchor).map_err(|e| format!("cannot read {}: {e}", anchor.display()))?;
+    Anchor::from_bytes(&anchor_bytes).map_err(|e| format!("anchor: {e}"))?;
+    let data = dir.join("data");
+    let certs = data.join("certs");
+    std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
+    write_new(&dir.join("anchor.json"), &anchor_bytes)?;
+    let token = SoftToken::open(data.join("token")).map_err(|e| e.to_string())?;
+    let name = name.unwrap_or_else(|| owner.member_code().to_owned());
+    for (id, subject, file) in [
+        (
+            identity::AUTH_KEY_ID,
+            trustbus_pki::profile::auth_subject(&server, &name).map_err(|e| e.to_string())?,
+            "auth.csr.pem",
+        ),
+        (
+            identity::SIGN_KEY_ID,
+            trustbus_pki::profile::sign_subject(&owner, &name).map_err(|e| e.to_string())?,
+            "sign.csr.pem",
+        ),
+    ] {
+        let key = KeyPair::generate(KeyKind::EcdsaP256).map_err(|e| e.to_string())?;
+        token
+            .store(
+                id,
+                &format!("{id} key of {}", server.to_slash()),
+                &key,
+                &pin,
+            )
+            .map_err(|e| e.to_string())?;
+        let csr = key.csr_pem(&subject).map_err(|e| e.to_string())?;
+        write_new(&certs.join(file), csr.as_bytes())?;
+        println!("wrote {}", certs.join(file).display());
+    }
+    // The internal TLS certificate for the HTTPS client proxy (self-signed; information
+    // systems pin it).
+    let (ikey, icert) = identity::internal_tls_cert(vec!["localhost".into()])?;
+    token
+        .store(identity::INTERNAL_KEY_ID, "internal TLS key", &ikey, &pin)
+        .map_err(|e| e.to_string())?;
+    Certificate::write_pem_file(&certs.join(identity::INTERNAL_CERT_FILE), &[icert])
+        .map_err(|e| e.to_string())?;
+    let cfg = format!(
+        "# Generated by `security-server init`; every option is described in\n\
+         # configs/security-server.example.toml.\n\
+         [server]\nowner = \"{}\"\nserver_code = \"{server_code}\"\ndata_dir = \"data\"\n\n\
+         [globalconf]\nanchor = \"anchor.json\"\n",
+        owner.to_slash()
+    );
+    write_new(&dir.join("security-server.toml"), cfg.as_bytes())?;
+    println!("created {}", dir.join("security-server.toml").display());
+    println!(
+        "next: have the CSRs certified, then `security-server import-cert CERT.pem --config {}`",
+        dir.join("security-server.toml").display()
+    );
+    Ok(())
+}
+
+fn add_member(cfg: &Config, member: &str, name: Option<String>) -> Result<(), String> {
+    let member = ClientId::from_slash(member).map_err(|e| format!("--member: {e}"))?;
+    if member.subsystem_code().is_some() {
+        return Err("--member must be a member, not a subsystem".into());
+    }
+    let pin = pin(&cfg.token.pin_env)?;
+    let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
+    let id = identity::member_key_id(&member);
+    let name = name.unwrap_or_else(|| member.member_code().to_owned());
+    let subject = trustbus_pki::profile::sign_subject(&member, &name).map_err(|e| e.to_string())?;
+    let key = KeyPair::generate(KeyKind::EcdsaP256).map_err(|e| e.to_string())?;
+    let certs = cfg.server.data_dir.join("certs");
+    std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
+    let csr_path = certs.join(format!("{id}.csr.pem"));
+    let csr = key.csr_pem(&subject).map_err(|e| e.to_string())?;
+    write_new(&csr_path, csr.as_bytes())?;
+    token
+        .store(
+            &id,
+            &format!("signing key of {}", member.to_slash()),
+            &key,
+            &pin,
+        )
+        .map_err(|e| e.to_string())?;
+    println!("wrote {}", csr_path.display());
+    println!("next: have it certified, then `security-server import-cert CERT.pem --config …`");
+    Ok(())
+}
+
+fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
+    let certs = Certificate::read_file(file).map_err(|e| e.to_string())?;
+    let first = certs.first().ok_or("no certificate in the file")?;
+    let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
+    let keys = token.list().map_err(|e| e.to_string())?;
+    let key = keys
+        .iter()
+        .find(|k| k.public_key == first.spki_der())
+        .ok_or("the certificate is not for a key in the token")?;
+    let member_file;
+    let out = match key.id.as_str() {
+        identity::AUTH_KEY_ID => identity::AUTH_CERT_FILE,
+        identity::SIGN_KEY_ID => identity::SIGN_CERT_FILE,
+        other if other.starts_with("sign-") => {
+            member_file = format!("{other}.pem");
+            member_file.as_str()
+        }
+        other => return Err(format!("unexpected key {other}")),
+    };
+    let dir = cfg.server.data_dir.join("certs");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Certificate::write_pem_file(&dir.join(out), &certs).map_err(|e| e.to_string())?;
+    println!(
+        "installed {} as {}",
+        first.subject(),
+        dir.join(out).display()
+    );
+    Ok(())
+}
+
+fn api_key(role: &str) -> Result<(), String> {
+    use ring::rand::SecureRandom;
+    if !matches!(role, "observer" | "system-administrator") {
+        return Err(format!(
+            "unknown role {role}: use observer or system-administrator"
+        ));
+    }
+    let mut raw = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| "no randomness".to_owned())?;
+    let key = trustbus_pki::cert::to_hex(&raw);
+    let hash = trustbus_pki::cert::to_hex(
+        ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref(),
+    );
+    println!("{key}");
+    eprintln!("add to the configuration (the key above is shown only once):");
+    eprintln!("[[api_keys]]\nsha256 = \"{hash}\"\nrole = \"{role}\"");
+    Ok(())
+}
+
+fn status(cfg: &Config) -> Result<(), String> {
+    let server = cfg.server_id().map_err(|e| e.to_string())?;
+    println!("server {}", server.to_slash());
+    for f in [identity::AUTH_CERT_FILE, identity::SIGN_CERT_FILE] {
+        let p = cfg.server.data_dir.join("certs").join(f);
+        match Certificate::read_file(&p) {
+            Ok(c) if !c.is_empty() => println!(
+                "{f}: {} (valid until {}, sha256 {})",
+                c[0].subject(),
+                c[0].not_after(),
+                c[0].fingerprint_hex()
+            ),
+            _ => println!("{f}: missing"),
+        }
+    }
+    let anchor = std::fs::read(&cfg.globalconf.anchor).map_err(|e| e.to_string())?;
+    let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
+    let client = ConfClient::new(
+        anchor,
+        &cfg.globalconf_dir(),
+        HttpFetcher::new(Duration::from_secs(10)),
+        Box::new(CmsDirectoryVerifier),
+    )
+    .map_err(|e| e.to_string())?;
+    match client.current() {
+        Ok(c) => println!(
+            "global configuration version {} (expires {})",
+            c.directory.version, c.directory.expires_at
+        ),
+        Err(f) => println!("global configuration: {} ({})", f.message, f.code),
+    }
+    Ok(())
+}
+
+fn register(cfg: Config, address: &str, management_url: Option<String>) -> Result<(), String> {
+    use trustbus_security_server::management;
+    let pin = pin(&cfg.token.pin_env)?;
+    let server = cfg.server_id().map_err(|e| e.to_string())?;
+    let identity = Identity::load(
+        server,
+        &cfg.token_dir(),
+        &pin,
+        &cfg.server.data_dir.join("certs"),
+    )
+    .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        // The management service's address and TLS certificate, and the approved CAs' OCSP
+        // responders, all come from global configuration.
+        let anchor = std::fs::read(&cfg.globalconf.anchor).map_err(|e| e.to_string())?;
+        let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
+        let client = ConfClient::new(
+            anchor,
+            &cfg.globalconf_dir(),
+            HttpFetcher::new(Duration::from_secs(10)),
+            Box::new(CmsDirectoryVerifier),
+        )
+        .map_err(|e| e.to_string())?;
+        if let Err(e) = client.poll().await {
+            tracing::warn!(error = %e, "global configuration download failed; using the last good copy");
+        }
+        let conf = client.current().map_err(|f| f.message)?;
+        let service = conf
+            .private
+            .as_ref()
+            .map(|p| p.management_service.clone())
+            .ok_or("global configuration names no management service")?;
+        let base = management_url.unwrap_or_else(|| service.address.clone());
+        let http = trustbus_security_server::httpc::HttpClient::new(Duration::from_secs(10));
+        let view = trustbus_security_server::gcview::GcView::new(conf);
+        identity
+            .refresh_ocsp(&view, &http)
+            .await
+            .map_err(|e| format!("OCSP for our certificates: {e}"))?;
+        let tls = trustbus_central_server::tlsconf::management_client_config(
+            &service,
+            &identity.auth.chain,
+            &identity.auth.key,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut requests = vec![management::auth_cert_registration(&identity, address)];
+        requests.extend(
+            cfg.clients
+                .iter()
+                .map(|c| management::client_registration(&identity, &c.id)),
+        );
+        for r in requests {
+            let what = format!("{:?}", r.request_type());
+            let env = match management::envelope(&identity, r) {
+                Ok(e) => e,
+                Err(e) => {
+                    println!("{what}: not sent: {e}");
+                    continue;
+                }
+            };
+            match management::submit(tls.clone(), &base, &env).await {
+                Ok(answer) => println!("{what}: {answer}"),
+                Err(e) => println!("{what}: refused: {e}"),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn serve(cfg: Config) -> Result<(), String> {
+    let pin = pin(&cfg.token.pin_env)?;
+    let server = cfg.server_id().map_err(|e| e.to_string())?;
+    let identity = Identity::load(
+        server,
+        &cfg.token_dir(),
+        &pin,
+        &cfg.server.data_dir.join("certs"),
+    )
+    .map_err(|e| e.to_string())?;
+    let anchor = std::fs::read(&cfg.globalconf.anchor)
+        .map_err(|e| format!("anchor {}: {e}", cfg.globalconf.anchor.display()))?;
+    let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
+    // The durable message log; opening it runs crash recovery (blocking, before serving).
+    let log = Arc::new(
+        MessageLog::open(MessageLogConfig::new(
+            cfg.server.data_dir.join("messagelog"),
+        ))
+        .map_err(|e| format!("message log: {e}"))?,
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let client = Arc::new(
+            ConfClient::new(
+                anchor,
+                &cfg.globalconf_dir(),
+                HttpFetcher::new(Duration::from_secs(10)),
+                Box::new(CmsDirectoryVerifier),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        if let Err(e) = client.poll().await {
+            tracing::warn!(error = %e, "first global configuration download failed");
+        }
+        let interval = Duration::from_secs(cfg.globalconf.poll_interval_seconds.max(1));
+        tokio::spawn(client.clone().run(interval));
+        let settings = cfg.message_log.timestamping.clone();
+        let timestamper = Arc::new(Timestamper::new(
+            log.store().clone(),
+            settings.to_config(&verification_conf(&client)),
+        ));
+        tokio::spawn(timestamper.spawn());
+        tokio::spawn(follow_globalconf(
+            client.clone(),
+            timestamper.clone(),
+            settings,
+            interval,
+        ));
+        let state = Arc::new(AppState::new(
+            Arc::new(cfg),
+            Arc::new(identity),
+            client,
+            Arc::new(JournalLog::new(log, timestamper.guard())),
+        ));
+        let (_, mut tasks) = trustbus_security_server::run::start(state)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::select! {
+            r = tasks.join_next() => match r {
+                Some(Ok(Err(e))) => Err(e.to_string()),
+                Some(Err(e)) => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            _ = shutdown() => Ok(()),
+        }
+    })
+}
+
+/// The TSAs and timestamping interval of the current global configuration (none yet: an empty
+/// set, so timestamping fails and, after its window, exchanges are refused: fail closed).
+fn verification_conf(client: &ConfClient<HttpFetcher>) -> VerificationConf {
+    client
+        .current()
+        .ok()
+        .and_then(|c| c.files.get("shared-params.json").cloned())
+        .and_then(|b| VerificationConf::from_shared_params(&b).ok())
+        .unwrap_or_else(|| VerificationConf {
+            instance: String::new(),
+            ca_roots: Vec::new(),
+            ca_intermediates: Vec::new(),
+            tsas: Vec::new(),
+            members: Vec::new(),
+            ocsp_freshness_seconds: 0,
+            // Retry soon: the first configuration may simply not have arrived yet.
+            timestamping_interval_seconds: 10,
+        })
+}
+
+/// Keeps the timestamper's TSAs and interval in step with global configuration.
+async fn follow_globalconf(
+    client: Arc<ConfClient<HttpFetcher>>,
+    timestamper: Arc<Timestamper>,
+    settings: TimestampSettings,
+    every: Duration,
+) {
+    let mut seen = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let version = client.current().ok().map(|c| c.directory.version);
+        if version.is_some() && version != seen {
+            seen = version;
+            timestamper.set_config(settings.to_config(&verification_conf(&client)));
+        }
+    }
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -447,14 +447,36 @@ pub fn verify_chain(dir: &Path) -> Result<ChainReport, ChainError> {
     verify_segments(segments, &mut |p| std::fs::read(p))
 }
 
+/// Verifies a journal whose older segments were archived and removed: the first remaining
+/// segment must continue the chain right after `anchor` (the archived head: the last record
+/// of the removed segments and its entry hash, as `trustbus verify-archive` reports it).
+/// Everything else is as [`verify_chain`].
+pub fn verify_chain_from(dir: &Path, anchor: ChainHead) -> Result<ChainReport, ChainError> {
+    let jdir = journal::journal_dir(dir);
+    let segments = journal::list_segments(&jdir).map_err(|source| ChainError::Io {
+        path: jdir.clone(),
+        source,
+    })?;
+    verify_segments_from(segments, anchor, &mut |p| std::fs::read(p))
+}
+
 /// The walk behind [`verify_chain`] over a list of segments, reading each through `read`.
 pub(crate) fn verify_segments(
     segments: Vec<(u64, PathBuf)>,
     read: &mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
 ) -> Result<ChainReport, ChainError> {
+    verify_segments_from(segments, ChainHead::EMPTY, read)
+}
+
+/// [`verify_segments`] continuing from `anchor`.
+pub(crate) fn verify_segments_from(
+    segments: Vec<(u64, PathBuf)>,
+    anchor: ChainHead,
+    read: &mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<ChainReport, ChainError> {
     let mut loaded = Vec::with_capacity(segments.len());
     // Segments are read one at a time to bound memory.
-    let mut walker = ChainWalker::new(ChainHead::EMPTY);
+    let mut walker = ChainWalker::new(anchor);
     let mut torn = None;
     let mut expected_no = None;
     let count = segments.len();

@@ -7,24 +7,46 @@
 //! - [`chain`]: the hash chain and [`verify_chain`] (what `trustbus verify-log` calls);
 //! - [`store`]: the [`LogStore`] trait and its sled implementation with query indexes (a derived
 //!   copy, rebuilt from the journal);
-//! - [`replay`]: start-up recovery.
+//! - [`replay`]: start-up recovery;
+//! - [`exchange`], [`dataobjects`]: what the exchange path hands over and the payload encoding;
+//! - [`timestamp`], [`tsa_client`]: batch timestamping and the fail-closed admission guard;
+//! - [`evidence`], [`verify`], [`verifyconf`]: evidence containers and their offline verifier;
+//! - [`archive`]: signed, hash-linked archive files; [`auditor`], [`audittrail`]: the auditor
+//!   API and the trail of auditor queries; [`zipfile`]: plain stored zips.
 //!
 //! The exchange path holds a [`MessageLog`] and calls [`MessageLog::append`]: it returns once the
 //! record is in the journal and covered by an `fdatasync` (with [`Durability::Sync`]).
 
+pub mod archive;
+pub mod auditor;
+pub mod audittrail;
 pub mod chain;
+pub mod dataobjects;
+pub mod evidence;
+pub mod exchange;
 pub mod journal;
 pub mod record;
 pub mod replay;
+pub mod settings;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod timestamp;
+pub mod tsa_client;
+pub mod verify;
+pub mod verifyconf;
+pub mod zipfile;
 
-pub use chain::{ChainError, ChainHash, ChainHead, ChainReport, Location, TornTail, verify_chain};
+pub use chain::{
+    ChainError, ChainHash, ChainHead, ChainReport, Location, TornTail, verify_chain,
+    verify_chain_from,
+};
 pub use journal::Durability;
 pub use record::{
     LogRecord, MessageKind, NewRecord, Outcome, PayloadKey, RecordError, RecordId, RecordMeta,
     StoredPayload, UserRef,
 };
-pub use replay::RecoveryReport;
+pub use replay::{RecoveryReport, parse_head};
 pub use store::{
     Cursor, IndexedRecord, LogStore, Query, QueryFilter, QueryPage, RawRecord, SledStore,
     StoreError, TimestampInfo,

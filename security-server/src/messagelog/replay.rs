@@ -57,6 +57,43 @@ fn read_header_first_id(path: &Path) -> Result<Option<RecordId>, LogError> {
     Ok(scan.header.ok().map(|h| h.first_id))
 }
 
+/// The file in the journal directory naming the chain head of archived, removed segments.
+pub(crate) const ARCHIVED_HEAD_FILE: &str = "ARCHIVED-HEAD";
+
+/// Reads `ARCHIVED-HEAD` (`<record id> <entry hash hex>`), if present.
+pub(crate) fn read_archived_head(jdir: &Path) -> Result<Option<ChainHead>, LogError> {
+    let path = jdir.join(ARCHIVED_HEAD_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(format!("read {}", path.display()))(e)),
+    };
+    parse_head(text.trim())
+        .map(Some)
+        .ok_or_else(|| LogError::Io {
+            context: format!("{} is malformed", path.display()),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        })
+}
+
+/// Parses `<record id> <64 hex digits>` (also accepted with `:` as separator).
+pub fn parse_head(s: &str) -> Option<ChainHead> {
+    let (id, hex) = s.split_once([' ', ':'])?;
+    let id: u64 = id.trim().parse().ok()?;
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (i, b) in hash.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(ChainHead {
+        last_id: RecordId(id),
+        hash: crate::messagelog::ChainHash(hash),
+    })
+}
+
 /// Recovers the log in `dir` against `store`, returning the writer to continue with.
 pub(crate) fn recover(
     dir: &Path,
@@ -117,8 +154,12 @@ pub(crate) fn recover(
     // Where to start walking: the last segment whose first record is at or before the one after
     // the store's last, anchored at the store's hash of the record before that segment.
     let want = store_last.map_or(RecordId(1), |(id, _)| id.next());
-    // Default: walk the whole journal from genesis.
-    let (mut start, mut anchor) = (0usize, ChainHead::EMPTY);
+    // Default: walk the whole journal from genesis, or from the archived head when older
+    // segments were archived and removed (`archive.rs` writes it before removing any).
+    let (mut start, mut anchor) = (
+        0usize,
+        read_archived_head(&jdir)?.unwrap_or(ChainHead::EMPTY),
+    );
     for (i, (_, path)) in segments.iter().enumerate().rev() {
         let Some(first) = read_header_first_id(path)? else {
             continue; // a damaged header is reported by the walk

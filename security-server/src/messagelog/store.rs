@@ -184,9 +184,22 @@ pub trait LogStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The timestamp of a record, once it has one.
     fn timestamp(&self, id: RecordId) -> Result<Option<TimestampInfo>, StoreError>;
+    /// The last timestamp batch stored and the highest record id it covers (batches are
+    /// stored in record order, so every record up to that id is timestamped).
+    fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError>;
+    /// Removes archived records with their index entries. Timestamp proofs and tokens stay:
+    /// they are small, tokens may cover records still live, and they carry the timestamper's
+    /// progress.
+    fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError>;
+    /// The highest removed (archived) record and its entry hash: the predecessor of the first
+    /// live record once archiving has begun.
+    fn archived_head(&self) -> Result<Option<(RecordId, ChainHash)>, StoreError>;
     /// Asks the engine to write its buffers (not a durability guarantee).
     fn flush(&self) -> Result<(), StoreError>;
 }
+
+/// Key (in sled's default tree) of the highest archived record and its entry hash.
+const ARCHIVED_HEAD_KEY: &[u8] = b"archived_head";
 
 /// The sled implementation of [`LogStore`].
 #[derive(Debug, Clone)]
@@ -496,6 +509,75 @@ impl LogStore for SledStore {
             token: token.to_vec(),
             merkle_proof: v[8..].to_vec(),
         }))
+    }
+
+    fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError> {
+        // Index entries first, the record last (the reverse of insert): an index entry without
+        // its record is harmless, a record without index entries would hide from queries.
+        for &id in ids {
+            let Some(rec) = self.get(id)? else { continue };
+            let key = id.0.to_be_bytes();
+            let tk = time_key(rec.meta.logged_at);
+            let mut k = Vec::with_capacity(64);
+            lp(&mut k, &rec.meta.message_id);
+            k.extend_from_slice(&key);
+            self.by_message_id.remove(k)?;
+            let mut k = rec.meta.request_id.as_bytes().to_vec();
+            k.extend_from_slice(&key);
+            self.by_request_id.remove(k)?;
+            let pt = |s: &str| {
+                let mut k = Vec::with_capacity(s.len() + 24);
+                lp(&mut k, s);
+                k.extend_from_slice(&tk);
+                k.extend_from_slice(&key);
+                k
+            };
+            self.by_client_time.remove(pt(&rec.meta.client))?;
+            self.by_service_time.remove(pt(&rec.meta.service))?;
+            if let Some(u) = &rec.meta.user {
+                self.by_user_time.remove(pt(&u.id))?;
+            }
+            let mut k = tk.to_vec();
+            k.extend_from_slice(&key);
+            self.by_time.remove(k)?;
+            let newer = self.archived_head()?.is_none_or(|(h, _)| h < id);
+            if newer && let Some(raw) = self.get_raw(id)? {
+                let mut v = id.0.to_be_bytes().to_vec();
+                v.extend_from_slice(&raw.hash.0);
+                self.db.insert(ARCHIVED_HEAD_KEY, v)?;
+            }
+            self.records.remove(key)?;
+        }
+        Ok(())
+    }
+
+    fn archived_head(&self) -> Result<Option<(RecordId, ChainHash)>, StoreError> {
+        let Some(v) = self.db.get(ARCHIVED_HEAD_KEY)? else {
+            return Ok(None);
+        };
+        let bad = || StoreError::Corrupt {
+            id: RecordId(0),
+            reason: "bad archived head".into(),
+        };
+        let id = id_from_key_tail(v.get(..8).ok_or_else(bad)?).ok_or_else(bad)?;
+        let hash: [u8; 32] = v
+            .get(8..40)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(Some((id, ChainHash(hash))))
+    }
+
+    fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError> {
+        let Some((k, v)) = self.ts_records.last()? else {
+            return Ok(None);
+        };
+        let corrupt = || StoreError::Corrupt {
+            id: RecordId(0),
+            reason: "bad entry in the timestamp tree".into(),
+        };
+        let id = id_from_key_tail(&k).ok_or_else(corrupt)?;
+        let batch = id_from_key_tail(v.get(..8).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+        Ok(Some((batch.0, id)))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

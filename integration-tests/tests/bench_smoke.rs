@@ -1,0 +1,97 @@
+//! Smoke test of the benchmark tools: `trustbus-loadgen` against `trustbus-echo` for 1 s at
+//! concurrency 2. Checks the report's shape and that nothing failed; never timings.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn echo() -> (Kill, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustbus-echo"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start trustbus-echo");
+    let out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    (Kill(child), format!("http://{addr}"))
+}
+
+fn loadgen(url: &str, protocol: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_trustbus-loadgen"))
+        .args(["--url", url, "--protocol", protocol])
+        .args(["--concurrency", "2", "--duration", "1", "--warmup", "0.2"])
+        .args(["--payload", "1024", "--check-echo"])
+        .output()
+        .expect("run trustbus-loadgen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+fn check(r: &serde_json::Value, protocol: &str) {
+    for f in [
+        "target",
+        "concurrency",
+        "duration_s",
+        "payload_bytes",
+        "requests",
+        "requests_total",
+        "requests_per_second",
+        "errors",
+        "errors_by_kind",
+        "loadgen_cpu_s",
+        "loadgen_peak_rss_kib",
+    ] {
+        assert!(r.get(f).is_some(), "{protocol}: no `{f}` in {r}");
+    }
+    for f in ["p50", "p99", "p999", "max", "count"] {
+        assert!(
+            r["latency_us"].get(f).is_some(),
+            "{protocol}: no latency `{f}`"
+        );
+    }
+    assert_eq!(r["protocol"], protocol);
+    assert_eq!(r["concurrency"], 2);
+    assert_eq!(r["errors"], 0, "{protocol}: {r}");
+    assert!(r["requests"].as_u64().unwrap() > 0, "{protocol}: {r}");
+}
+
+#[test]
+fn loadgen_against_echo() {
+    let (_echo, url) = echo();
+    for protocol in ["plain", "rest", "soap"] {
+        let r = loadgen(&url, protocol);
+        check(&r, protocol);
+    }
+}
+
+#[test]
+fn large_body_is_streamed() {
+    let (_echo, url) = echo();
+    let out = Command::new(env!("CARGO_BIN_EXE_trustbus-loadgen"))
+        .args(["--url", &url, "--large", "32MiB", "--check-echo"])
+        .output()
+        .expect("run trustbus-loadgen");
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["bytes_received"], 32u64 << 20);
+}

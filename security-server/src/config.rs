@@ -1,0 +1,555 @@
+//! Local configuration (`security-server.toml`); every option is described, with its default,
+//! in `configs/security-server.example.toml`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use trustbus_sdk::FaultDialect;
+use trustbus_sdk::id::{ClientId, ServiceId};
+use trustbus_sdk::rest::EndpointPattern;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown fields.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value is not acceptable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity of this server.
+    pub server: ServerSection,
+    /// Listen addresses.
+    #[serde(default)]
+    pub listen: ListenSection,
+    /// Global configuration source.
+    pub globalconf: GlobalConfSection,
+    /// Key token.
+    #[serde(default)]
+    pub token: TokenSection,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Client subsystems hosted here.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    /// Services provided here.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    /// Access rights to those services.
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+    /// Local groups.
+    #[serde(default)]
+    pub local_groups: Vec<LocalGroup>,
+    /// API keys of the admin REST API.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+    /// The message log: timestamping and archiving (docs/message-log.md).
+    #[serde(default)]
+    pub message_log: MessageLogSection,
+}
+
+/// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how it is
+/// timestamped and archived. The TSAs and the timestamping interval come from global
+/// configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageLogSection {
+    /// `[message_log.timestamping]`.
+    #[serde(default)]
+    pub timestamping: crate::messagelog::settings::TimestampSettings,
+    /// `[message_log.archive]`; no archiving when absent.
+    #[serde(default)]
+    pub archive: Option<crate::messagelog::settings::ArchiveSettings>,
+}
+
+/// An admin API key: only its SHA-256 is stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Lower-case hex SHA-256 of the key.
+    pub sha256: String,
+    /// `observer` (read) or `system-administrator` (everything; the API is read-only so far).
+    pub role: String,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The owner member, `INSTANCE/CLASS/CODE`.
+    pub owner: ClientId,
+    /// The server code.
+    pub server_code: String,
+    /// Data directory; relative paths elsewhere are resolved against the configuration file's
+    /// directory.
+    pub data_dir: PathBuf,
+    /// `classic` (X-Road ≤ 7.7 CamelCase codes, default) or `lowercase` (7.8 snake_case).
+    #[serde(default)]
+    pub fault_dialect: Dialect,
+    /// Development only: information systems may use plain HTTP and HTTPS without checks.
+    #[serde(default)]
+    pub development: bool,
+}
+
+/// Fault code spelling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// `Server.ServerProxy.AccessDenied`.
+    #[default]
+    Classic,
+    /// `server.serverproxy.access_denied`.
+    Lowercase,
+}
+
+impl From<Dialect> for FaultDialect {
+    fn from(d: Dialect) -> Self {
+        match d {
+            Dialect::Classic => FaultDialect::Classic,
+            Dialect::Lowercase => FaultDialect::Lowercase,
+        }
+    }
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// Client proxy, plain HTTP (information systems in `http` mode).
+    #[serde(default = "d_client_proxy")]
+    pub client_proxy: String,
+    /// Client proxy over HTTPS (modes `https` and `https-auth`), with the internal TLS
+    /// certificate; disabled when absent.
+    #[serde(default)]
+    pub client_proxy_tls: Option<String>,
+    /// Server proxy (mutual TLS, other security servers).
+    #[serde(default = "d_server_proxy")]
+    pub server_proxy: String,
+    /// Admin listener (`/metrics`, `/healthz`).
+    #[serde(default = "d_admin")]
+    pub admin: String,
+}
+
+fn d_client_proxy() -> String {
+    "127.0.0.1:8080".into()
+}
+fn d_server_proxy() -> String {
+    "0.0.0.0:5500".into()
+}
+fn d_admin() -> String {
+    "127.0.0.1:5588".into()
+}
+
+impl Default for ListenSection {
+    fn default() -> Self {
+        Self {
+            client_proxy: d_client_proxy(),
+            client_proxy_tls: None,
+            server_proxy: d_server_proxy(),
+            admin: d_admin(),
+        }
+    }
+}
+
+/// `[globalconf]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfSection {
+    /// The anchor file.
+    pub anchor: PathBuf,
+    /// Where downloaded versions are kept (default `<data_dir>/globalconf`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Seconds between polls.
+    #[serde(default = "d_poll")]
+    pub poll_interval_seconds: u64,
+}
+
+fn d_poll() -> u64 {
+    60
+}
+
+/// `[token]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    /// Token directory (default `<data_dir>/token`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Environment variable holding the token PIN.
+    #[serde(default = "d_pin_env")]
+    pub pin_env: String,
+}
+
+fn d_pin_env() -> String {
+    "TRUSTBUS_SS_PIN".into()
+}
+
+impl Default for TokenSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            pin_env: d_pin_env(),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest request header block from an information system, bytes.
+    #[serde(default = "d_header")]
+    pub max_header_bytes: usize,
+    /// Largest body (REST body or SOAP message), bytes.
+    #[serde(default = "d_body")]
+    pub max_body_bytes: u64,
+    /// Largest SOAP message held in memory, bytes.
+    #[serde(default = "d_soap")]
+    pub max_soap_bytes: usize,
+    /// Bodies above this size go to a temporary file, bytes.
+    #[serde(default = "d_spill")]
+    pub spill_threshold_bytes: usize,
+    /// Most connections served at once, per listener.
+    #[serde(default = "d_conns")]
+    pub max_connections: usize,
+    /// Whole-exchange time limit, seconds.
+    #[serde(default = "d_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Connect time limit towards other security servers and backends, milliseconds.
+    #[serde(default = "d_connect")]
+    pub connect_timeout_ms: u64,
+}
+
+fn d_header() -> usize {
+    64 * 1024
+}
+fn d_body() -> u64 {
+    1 << 30
+}
+fn d_soap() -> usize {
+    64 << 20
+}
+fn d_spill() -> usize {
+    1 << 20
+}
+fn d_conns() -> usize {
+    1024
+}
+fn d_timeout() -> u64 {
+    60
+}
+fn d_connect() -> u64 {
+    5000
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: d_header(),
+            max_body_bytes: d_body(),
+            max_soap_bytes: d_soap(),
+            spill_threshold_bytes: d_spill(),
+            max_connections: d_conns(),
+            request_timeout_seconds: d_timeout(),
+            connect_timeout_ms: d_connect(),
+        }
+    }
+}
+
+/// How an information system connects to the client proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionMode {
+    /// Plain HTTP (development only).
+    Http,
+    /// HTTPS without a client certificate.
+    Https,
+    /// HTTPS with a client certificate registered for the subsystem (production default).
+    #[default]
+    HttpsAuth,
+}
+
+/// A client subsystem hosted here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The subsystem (or member).
+    pub id: ClientId,
+    /// Connection mode of its information systems.
+    #[serde(default)]
+    pub connection: ConnectionMode,
+    /// SHA-256 fingerprints (hex) of the information systems' TLS client certificates.
+    #[serde(default)]
+    pub is_certs: Vec<String>,
+    /// Pass a user id the information system asserts (`X-Road-UserId`, SOAP `userId`) on,
+    /// marked unverified. When false, REST drops the header and SOAP requests carrying a
+    /// `userId` are refused (`Client.InvalidUserIdentity`).
+    #[serde(default = "d_true")]
+    pub allow_unverified_user_id: bool,
+}
+
+/// REST or SOAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// REST: `url` is the base URL the path after the service code is appended to.
+    Rest,
+    /// SOAP: `url` is the endpoint the envelope is posted to.
+    Soap,
+}
+
+/// An endpoint: method (or `*`) and path pattern with `*` wildcards.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// HTTP method or `*`.
+    pub method: String,
+    /// Path pattern, for example `/persons/*`.
+    pub path: String,
+}
+
+impl EndpointConfig {
+    /// The sdk pattern.
+    pub fn pattern(&self) -> Result<EndpointPattern, ConfigError> {
+        EndpointPattern::new(&self.method, &self.path).map_err(|e| {
+            ConfigError::Invalid(format!("endpoint {} {}: {e}", self.method, self.path))
+        })
+    }
+}
+
+/// A service provided here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The service without version (versions are ignored).
+    pub id: ServiceId,
+    /// REST or SOAP.
+    pub kind: ServiceKind,
+    /// Backend URL (`http://` or `https://`).
+    pub url: String,
+    /// Whether callers may use it.
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+    /// Shown to callers while disabled.
+    #[serde(default)]
+    pub disabled_notice: String,
+    /// Backend connect timeout, milliseconds.
+    #[serde(default = "d_backend_connect")]
+    pub connect_timeout_ms: u64,
+    /// Backend read timeout (until the response head), milliseconds.
+    #[serde(default = "d_backend_read")]
+    pub read_timeout_ms: u64,
+    /// Declared REST endpoints (informational; access rights name their own).
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+    /// SOAP: the service's WSDL file, served by `getWsdl`.
+    #[serde(default)]
+    pub wsdl: Option<PathBuf>,
+    /// REST: the service's OpenAPI document (JSON or YAML file), served by `getOpenAPI`.
+    #[serde(default)]
+    pub openapi: Option<PathBuf>,
+    /// For `https://` backends: PEM file with the CA certificate(s) (or the backend's own
+    /// certificate) to trust. Required for HTTPS; the host name in `url` is verified.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_backend_connect() -> u64 {
+    5000
+}
+fn d_backend_read() -> u64 {
+    60000
+}
+
+/// One access right: `subject` may call `service` (or only the listed REST endpoints).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// The service (version ignored).
+    pub service: ServiceId,
+    /// `SUBSYSTEM:…`, `MEMBER:…`, `GLOBALGROUP:INSTANCE/code` or `LOCALGROUP:code`.
+    pub subject: String,
+    /// REST endpoints; empty means the whole service.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// A local group of a provider subsystem.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalGroup {
+    /// Group code.
+    pub code: String,
+    /// Members.
+    #[serde(default)]
+    pub members: Vec<ClientId>,
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths inside are made absolute against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut c = Self::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        c.server.data_dir = abs(&c.server.data_dir);
+        c.globalconf.anchor = abs(&c.globalconf.anchor);
+        c.globalconf.dir = c.globalconf.dir.as_deref().map(abs);
+        c.token.dir = c.token.dir.as_deref().map(abs);
+        for s in &mut c.services {
+            s.tls_ca = s.tls_ca.as_deref().map(abs);
+            s.openapi = s.openapi.as_deref().map(abs);
+            s.wsdl = s.wsdl.as_deref().map(abs);
+        }
+        Ok(c)
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let c: Self = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.server.owner.subsystem_code().is_some() {
+            return Err(ConfigError::Invalid("server.owner must be a member".into()));
+        }
+        trustbus_sdk::id::validate_segment("server_code", &self.server.server_code)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for s in &self.services {
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "service {}: url must be http:// or https://",
+                    s.id.to_slash()
+                )));
+            }
+            for e in &s.endpoints {
+                e.pattern()?;
+            }
+            if s.url.starts_with("https://") && s.tls_ca.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "service {}: an https:// url needs tls_ca",
+                    s.id.to_slash()
+                )));
+            }
+        }
+        for a in &self.access {
+            crate::access::Subject::parse(&a.subject)?;
+            for e in &a.endpoints {
+                e.pattern()?;
+            }
+        }
+        for k in &self.api_keys {
+            if !matches!(k.role.as_str(), "observer" | "system-administrator") {
+                return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
+            }
+        }
+        for c in &self.clients {
+            if c.connection == ConnectionMode::Http && !self.server.development {
+                return Err(ConfigError::Invalid(format!(
+                    "client {}: connection = \"http\" needs server.development = true",
+                    c.id.to_slash()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The token directory.
+    pub fn token_dir(&self) -> PathBuf {
+        self.token
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("token"))
+    }
+
+    /// The global configuration directory.
+    pub fn globalconf_dir(&self) -> PathBuf {
+        self.globalconf
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("globalconf"))
+    }
+
+    /// This server's identifier.
+    pub fn server_id(&self) -> Result<trustbus_sdk::SecurityServerId, ConfigError> {
+        trustbus_sdk::SecurityServerId::new(&self.server.owner, &self.server.server_code)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The hosted client entry for `id`.
+    pub fn client(&self, id: &ClientId) -> Option<&ClientConfig> {
+        self.clients.iter().find(|c| &c.id == id)
+    }
+
+    /// The service entry for `id` (version ignored).
+    pub fn service(&self, id: &ServiceId) -> Option<&ServiceConfig> {
+        let want = id.without_version();
+        self.services
+            .iter()
+            .find(|s| s.id.without_version() == want)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_configuration_parses() {
+        let text = include_str!("../../configs/security-server.example.toml");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.clients[0].connection, ConnectionMode::HttpsAuth);
+        assert_eq!(c.limits.spill_threshold_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_fields_and_http_without_development_are_refused() {
+        let base = "[server]\nowner = \"DEV/GOV/1\"\nserver_code = \"s\"\ndata_dir = \"d\"\n[globalconf]\nanchor = \"a\"\n";
+        Config::parse(base).unwrap();
+        assert!(Config::parse(&format!("{base}bogus = 1\n")).is_err());
+        assert!(
+            Config::parse(&format!(
+                "{base}[[clients]]\nid = \"DEV/GOV/1/x\"\nconnection = \"http\"\n"
+            ))
+            .is_err()
+        );
+        assert!(
+            Config::parse(&format!(
+                "{base}[[access]]\nservice = \"DEV/GOV/1/x/s\"\nsubject = \"nobody\"\n"
+            ))
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Plain HTTP client calls: OCSP requests to responders and calls to HTTP backends.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The body type of outgoing requests.
+pub type OutBody = BoxBody<Bytes, std::io::Error>;
+
+/// A body from bytes in memory.
+pub fn full(b: impl Into<Bytes>) -> OutBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No TCP connection within the connect timeout, or refused.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// No response head within the read timeout.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A pooled HTTP/1.1 client.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<HttpConnector, OutBody>,
+}
+
+impl HttpClient {
+    /// A client with this connect timeout.
+    pub fn new(connect_timeout: Duration) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(connect_timeout));
+        conn.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(conn),
+        }
+    }
+
+    /// Sends `req`, waiting at most `read_timeout` for the response head.
+    pub async fn call(
+        &self,
+        req: http::Request<OutBody>,
+        read_timeout: Duration,
+    ) -> Result<http::Response<Incoming>, CallError> {
+        match tokio::time::timeout(read_timeout, self.client.request(req)).await {
+            Err(_) => Err(CallError::Timeout(read_timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(CallError::Connect(e.to_string())),
+            Ok(Err(e)) => Err(CallError::Other(e.to_string())),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    /// POSTs `body` and returns the response body (at most 1 MiB) if the status is 200.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let req = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(full(body))
+            .map_err(|e| e.to_string())?;
+        let resp = self
+            .call(req, Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(format!("status {}", resp.status()));
+        }
+        let b = Limited::new(resp.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(b.to_bytes().to_vec())
+    }
+}
+
+/// A client configuration trusting the certificates in the PEM file `ca` (for HTTPS backends).
+pub fn backend_tls_config(
+    ca: &std::path::Path,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let certs =
+        trustbus_pki::Certificate::read_file(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(trustbus_pki::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
+}
+
+/// Sends `req` to an `https://` URL over a new TLS connection (HTTPS backends are not pooled
+/// yet), with connect and read (response head) timeouts.
+pub async fn call_https(
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    req: http::Request<OutBody>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<http::Response<Incoming>, CallError> {
+    let uri = req.uri().clone();
+    let host = uri
+        .host()
+        .ok_or_else(|| CallError::Other("URL without host".into()))?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::time::timeout(
+        connect_timeout,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| CallError::Connect(format!("{host}:{port}: timed out")))?
+    .map_err(|e| CallError::Connect(format!("{host}:{port}: {e}")))?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| CallError::Other(e.to_string()))?;
+    let stream = tokio::time::timeout(
+        connect_timeout,
+        tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| CallError::Connect(format!("{host}:{port}: TLS handshake timed out")))?
+    .map_err(|e| CallError::Connect(format!("{host}:{port}: TLS: {e}")))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| CallError::Other(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let (mut parts, body) = req.into_parts();
+    // On a direct connection the request target is the path, and Host names the server.
+    parts.uri = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| CallError::Other(e.to_string()))?;
+    if let Ok(h) =
+        http::HeaderValue::from_str(&uri.authority().map(|a| a.to_string()).unwrap_or(host))
+    {
+        parts.headers.insert(http::header::HOST, h);
+    }
+    match tokio::time::timeout(
+        read_timeout,
+        sender.send_request(http::Request::from_parts(parts, body)),
+    )
+    .await
+    {
+        Err(_) => Err(CallError::Timeout(read_timeout)),
+        Ok(Err(e)) => Err(CallError::Other(e.to_string())),
+        Ok(Ok(r)) => Ok(r),
+    }
+}

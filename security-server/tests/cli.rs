@@ -1,0 +1,151 @@
+//! The onboarding commands of the real binary: init, import-cert, status.
+
+// Test code: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use trustbus_pki::Certificate;
+use trustbus_pki::devca::{IssueRequest, SubjectKey};
+use trustbus_pki::profile::CertProfile;
+use trustbus_sdk::id::ClientId;
+use trustbus_security_server::testkit::TestPki;
+
+fn ss(args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::ss_exe())
+        .args(args)
+        .env("TRUSTBUS_SS_PIN", "correct horse")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn init_import_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(&dir.path().join("ca")).unwrap();
+    let anchor = trustbus_central_server::anchor::Anchor::new(
+        "DEV",
+        vec!["http://127.0.0.1:1/globalconf".into()],
+        &[pki.ca.ca_cert().der().to_vec()],
+    );
+    let anchor_path = dir.path().join("anchor.json");
+    std::fs::write(&anchor_path, anchor.to_bytes().unwrap()).unwrap();
+    let ssdir = dir.path().join("ss");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ok, out) = ss(&[
+        "init",
+        "--dir",
+        &s(&ssdir),
+        "--owner",
+        "DEV/GOV/1234",
+        "--server-code",
+        "ss1",
+        "--anchor",
+        &s(&anchor_path),
+        "--name",
+        "Tax Board",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = ss(&[
+        "init",
+        "--dir",
+        &s(&ssdir),
+        "--owner",
+        "DEV/GOV/1234",
+        "--server-code",
+        "ss1",
+        "--anchor",
+        &s(&anchor_path),
+    ]);
+    assert!(!ok, "a second init must not overwrite: {out}");
+
+    // The CA certifies both CSRs; import them.
+    let member = ClientId::from_slash("DEV/GOV/1234").unwrap();
+    let config = ssdir.join("security-server.toml");
+    for (csr, profile, server) in [
+        ("auth.csr.pem", CertProfile::Auth, Some("ss1")),
+        ("sign.csr.pem", CertProfile::Sign, None),
+    ] {
+        let pem_text = std::fs::read_to_string(ssdir.join("data/certs").join(csr)).unwrap();
+        let der = pem::parse(pem_text).unwrap().into_contents();
+        let cert = pki
+            .ca
+            .issue(&IssueRequest {
+                profile,
+                member: member.clone(),
+                member_name: "Tax Board".into(),
+                server_code: server.map(str::to_owned),
+                key: SubjectKey::Csr(&der),
+                not_before: None,
+                not_after: None,
+            })
+            .unwrap();
+        let f = dir.path().join(format!("{csr}.crt"));
+        Certificate::write_pem_file(&f, &[cert]).unwrap();
+        let (ok, out) = ss(&["import-cert", &s(&f), "--config", &s(&config)]);
+        assert!(ok, "{out}");
+    }
+    // A second member's signing key for hosted subsystems of that member.
+    let other = ClientId::from_slash("DEV/GOV/3000").unwrap();
+    let (ok, out) = ss(&[
+        "add-member",
+        "--config",
+        &s(&config),
+        "--member",
+        "DEV/GOV/3000",
+    ]);
+    assert!(ok, "{out}");
+    let id = trustbus_security_server::identity::member_key_id(&other);
+    let pem_text = std::fs::read_to_string(ssdir.join(format!("data/certs/{id}.csr.pem"))).unwrap();
+    let der = pem::parse(pem_text).unwrap().into_contents();
+    let cert = pki
+        .ca
+        .issue(&IssueRequest {
+            profile: CertProfile::Sign,
+            member: other,
+            member_name: "Other".into(),
+            server_code: None,
+            key: SubjectKey::Csr(&der),
+            not_before: None,
+            not_after: None,
+        })
+        .unwrap();
+    let f = dir.path().join("member.crt");
+    Certificate::write_pem_file(&f, &[cert]).unwrap();
+    let (ok, out) = ss(&["import-cert", &s(&f), "--config", &s(&config)]);
+    assert!(ok, "{out}");
+    assert!(ssdir.join(format!("data/certs/{id}.pem")).exists());
+
+    // A certificate for no key of the token is refused.
+    let (_, other) = pki.sign_cert(&member).unwrap();
+    let f = dir.path().join("other.crt");
+    Certificate::write_pem_file(&f, &[other]).unwrap();
+    let (ok, out) = ss(&["import-cert", &s(&f), "--config", &s(&config)]);
+    assert!(!ok && out.contains("not for a key"), "{out}");
+
+    let (ok, out) = ss(&["api-key", "--role", "observer"]);
+    assert!(
+        ok && out.contains("[[api_keys]]") && out.lines().next().unwrap().len() == 64,
+        "{out}"
+    );
+    let (ok, _) = ss(&["api-key", "--role", "root"]);
+    assert!(!ok);
+
+    let (ok, out) = ss(&["status", "--config", &s(&config)]);
+    assert!(ok, "{out}");
+    assert!(out.contains("server DEV/GOV/1234/ss1"), "{out}");
+    assert!(out.contains("auth.pem: C=DEV"), "{out}");
+    assert!(
+        out.contains("OutdatedGlobalConf"),
+        "no configuration downloaded yet: {out}"
+    );
+}

@@ -1,0 +1,1276 @@
+//! End to end: a central server, the development CA's OCSP responder and a backend run in this
+//! process; two real `security-server` processes exchange messages over mutual TLS.
+//!
+//! One instance is set up once per test binary run (it takes a second or two) and every case
+//! below uses it; each negative case asserts the exact fault code and that the backend was not
+//! called.
+
+// Test code: a failed setup step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use trustbus_central_server::anchor::Anchor;
+use trustbus_central_server::api::{self, AppState as CsState};
+use trustbus_central_server::globalconf::{GlobalConf, Publisher};
+use trustbus_central_server::keys::KeyStore;
+use trustbus_central_server::management::AutoApprove;
+use trustbus_central_server::model::{
+    Maintenance, ManagementService, Member, MemberClass, SecurityServer, Subsystem,
+};
+use trustbus_central_server::registry::Registry;
+use trustbus_pki::token::SoftToken;
+use trustbus_pki::{Certificate, KeyPair};
+use trustbus_sdk::id::{ClientId, SecurityServerId};
+use trustbus_security_server::testkit::{TestPki, server_entry};
+
+const PIN: &str = "1234";
+
+fn cid(s: &str) -> ClientId {
+    ClientId::from_slash(s).unwrap()
+}
+fn sid(s: &str) -> SecurityServerId {
+    SecurityServerId::from_slash(s).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Calls to the backend, by path.
+#[derive(Default)]
+struct Backend {
+    calls: AtomicUsize,
+}
+
+async fn backend_handle(
+    b: Arc<Backend>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    b.calls.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    if path.ends_with("/count") {
+        let out = serde_json::json!({ "len": body.len() }).to_string();
+        return Ok(http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(out)))
+            .unwrap());
+    }
+    if path.starts_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if path.starts_with("/soap") {
+        let limits = trustbus_sdk::soap::Limits::default();
+        let soap_bytes = match trustbus_sdk::multipart::check_content_type(
+            parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        ) {
+            Ok(trustbus_sdk::multipart::SoapContentType::Multipart(ty)) => {
+                let mp =
+                    trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &limits).unwrap();
+                let n = mp.attachments().count();
+                (mp.soap_bytes().to_vec(), n)
+            }
+            _ => (body.to_vec(), 0),
+        };
+        let req = trustbus_sdk::soap::parse_request(soap_bytes.0, &limits).unwrap();
+        let xml = format!(
+            "<ns:getPersonResponse xmlns:ns=\"urn:test\"><ns:attachments>{}</ns:attachments></ns:getPersonResponse>",
+            soap_bytes.1
+        );
+        let out = trustbus_sdk::soap::build_response(
+            &req,
+            &xml,
+            trustbus_sdk::soap::HashAlgorithm::Sha512,
+        );
+        if soap_bytes.1 > 0 {
+            // Answer with an attachment too (SwA).
+            let mut mp = b"--resp-b\r\nContent-Type: text/xml; charset=UTF-8\r\n\r\n".to_vec();
+            mp.extend_from_slice(&out);
+            mp.extend_from_slice(b"\r\n--resp-b\r\nContent-Type: application/octet-stream\r\nContent-ID: <r1@x>\r\n\r\nRESULT DATA\r\n--resp-b--\r\n");
+            return Ok(http::Response::builder()
+                .header(
+                    "content-type",
+                    "multipart/related; type=\"text/xml\"; boundary=\"resp-b\"",
+                )
+                .body(Full::new(Bytes::from(mp)))
+                .unwrap());
+        }
+        return Ok(http::Response::builder()
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(Full::new(Bytes::from(out)))
+            .unwrap());
+    }
+    let echo = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": path,
+        "query": parts.uri.query(),
+        "body": String::from_utf8_lossy(&body),
+        "x-road-client": parts.headers.get("x-road-client").and_then(|v| v.to_str().ok()),
+        "user-id": parts.headers.get("x-road-userid").and_then(|v| v.to_str().ok()),
+    });
+    Ok(http::Response::builder()
+        .status(if parts.method == http::Method::POST {
+            201
+        } else {
+            200
+        })
+        .header("content-type", "application/json")
+        .header("x-backend", "yes")
+        .body(Full::new(Bytes::from(echo.to_string())))
+        .unwrap())
+}
+
+async fn start_backend() -> (SocketAddr, Arc<Backend>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let b = Arc::new(Backend::default());
+    let bb = b.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let b = bb.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r| backend_handle(b.clone(), r));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, b)
+}
+
+struct SsProc {
+    child: Child,
+    admin: String,
+    client_proxy: String,
+    client_proxy_tls: String,
+    internal_cert: Certificate,
+}
+
+impl Drop for SsProc {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Writes a security server directory: token, certificates, configuration.
+fn ss_dir(
+    root: &Path,
+    name: &str,
+    pki: &TestPki,
+    server: &SecurityServerId,
+    member_name: &str,
+    server_port: u16,
+    body: &str,
+) -> (PathBuf, Certificate) {
+    let dir = root.join(name);
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("certs")).unwrap();
+    let token = SoftToken::open(data.join("token"))
+        .unwrap()
+        .with_iterations(NonZeroU32::new(1000).unwrap());
+    let (sk, sc) = pki.sign_cert(server.owner()).unwrap();
+    let (ak, ac) = pki.auth_cert(server).unwrap();
+    let _ = member_name;
+    token.store("sign", "sign", &sk, PIN).unwrap();
+    token.store("auth", "auth", &ak, PIN).unwrap();
+    Certificate::write_pem_file(&data.join("certs/sign.pem"), &[sc]).unwrap();
+    Certificate::write_pem_file(&data.join("certs/auth.pem"), std::slice::from_ref(&ac)).unwrap();
+    let (ik, ic) =
+        trustbus_security_server::identity::internal_tls_cert(vec!["localhost".into()]).unwrap();
+    token.store("internal", "internal", &ik, PIN).unwrap();
+    Certificate::write_pem_file(&data.join("certs/internal.pem"), &[ic]).unwrap();
+    let cfg = format!(
+        r#"
+[server]
+owner = "{owner}"
+server_code = "{code}"
+data_dir = "data"
+development = true
+
+[listen]
+client_proxy = "127.0.0.1:0"
+client_proxy_tls = "127.0.0.1:0"
+server_proxy = "127.0.0.1:{server_port}"
+admin = "127.0.0.1:0"
+
+[globalconf]
+anchor = "../anchor.json"
+poll_interval_seconds = 1
+
+[limits]
+spill_threshold_bytes = 65536
+{body}
+"#,
+        owner = server.owner().to_slash(),
+        code = server.server_code(),
+    );
+    std::fs::write(dir.join("security-server.toml"), cfg).unwrap();
+    (dir, ac)
+}
+
+async fn start_ss(dir: &Path) -> SsProc {
+    let exe = common::ss_exe();
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("security-server.toml"))
+        .env("TRUSTBUS_SS_PIN", PIN)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addrs = BTreeMap::new();
+    while addrs.len() < 4 {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening ") {
+            let (name, url) = rest.split_once(' ').unwrap();
+            addrs.insert(name.to_owned(), url.to_owned());
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Healthy = configuration downloaded and OCSP responses stapled.
+    let admin = addrs["admin"].clone();
+    let client = reqwest_like::Client::new();
+    for _ in 0..600 {
+        if client.get(&format!("{admin}/healthz")).await.map(|r| r.0) == Ok(200) {
+            return SsProc {
+                child,
+                admin: admin.clone(),
+                client_proxy: addrs["client_proxy"].clone(),
+                client_proxy_tls: addrs["client_proxy_tls"]
+                    .trim_start_matches("https://")
+                    .to_owned(),
+                internal_cert: Certificate::read_file(&dir.join("data/certs/internal.pem"))
+                    .unwrap()
+                    .remove(0),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "security server at {} did not become healthy",
+        dir.display()
+    );
+}
+
+/// A tiny HTTP client for the tests.
+mod reqwest_like {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as HClient;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    pub(crate) struct Client(HClient<HttpConnector, Full<Bytes>>);
+
+    pub(crate) type Resp = (u16, http::HeaderMap, Bytes);
+
+    impl Client {
+        pub(crate) fn new() -> Self {
+            Self(HClient::builder(TokioExecutor::new()).build_http())
+        }
+        pub(crate) async fn send(&self, req: http::Request<Full<Bytes>>) -> Result<Resp, String> {
+            let r = self.0.request(req).await.map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, headers, body))
+        }
+        pub(crate) async fn get(&self, url: &str) -> Result<(u16, Bytes), String> {
+            let r = self
+                .send(
+                    http::Request::get(url)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+                .await?;
+            Ok((r.0, r.2))
+        }
+    }
+}
+
+struct Instance {
+    _dir: tempfile::TempDir,
+    /// The two security servers' directories (message logs under `data/messagelog`).
+    ss_dirs: [PathBuf; 2],
+    ss1: SsProc,
+    _ss2: SsProc,
+    backend: Arc<Backend>,
+    http: reqwest_like::Client,
+    stop_cs: Option<tokio::sync::oneshot::Sender<()>>,
+    pki: Arc<TestPki>,
+    ss2_port: u16,
+    is_cert: (KeyPair, Certificate),
+}
+
+async fn instance() -> Instance {
+    trustbus_pki::tls::install_ring_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let pki = Arc::new(TestPki::new(&root.join("ca")).unwrap());
+
+    // OCSP responder over HTTP.
+    let ocsp_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ocsp_addr = ocsp_l.local_addr().unwrap();
+    let services = trustbus_pki::serve::dev_services(pki.ca.clone()).unwrap();
+    tokio::spawn(trustbus_pki::serve::serve(
+        ocsp_l,
+        services,
+        std::future::pending(),
+    ));
+
+    let (backend_addr, backend) = start_backend().await;
+
+    // Servers and their directories.
+    let (p1, p2) = (free_port(), free_port());
+    let ss1 = sid("DEV/GOV/1000/ss1");
+    let ss2 = sid("DEV/GOV/2000/ss2");
+    let b = format!("http://{backend_addr}");
+    let wsdl = root.join("getPerson.wsdl");
+    std::fs::write(&wsdl, WSDL).unwrap();
+    let wsdl = wsdl.display();
+    let is_cert =
+        trustbus_security_server::identity::internal_tls_cert(vec!["is.example".into()]).unwrap();
+    let is_fp = is_cert.1.fingerprint_hex();
+    let api_key_hash = trustbus_pki::cert::to_hex(
+        ring::digest::digest(&ring::digest::SHA256, b"test-api-key").as_ref(),
+    );
+    let (d1, a1) = ss_dir(
+        &root,
+        "ss1",
+        &pki,
+        &ss1,
+        "Consumer",
+        p1,
+        &format!(
+            r#"
+[[clients]]
+id = "DEV/GOV/1000/cons"
+connection = "http"
+[[clients]]
+id = "DEV/GOV/1000/strict"
+connection = "https-auth"
+is_certs = ["{is_fp}"]
+[[clients]]
+id = "DEV/GOV/1000/unreg"
+connection = "http"
+[[api_keys]]
+sha256 = "{api_key_hash}"
+role = "observer"
+"#
+        ),
+    );
+    let (d2, a2) = ss_dir(
+        &root,
+        "ss2",
+        &pki,
+        &ss2,
+        "Provider",
+        p2,
+        &format!(
+            r#"
+[[clients]]
+id = "DEV/GOV/2000/prov"
+connection = "http"
+
+[[services]]
+id = "DEV/GOV/2000/prov/echo"
+kind = "rest"
+url = "{b}/api"
+[[services]]
+id = "DEV/GOV/2000/prov/secret"
+kind = "rest"
+url = "{b}/secret"
+[[services]]
+id = "DEV/GOV/2000/prov/off"
+kind = "rest"
+url = "{b}/off"
+enabled = false
+disabled_notice = "down for upgrade"
+[[services]]
+id = "DEV/GOV/2000/prov/slow"
+kind = "rest"
+url = "{b}/slow"
+read_timeout_ms = 500
+[[services]]
+id = "DEV/GOV/2000/prov/getPerson"
+kind = "soap"
+url = "{b}/soap"
+wsdl = "{wsdl}"
+
+[[access]]
+service = "DEV/GOV/2000/prov/echo"
+subject = "SUBSYSTEM:DEV/GOV/1000/cons"
+endpoints = [{{ method = "*", path = "/persons/**" }}]
+[[access]]
+service = "DEV/GOV/2000/prov/off"
+subject = "SUBSYSTEM:DEV/GOV/1000/cons"
+[[access]]
+service = "DEV/GOV/2000/prov/slow"
+subject = "SUBSYSTEM:DEV/GOV/1000/cons"
+[[access]]
+service = "DEV/GOV/2000/prov/getPerson"
+subject = "MEMBER:DEV/GOV/1000"
+[[access]]
+service = "DEV/GOV/2000/prov/getPerson"
+subject = "SUBSYSTEM:DEV/GOV/1000/cons"
+"#
+        ),
+    );
+
+    // Central server in process.
+    let cs = root.join("cs");
+    let registry = Arc::new(Registry::open(&cs.join("registry"), "DEV").unwrap());
+    // A test PIN and few PBKDF2 rounds: the token format is the production one, only cheaper.
+    let iterations = NonZeroU32::new(1000).unwrap();
+    let keys = KeyStore::open(
+        &cs.join("keys"),
+        Some("test-pin".into()),
+        "UNUSED",
+        iterations,
+    )
+    .unwrap();
+    keys.generate(1, "DEV").unwrap();
+    let ca = pki.approved_ca(&format!("http://{ocsp_addr}/ocsp"));
+    let cons = [cid("DEV/GOV/1000/cons"), cid("DEV/GOV/1000/strict")];
+    let mut servers = vec![
+        server_entry(&ss1, &format!("127.0.0.1:{p1}"), &a1, &cons),
+        server_entry(
+            &ss2,
+            &format!("127.0.0.1:{p2}"),
+            &a2,
+            // `extra` is registered on ss2 in global configuration but not configured there.
+            &[cid("DEV/GOV/2000/prov"), cid("DEV/GOV/2000/extra")],
+        ),
+    ];
+    // A provider whose server is in maintenance mode.
+    let mut down = server_entry(
+        &sid("DEV/GOV/3000/ss3"),
+        "127.0.0.1:1",
+        &a2,
+        &[cid("DEV/GOV/3000/down")],
+    );
+    down.auth_cert_sha256 = vec![];
+    down.maintenance = Maintenance {
+        enabled: true,
+        message: Some("back at noon".into()),
+    };
+    servers.push(down);
+    // A provider "hosted" at ss2's address under an authentication certificate ss2 does not have.
+    let mut ghost = server_entry(
+        &sid("DEV/GOV/4000/ss4"),
+        &format!("127.0.0.1:{p2}"),
+        &a1,
+        &[cid("DEV/GOV/4000/ghost")],
+    );
+    ghost.auth_cert_sha256 = vec!["00".repeat(32)];
+    servers.push(ghost);
+    registry
+        .mutate(|s| {
+            s.signing.active = 1;
+            s.settings.configuration_validity_seconds = 6;
+            s.member_classes.insert(
+                "GOV".into(),
+                MemberClass {
+                    code: "GOV".into(),
+                    description: String::new(),
+                },
+            );
+            for (m, subs) in [
+                ("DEV/GOV/1000", vec!["cons", "strict", "unreg"]),
+                ("DEV/GOV/2000", vec!["prov", "extra"]),
+                ("DEV/GOV/3000", vec!["down"]),
+                ("DEV/GOV/4000", vec!["ghost"]),
+            ] {
+                let id = cid(m);
+                s.members.insert(
+                    m.into(),
+                    Member {
+                        id: id.clone(),
+                        name: format!("Member {}", id.member_code()),
+                        subsystems: subs
+                            .iter()
+                            .map(|c| Subsystem {
+                                id: cid(&format!("{m}/{c}")),
+                                name: None,
+                            })
+                            .collect(),
+                    },
+                );
+            }
+            for srv in &servers {
+                s.servers
+                    .insert(srv.id.to_slash(), SecurityServer { ..srv.clone() });
+            }
+            s.cas.insert(ca.name.clone(), ca.clone());
+            Ok(())
+        })
+        .unwrap();
+    let publisher = Publisher::open(&cs.join("published"), 10).unwrap();
+    let gc = Arc::new(GlobalConf::new(
+        registry.clone(),
+        keys,
+        publisher,
+        ManagementService {
+            address: "http://127.0.0.1:1".into(),
+            tls_cert: None,
+            tls_ca_cert: None,
+        },
+        vec![],
+    ));
+    gc.regenerate().unwrap();
+    let cs_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cs_addr = cs_l.local_addr().unwrap();
+    let state = CsState {
+        registry,
+        globalconf: gc.clone(),
+        auto_approve: Arc::new(AutoApprove(Default::default())),
+        refresh_interval_seconds: 1,
+        max_management_body: 1 << 20,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let router = api::public_router(state);
+    tokio::spawn(async move {
+        let refresh = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let gc = gc.clone();
+                let _ = tokio::task::spawn_blocking(move || gc.refresh()).await;
+            }
+        };
+        tokio::select! {
+            _ = axum::serve(cs_l, router) => {}
+            _ = refresh => {}
+            _ = rx => {}
+        }
+    });
+    let cert = KeyStore::open(
+        &cs.join("keys"),
+        Some("test-pin".into()),
+        "UNUSED",
+        iterations,
+    )
+    .unwrap()
+    .certificate(1)
+    .unwrap();
+    let anchor = Anchor::new("DEV", vec![format!("http://{cs_addr}/globalconf")], &[cert]);
+    std::fs::write(root.join("anchor.json"), anchor.to_bytes().unwrap()).unwrap();
+
+    let (s1, s2) = tokio::join!(start_ss(&d1), start_ss(&d2));
+    Instance {
+        _dir: dir,
+        ss_dirs: [d1.clone(), d2.clone()],
+        ss1: s1,
+        _ss2: s2,
+        backend,
+        http: reqwest_like::Client::new(),
+        stop_cs: Some(tx),
+        pki,
+        ss2_port: p2,
+        is_cert,
+    }
+}
+
+impl Instance {
+    fn calls(&self) -> usize {
+        self.backend.calls.load(Ordering::SeqCst)
+    }
+
+    async fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        client: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> reqwest_like::Resp {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.ss1.client_proxy));
+        if !client.is_empty() {
+            b = b.header("X-Road-Client", client);
+        }
+        for (n, v) in extra {
+            b = b.header(*n, *v);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .unwrap();
+        self.http.send(req).await.unwrap()
+    }
+
+    async fn soap(&self, body: Vec<u8>, ct: &str, method: &str) -> reqwest_like::Resp {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}/", self.ss1.client_proxy))
+            .header("content-type", ct)
+            .header("SOAPAction", "\"\"")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        self.http.send(req).await.unwrap()
+    }
+
+    /// A REST call that must fail with `code` without reaching the backend.
+    async fn rest_fault(&self, method: &str, path: &str, client: &str, code: &str) {
+        let before = self.calls();
+        let (status, h, body) = self.rest(method, path, client, None, &[]).await;
+        let got = h
+            .get("x-road-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("<none>");
+        assert_eq!(
+            got,
+            code,
+            "{method} {path}: status {status}, body {}",
+            String::from_utf8_lossy(&body)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], code);
+        assert!(
+            !v["detail"].as_str().unwrap_or("").is_empty(),
+            "correlation id"
+        );
+        assert_eq!(
+            self.calls(),
+            before,
+            "{code}: the backend must not be called"
+        );
+    }
+}
+
+/// A REST GET over the HTTPS client proxy, optionally with a client certificate.
+async fn https_get(
+    ss: &SsProc,
+    client_cert: Option<&(KeyPair, Certificate)>,
+    path: &str,
+    client: &str,
+) -> (u16, http::HeaderMap) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            ss.internal_cert.der().to_vec(),
+        ))
+        .unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(trustbus_pki::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client_cert {
+        Some((k, c)) => b
+            .with_client_auth_cert(
+                vec![rustls::pki_types::CertificateDer::from(c.der().to_vec())],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(k.pkcs8_der().to_vec().into()),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(&ss.client_proxy_tls)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .header("X-Road-Client", client)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    (r.status().as_u16(), r.headers().clone())
+}
+
+const WSDL: &str = "<?xml version=\"1.0\"?><wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" name=\"getPerson\"/>";
+
+fn soap_request(client: &ClientId, service: &str, id: &str) -> Vec<u8> {
+    let svc = trustbus_sdk::ServiceId::from_slash(service).unwrap();
+    trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+        .id(id)
+        .user_id("EE12345678901")
+        .body("<ns:getPerson xmlns:ns=\"urn:test\"><ns:code>1</ns:code></ns:getPerson>")
+        .build()
+}
+
+fn soap_fault_code(body: &[u8]) -> String {
+    let f = trustbus_sdk::soap::parse_fault(body, &trustbus_sdk::soap::Limits::default()).unwrap();
+    f.to_fault()
+        .map(|f| f.code.render(trustbus_sdk::FaultDialect::Classic))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_end_to_end() {
+    let mut inst = instance().await;
+    let cons = "DEV/GOV/1000/cons";
+
+    // REST GET: exact response headers, backend saw the path, query and client.
+    let before = inst.calls();
+    let (status, h, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/echo/persons/42?full=1",
+            cons,
+            None,
+            &[("X-Road-Id", "msg-1"), ("X-Road-UserId", "EE1")],
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(inst.calls(), before + 1);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/api/persons/42");
+    assert_eq!(v["query"], "full=1");
+    assert_eq!(v["x-road-client"], cons);
+    assert_eq!(v["user-id"], "EE1");
+    assert_eq!(h["x-road-id"], "msg-1");
+    assert_eq!(h["x-road-client"], cons);
+    assert_eq!(h["x-road-service"], "DEV/GOV/2000/prov/echo");
+    assert_eq!(h["x-backend"], "yes");
+    let rid = h["x-road-request-id"].to_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(rid).unwrap().get_version_num(), 4);
+    assert!(!h["x-road-request-hash"].is_empty());
+    // Acknowledged only after both logs hold it: each server's journal has the request and
+    // the response of this first exchange, and its hash chain verifies.
+    for d in &inst.ss_dirs {
+        let report =
+            trustbus_security_server::messagelog::verify_chain(&d.join("data/messagelog")).unwrap();
+        assert_eq!(report.records, 2, "{}: {report:?}", d.display());
+    }
+
+    // REST POST with a JSON body; the request hash is the one of our request.
+    let (status, h, body) = inst
+        .rest(
+            "POST",
+            "/r1/DEV/GOV/2000/prov/echo/persons",
+            cons,
+            Some("{\"name\":\"Mari\"}"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["body"], "{\"name\":\"Mari\"}");
+    assert!(h.contains_key("x-road-request-hash"));
+    // a generated message id when the client sent none
+    assert!(!h["x-road-id"].is_empty());
+
+    // A larger body spills to disk on both servers (threshold 64 KiB) and arrives intact.
+    let big = format!("{{\"data\":\"{}\"}}", "x".repeat(3 << 20));
+    let (status, _, body) = inst
+        .rest(
+            "POST",
+            "/r1/DEV/GOV/2000/prov/echo/persons",
+            cons,
+            Some(&big),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["body"].as_str().unwrap().len(), big.len());
+
+    // Header aliases: a UXP client (Uxp-Client) works unchanged.
+    let (status, h, _) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/echo/persons/1",
+            "",
+            None,
+            &[("Uxp-Client", cons)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h["x-road-client"], cons);
+
+    // SOAP without and with an attachment: headers echoed, requestHash set.
+    let client = ClientId::from_slash(cons).unwrap();
+    let req = soap_request(&client, "DEV/GOV/2000/prov/getPerson", "soap-1");
+    let (status, h, body) = inst
+        .soap(req.clone(), "text/xml; charset=utf-8", "POST")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/xml"));
+    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap()
+    {
+        trustbus_sdk::soap::SoapResponse::Message(m) => m,
+        other => panic!("{other:?}"),
+    };
+    let parsed_req = trustbus_sdk::soap::parse_request(req.clone(), &Default::default()).unwrap();
+    trustbus_sdk::soap::check_response_headers(&parsed_req, &resp, trustbus_sdk::Origin::Client)
+        .unwrap();
+    trustbus_sdk::soap::verify_request_hash(&req, &resp, trustbus_sdk::Origin::Client).unwrap();
+    assert!(
+        String::from_utf8_lossy(resp.body_content()).contains("<ns:attachments>0</ns:attachments>")
+    );
+
+    let boundary = "MIME_boundary";
+    let mut mp = Vec::new();
+    mp.extend_from_slice(format!("--{boundary}\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Transfer-Encoding: 8bit\r\nContent-ID: <soap@x>\r\n\r\n").as_bytes());
+    let req2 = soap_request(&client, "DEV/GOV/2000/prov/getPerson", "soap-2");
+    mp.extend_from_slice(&req2);
+    mp.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-ID: <att1@x>\r\n\r\nBINARY DATA\r\n--{boundary}--\r\n").as_bytes());
+    let (status, h2, body) = inst
+        .soap(
+            mp,
+            &format!("multipart/related; type=\"text/xml\"; boundary=\"{boundary}\""),
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("<ns:attachments>1</ns:attachments>"));
+    // The response is SwA too: the attachment arrives, the SOAP part carries requestHash.
+    let ct = h2["content-type"].to_str().unwrap().to_owned();
+    let trustbus_sdk::multipart::SoapContentType::Multipart(ty) =
+        trustbus_sdk::multipart::check_content_type(&ct).unwrap()
+    else {
+        panic!("expected a multipart response, got {ct}");
+    };
+    let mp =
+        trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &Default::default()).unwrap();
+    let att: Vec<&[u8]> = mp.attachments().map(|p| mp.body(p)).collect();
+    assert_eq!(att, vec![&b"RESULT DATA"[..]]);
+    let resp =
+        match trustbus_sdk::soap::parse_response(mp.soap_bytes().to_vec(), &Default::default())
+            .unwrap()
+        {
+            trustbus_sdk::soap::SoapResponse::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
+    trustbus_sdk::soap::verify_request_hash(&req2, &resp, trustbus_sdk::Origin::Client).unwrap();
+
+    // SOAP metadata: listMethods lists the provider's SOAP services, answered by ss2 itself.
+    let before = inst.calls();
+    let svc = trustbus_sdk::ServiceId::from_slash("DEV/GOV/2000/prov/listMethods").unwrap();
+    let req = trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+        .id("list-1")
+        .body("<xrd:listMethods xmlns:xrd=\"http://x-road.eu/xsd/xroad.xsd\"/>")
+        .build();
+    let (status, _, body) = inst
+        .soap(req.clone(), "text/xml; charset=utf-8", "POST")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("<id:serviceCode>getPerson</id:serviceCode>"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<id:serviceCode>echo</id:serviceCode>"),
+        "{text}"
+    );
+    let resp = match trustbus_sdk::soap::parse_response(body.to_vec(), &Default::default()).unwrap()
+    {
+        trustbus_sdk::soap::SoapResponse::Message(m) => m,
+        other => panic!("{other:?}"),
+    };
+    trustbus_sdk::soap::verify_request_hash(&req, &resp, trustbus_sdk::Origin::Client).unwrap();
+    assert_eq!(inst.calls(), before);
+
+    // getWsdl: the SOAP answer carries the WSDL as an attachment.
+    let svc = trustbus_sdk::ServiceId::from_slash("DEV/GOV/2000/prov/getWsdl").unwrap();
+    let req = trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+        .id("wsdl-1")
+        .body("<xrd:getWsdl xmlns:xrd=\"http://x-road.eu/xsd/xroad.xsd\"><xrd:serviceCode>getPerson</xrd:serviceCode></xrd:getWsdl>")
+        .build();
+    let (status, h, body) = inst
+        .soap(req.clone(), "text/xml; charset=utf-8", "POST")
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let ct = h["content-type"].to_str().unwrap().to_owned();
+    let trustbus_sdk::multipart::SoapContentType::Multipart(ty) =
+        trustbus_sdk::multipart::check_content_type(&ct).unwrap()
+    else {
+        panic!("expected multipart, got {ct}");
+    };
+    let mp =
+        trustbus_sdk::multipart::parse_multipart(body.to_vec(), &ty, &Default::default()).unwrap();
+    let att: Vec<&[u8]> = mp.attachments().map(|p| mp.body(p)).collect();
+    assert_eq!(att, vec![WSDL.as_bytes()]);
+    let resp =
+        match trustbus_sdk::soap::parse_response(mp.soap_bytes().to_vec(), &Default::default())
+            .unwrap()
+        {
+            trustbus_sdk::soap::SoapResponse::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
+    trustbus_sdk::soap::verify_request_hash(&req, &resp, trustbus_sdk::Origin::Client).unwrap();
+    assert_eq!(inst.calls(), before);
+
+    // Negative cases: exact code, backend never called.
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/admin",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/../admin",
+        cons,
+        "Client.InvalidRest",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/secret",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/nope",
+        cons,
+        "Server.ServerProxy.UnknownService",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/off",
+        cons,
+        "Server.ServerProxy.ServiceDisabled",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/getPerson",
+        cons,
+        "Server.ServerProxy.ServiceType",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV/1000/unreg",
+        "Server.ClientProxy.UnknownMember",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV/9999/nobody",
+        "Server.ClientProxy.UnknownMember",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV/1000/strict",
+        "Server.ClientProxy.SslAuthenticationFailed",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/extra/svc",
+        cons,
+        "Server.ServerProxy.UnknownMember",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/3000/down/svc",
+        cons,
+        "Server.ClientProxy.MaintenanceMode",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/4000/ghost/svc",
+        cons,
+        "Server.ClientProxy.SslAuthenticationFailed",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "",
+        "Client.MissingHeaderField",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/echo/persons/1",
+        "DEV/GOV",
+        "Client.InvalidClientIdentifier",
+    )
+    .await;
+    inst.rest_fault(
+        "GET",
+        "/r9/DEV/GOV/2000/prov/echo",
+        cons,
+        "Client.InvalidProtocolVersion",
+    )
+    .await;
+
+    // HTTPS with client authentication: a registered certificate passes, none or another fails.
+    let strict = "DEV/GOV/1000/strict";
+    let path = "/r1/DEV/GOV/2000/prov/echo/persons/7";
+    let before = inst.calls();
+    let (_, h) = https_get(&inst.ss1, None, path, strict).await;
+    assert_eq!(
+        h["x-road-error"],
+        "Server.ClientProxy.SslAuthenticationFailed"
+    );
+    let other =
+        trustbus_security_server::identity::internal_tls_cert(vec!["other".into()]).unwrap();
+    let (_, h) = https_get(&inst.ss1, Some(&other), path, strict).await;
+    assert_eq!(
+        h["x-road-error"],
+        "Server.ClientProxy.SslAuthenticationFailed"
+    );
+    assert_eq!(inst.calls(), before);
+    // (strict has no access right to echo: reaching AccessDenied proves the TLS check passed)
+    let (_, h) = https_get(&inst.ss1, Some(&inst.is_cert), path, strict).await;
+    assert_eq!(h["x-road-error"], "Server.ServerProxy.AccessDenied");
+    // a plain-HTTP client also works over HTTPS
+    let (status, _) = https_get(&inst.ss1, None, path, cons).await;
+    assert_eq!(status, 200);
+
+    // Admin API: key required, read-only.
+    let (status, _) = inst
+        .http
+        .get(&format!("{}/api/v1/clients", inst.ss1.admin))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let req = http::Request::get(format!("{}/api/v1/clients", inst.ss1.admin))
+        .header("authorization", "Bearer test-api-key")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = inst.http.send(req).await.unwrap();
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == cons && c["registered"] == true),
+        "{v}"
+    );
+    let (status, body) = inst
+        .http
+        .get(&format!("{}/api/openapi.json", inst.ss1.admin))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["paths"]["/api/v1/clients"]
+            .is_object()
+    );
+
+    // Connection test from the admin listener.
+    let (status, body) = inst
+        .http
+        .get(&format!(
+            "{}/diagnostics/connection?server=DEV/GOV/2000/ss2",
+            inst.ss1.admin
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = inst
+        .http
+        .get(&format!(
+            "{}/diagnostics/connection?server=DEV/GOV/4000/ss4",
+            inst.ss1.admin
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&body).contains("Server.ClientProxy.SslAuthenticationFailed"));
+
+    // Backend timeout: the backend is called, the exchange fails with ServiceFailed.
+    let (_, h, _) = inst
+        .rest("GET", "/r1/DEV/GOV/2000/prov/slow", cons, None, &[])
+        .await;
+    assert_eq!(
+        h["x-road-error"],
+        "Server.ServerProxy.ServiceFailed.NetworkError"
+    );
+
+    // Malformed SOAP and a GET on the SOAP endpoint.
+    let before = inst.calls();
+    let (status, _, body) = inst.soap(b"<not-soap/>".to_vec(), "text/xml", "POST").await;
+    assert_eq!(status, 500);
+    assert!(
+        soap_fault_code(&body).starts_with("Client."),
+        "{}",
+        soap_fault_code(&body)
+    );
+    let (_, _, body) = inst.soap(Vec::new(), "text/xml", "GET").await;
+    assert_eq!(soap_fault_code(&body), "Client.InvalidHttpMethod");
+    let (_, _, body) = inst.soap(b"{}".to_vec(), "application/json", "POST").await;
+    assert_eq!(soap_fault_code(&body), "Client.InvalidContentType");
+    assert_eq!(inst.calls(), before);
+
+    // An unregistered authentication certificate cannot even talk to the server proxy.
+    let rogue = inst.pki.auth_cert(&sid("DEV/GOV/1000/rogue")).unwrap();
+    assert!(unregistered_peer_is_refused(&inst.pki, inst.ss2_port, rogue).await);
+    assert_eq!(inst.calls(), before);
+
+    // Expired global configuration: stop the central server and wait out the validity (6 s).
+    if let Some(tx) = inst.stop_cs.take() {
+        let _ = tx.send(());
+    }
+    let mut last = String::new();
+    let mut refused_without_backend = false;
+    for _ in 0..120 {
+        let before = inst.calls();
+        let (_, h, _) = inst
+            .rest(
+                "GET",
+                "/r1/DEV/GOV/2000/prov/echo/persons/1",
+                cons,
+                None,
+                &[],
+            )
+            .await;
+        last = h
+            .get("x-road-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        refused_without_backend = inst.calls() == before;
+        // Both servers hold the same version; in the instant between their checks the
+        // provider may be the first to refuse.
+        match last.as_str() {
+            "" | "Server.ServerProxy.OutdatedGlobalConf" => {}
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(last, "Server.ClientProxy.OutdatedGlobalConf");
+    assert!(refused_without_backend, "the backend must not be called");
+}
+
+/// Connects to the server proxy with an authentication certificate that chains to the approved
+/// CA but is not registered: the server must refuse it (TLS 1.3 reports a client certificate
+/// rejection on the client's first read).
+async fn unregistered_peer_is_refused(
+    pki: &TestPki,
+    port: u16,
+    (key, cert): (KeyPair, Certificate),
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use trustbus_pki::tls::{StaticPeerPolicy, TlsIdentity, ss_client_config};
+    let mut store = trustbus_pki::chain::TrustStore::new();
+    store.add_ca(pki.ca.ca_cert().clone(), false);
+    let policy = Arc::new(StaticPeerPolicy {
+        store: Arc::new(store),
+        registered: Arc::new(|_| true),
+    });
+    let cfg = ss_client_config(TlsIdentity::new(&[cert], &key).unwrap(), policy).unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("x")
+        .unwrap()
+        .to_owned();
+    match tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+    {
+        Err(_) => true,
+        Ok(mut tls) => {
+            let _ = tls
+                .write_all(
+                    b"POST /trustbus/v1/exchange HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
+            let mut buf = [0u8; 64];
+            !matches!(tls.read(&mut buf).await, Ok(n) if n > 0)
+        }
+    }
+}
+
+/// Peak resident memory of a process, KiB (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A 100 MiB REST body through both servers: each spills it to disk (threshold 64 KiB) and
+/// streams it on, so neither process's peak memory comes near the body size. Takes a few
+/// seconds in a debug build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_megabyte_body_with_bounded_memory() {
+    let inst = instance().await;
+    let size = 100 << 20;
+    let body = "x".repeat(size);
+    let (status, _, resp) = inst
+        .rest(
+            "POST",
+            "/r1/DEV/GOV/2000/prov/echo/persons/count",
+            "DEV/GOV/1000/cons",
+            Some(&body),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["len"], size);
+    for p in [&inst.ss1, &inst._ss2] {
+        let pid = p.child.id().unwrap();
+        let kib = peak_rss_kib(pid);
+        assert!(
+            kib < 96 * 1024,
+            "security server {pid} peaked at {kib} KiB for a 100 MiB body"
+        );
+    }
+}
