@@ -81,8 +81,7 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Whether the `security-server` binary has the commands `trustbus up` drives (`init`,
-/// `register`, `serve`). Until the security server is merged its binary is a stub, and the
-/// end-to-end suite says so instead of failing on it.
+/// `register`, `serve`): a binary from another worktree or an older build may not.
 pub fn security_server_available() -> bool {
     Command::new(bin_dir().join("security-server"))
         .arg("--help")

@@ -365,20 +365,22 @@ fn print_banner(layout: &Layout, e: &endpoints::Endpoints, took: Duration) {
          \x20 curl -s -H 'X-Road-Client: {client}' {cp}/r1/{person}/{id}\n\n\
          \x20 # SOAP (X-Road message protocol 4.0): the same as getPerson\n\
          \x20 curl -s -H 'Content-Type: text/xml; charset=utf-8' --data-binary @{soap} {cp}/\n\n\
-         \x20 # Evidence: the OCSP status the signatures rest on, checked with openssl\n\
-         \x20 # (exported message evidence and `trustbus verify` are not available yet)\n\
-         \x20 openssl ocsp -issuer {ca} -cert {sign} -url {ocsp} -CAfile {ca}\n\n\
+         \x20 # Evidence: the consumer's message log (every message signed, hash-chained and\n\
+         \x20 # timestamped), checked offline; evidence export through an auditor API is not\n\
+         \x20 # served by the security server yet\n\
+         \x20 {trustbus} verify-log {log}\n\n\
          Press Ctrl-C to stop.\n",
         client = plan::CONSUMER,
         cp = consumer.client_proxy_url,
         id = plan::EXAMPLE_PERSON,
         soap = e.files.soap_request,
-        ca = e.files.ca_cert,
-        sign = layout
+        trustbus = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "trustbus".into()),
+        log = layout
             .security_server(plan::SECURITY_SERVERS[0].code)
-            .join("data/certs/sign.pem")
+            .join("data/messagelog")
             .display(),
-        ocsp = e.trust_services.ocsp_url,
     ));
     println!("{out}");
 }
