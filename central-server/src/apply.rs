@@ -226,6 +226,9 @@ pub fn apply_to_state(
         .iter()
         .map(|t| (t.name.clone(), t.clone()))
         .collect();
+    for i in &file.trusted_oidc_issuers {
+        i.validate()?;
+    }
     state.issuers = file
         .trusted_oidc_issuers
         .iter()
@@ -326,5 +329,46 @@ mod tests {
             Err(Error::InUse(_))
         ));
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn oidc_issuers_are_validated() {
+        let issuer = |extra: &str| {
+            format!(
+                "{FILE}\n[[trusted_oidc_issuers]]\nissuer = \"https://idp.example\"\n\
+                 audiences = [\"portal\"]\n{extra}\n"
+            )
+        };
+        let ok = issuer(
+            "jwks_url = \"https://idp.example/jwks\"\nacr_levels = [\"low\", \"high\"]\n\
+             min_acr = { default = \"high\" }",
+        );
+        let mut s = RegistryState::default();
+        apply_to_state(&mut s, &InstanceFile::parse(&ok).unwrap(), "DEV").unwrap();
+        assert_eq!(s.issuers["https://idp.example"].acr_levels, ["low", "high"]);
+        for (extra, why) in [
+            ("", "exactly one of jwks_url and jwks"),
+            (
+                "jwks_url = \"https://idp.example/jwks\"\njwks = { keys = [] }",
+                "exactly one of jwks_url and jwks",
+            ),
+            ("jwks_url = \"ftp://idp.example/jwks\"", "jwks_url must be"),
+            ("jwks = { keys = \"no\" }", "jwks:"),
+            (
+                "jwks_url = \"https://idp.example/jwks\"\nacr_levels = [\"low\", \"low\"]",
+                "repeated value",
+            ),
+            (
+                "jwks_url = \"https://idp.example/jwks\"\nacr_levels = [\"low\"]\n\
+                 min_acr = { default = \"substantial\" }",
+                "is not one of acr_levels",
+            ),
+        ] {
+            let f = InstanceFile::parse(&issuer(extra)).unwrap();
+            match apply_to_state(&mut RegistryState::default(), &f, "DEV") {
+                Err(Error::BadRequest(m)) => assert!(m.contains(why), "{extra}: {m}"),
+                other => panic!("{extra}: {other:?}"),
+            }
+        }
     }
 }

@@ -170,9 +170,60 @@ pub struct OidcIssuer {
     /// Pinned JWKS document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
-    /// Minimum `acr` per use (for example `{"default": "substantial"}`).
+    /// Minimum `acr` per use (for example `{"default": "substantial"}`). Security servers
+    /// enforce the `default` entry on every ID token from this issuer.
     #[serde(default)]
     pub min_acr: BTreeMap<String, String>,
+    /// The issuer's `acr` values, weakest first (for example `["low", "substantial", "high"]`):
+    /// a required level is met by the same or a later one. Empty: `acr` must match exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acr_levels: Vec<String>,
+}
+
+impl OidcIssuer {
+    /// Checks the record: an http(s) issuer, audiences, exactly one key source (a pinned set
+    /// must be a JWK set), distinct `acr_levels` that name every `min_acr` value.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: String| {
+            Err(crate::Error::BadRequest(format!(
+                "OIDC issuer {:?}: {m}",
+                self.issuer
+            )))
+        };
+        let is_url = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+        if !is_url(&self.issuer) {
+            return bad("issuer must be an http(s) URL".into());
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            return bad("an issuer needs at least one non-empty audience".into());
+        }
+        match (&self.jwks_url, &self.jwks) {
+            (Some(u), None) if is_url(u) => {}
+            (Some(_), None) => return bad("jwks_url must be an http(s) URL".into()),
+            (None, Some(set)) => {
+                let bytes = serde_json::to_vec(set).unwrap_or_default();
+                if let Err(e) = trustbus_sdk::identity::JwkSet::parse(&bytes) {
+                    return bad(format!("jwks: {e}"));
+                }
+            }
+            _ => return bad("exactly one of jwks_url and jwks must be set".into()),
+        }
+        for (i, l) in self.acr_levels.iter().enumerate() {
+            if l.is_empty() || self.acr_levels[..i].contains(l) {
+                return bad(format!("acr_levels: empty or repeated value {l:?}"));
+            }
+        }
+        if !self.acr_levels.is_empty() {
+            for (usage, acr) in &self.min_acr {
+                if !self.acr_levels.contains(acr) {
+                    return bad(format!(
+                        "min_acr {usage} = {acr:?} is not one of acr_levels"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Instance-wide settings published to every security server.

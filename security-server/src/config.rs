@@ -63,6 +63,58 @@ pub struct Config {
     /// The message log: timestamping and archiving (docs/message-log.md).
     #[serde(default)]
     pub message_log: MessageLogSection,
+    /// Verification of end users' ID tokens (the trusted issuers come from global
+    /// configuration).
+    #[serde(default)]
+    pub end_user_identity: EndUserIdentitySection,
+}
+
+/// `[end_user_identity]`: how ID tokens (`Trustbus-Id-Token`) are verified. Which identity
+/// providers are trusted, for which audiences and at which minimum `acr` is global
+/// configuration's `trusted_oidc_issuers`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserIdentitySection {
+    /// PEM file with the CA certificates trusted for `https://` JWKS URLs; without it only
+    /// pinned key sets and loopback HTTP URLs work.
+    #[serde(default)]
+    pub jwks_tls_ca: Option<PathBuf>,
+    /// Accept `http://` JWKS URLs on hosts other than loopback (never in production: the
+    /// keys would come unauthenticated).
+    #[serde(default)]
+    pub allow_plain_http_jwks: bool,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
+    #[serde(default = "d_skew")]
+    pub clock_skew_seconds: u64,
+    /// Fewest seconds between two fetches of one issuer's key set (a token with an unknown
+    /// `kid` triggers a fetch at most this often).
+    #[serde(default = "d_jwks_refresh")]
+    pub jwks_min_refresh_seconds: u64,
+    /// A key set older than this is fetched again before use, seconds.
+    #[serde(default = "d_jwks_age")]
+    pub jwks_max_age_seconds: u64,
+}
+
+fn d_skew() -> u64 {
+    60
+}
+fn d_jwks_refresh() -> u64 {
+    60
+}
+fn d_jwks_age() -> u64 {
+    3600
+}
+
+impl Default for EndUserIdentitySection {
+    fn default() -> Self {
+        Self {
+            jwks_tls_ca: None,
+            allow_plain_http_jwks: false,
+            clock_skew_seconds: d_skew(),
+            jwks_min_refresh_seconds: d_jwks_refresh(),
+            jwks_max_age_seconds: d_jwks_age(),
+        }
+    }
 }
 
 /// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how it is
@@ -370,6 +422,15 @@ pub struct ServiceConfig {
     /// certificate) to trust. Required for HTTPS; the host name in `url` is verified.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// Only end users verified by the bus (a citizen's ID token checked by the consumer's
+    /// security server) may use the service; others get `Client.InvalidUserIdentity` and the
+    /// backend is not called.
+    #[serde(default)]
+    pub require_verified_user: bool,
+    /// The weakest authentication level (`acr`) accepted, ordered by the issuer's
+    /// `acr_levels` in global configuration. Needs `require_verified_user = true`.
+    #[serde(default)]
+    pub min_acr: Option<String>,
 }
 
 fn d_true() -> bool {
@@ -426,6 +487,7 @@ impl Config {
         c.globalconf.anchor = abs(&c.globalconf.anchor);
         c.globalconf.dir = c.globalconf.dir.as_deref().map(abs);
         c.token.dir = c.token.dir.as_deref().map(abs);
+        c.end_user_identity.jwks_tls_ca = c.end_user_identity.jwks_tls_ca.as_deref().map(abs);
         for s in &mut c.services {
             s.tls_ca = s.tls_ca.as_deref().map(abs);
             s.openapi = s.openapi.as_deref().map(abs);
@@ -456,6 +518,12 @@ impl Config {
             }
             for e in &s.endpoints {
                 e.pattern()?;
+            }
+            if s.min_acr.is_some() && !s.require_verified_user {
+                return Err(ConfigError::Invalid(format!(
+                    "service {}: min_acr needs require_verified_user = true",
+                    s.id.to_slash()
+                )));
             }
             if s.url.starts_with("https://") && s.tls_ca.is_none() {
                 return Err(ConfigError::Invalid(format!(
@@ -551,5 +619,20 @@ mod tests {
             ))
             .is_err()
         );
+        let svc = "[[services]]\nid = \"DEV/GOV/1/x/s\"\nkind = \"rest\"\nurl = \"http://b\"\n";
+        let e = Config::parse(&format!("{base}{svc}min_acr = \"high\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("min_acr needs require_verified_user"),
+            "{e}"
+        );
+        let c = Config::parse(&format!(
+            "{base}{svc}require_verified_user = true\nmin_acr = \"high\"\n\
+             [end_user_identity]\nclock_skew_seconds = 30\n"
+        ))
+        .unwrap();
+        assert!(c.services[0].require_verified_user);
+        assert_eq!(c.end_user_identity.clock_skew_seconds, 30);
+        assert_eq!(c.end_user_identity.jwks_min_refresh_seconds, 60);
     }
 }

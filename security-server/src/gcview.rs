@@ -22,6 +22,8 @@ pub struct GcView {
     pub trust: Arc<TrustStore>,
     /// Maximum OCSP response age.
     pub ocsp_freshness: time::Duration,
+    /// The identity providers trusted to vouch for end users (`trusted_oidc_issuers`).
+    pub trusted_issuers: Vec<trustbus_sdk::identity::TrustedIssuer>,
     /// Auth certificate fingerprint → index into `servers`.
     by_fingerprint: HashMap<[u8; 32], usize>,
     /// The security servers.
@@ -72,6 +74,7 @@ impl GcView {
         Self {
             trust: Arc::new(trust),
             ocsp_freshness: time::Duration::seconds(secs),
+            trusted_issuers: crate::citizen::trusted_issuers(&conf.shared.trusted_oidc_issuers),
             by_fingerprint,
             servers,
             conf,

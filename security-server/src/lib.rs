@@ -7,6 +7,7 @@
 pub mod access;
 pub mod admin;
 pub mod adminapi;
+pub mod citizen;
 pub mod clientproxy;
 pub mod config;
 pub mod gcview;

@@ -69,6 +69,8 @@ pub struct AppState {
     pub replay: crate::replay::ReplayGuard,
     /// Per-service backend clients (connect timeout, TLS trust), by service id without version.
     pub backends: std::collections::HashMap<String, BackendClient>,
+    /// End users' ID tokens: verifier and key-set cache.
+    pub citizen: crate::citizen::CitizenVerifier,
 }
 
 /// How to reach one backend service.
@@ -117,6 +119,7 @@ impl AppState {
         Self {
             replay: crate::replay::ReplayGuard::new(time::Duration::seconds(window)),
             backends,
+            citizen: crate::citizen::CitizenVerifier::new(&cfg.end_user_identity, connect),
             http: HttpClient::new(connect),
             pool: SsPool::new(connect),
             cfg,

@@ -923,14 +923,7 @@ async fn create_issuer(State(st): State<AppState>, h: HeaderMap, body: Bytes) ->
         String::new(),
         move |st, _| {
             let i: OidcIssuer = parse_json(&body)?;
-            if !i.issuer.starts_with("https://") && !i.issuer.starts_with("http://") {
-                return Err(Error::BadRequest("issuer must be an http(s) URL".into()));
-            }
-            if i.audiences.is_empty() || i.jwks_url.is_some() == i.jwks.is_some() {
-                return Err(Error::BadRequest(
-                    "an issuer needs audiences and exactly one of jwks_url and jwks".into(),
-                ));
-            }
+            i.validate()?;
             st.registry
                 .mutate(|s| {
                     if s.issuers.contains_key(&i.issuer) {

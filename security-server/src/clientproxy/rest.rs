@@ -14,9 +14,7 @@ use crate::message::{seal, stream_body};
 use crate::respond::{log_fault, put_headers, rest_error, sdk_headers};
 use crate::spill::SpillBuffer;
 use crate::state::AppState;
-use crate::transport::{
-    CT_REST_BODY, CT_REST_REQUEST, Direction, Metadata, PROTOCOL, PayloadKind, UserIdentity,
-};
+use crate::transport::{CT_REST_BODY, CT_REST_REQUEST, Direction, Metadata, PROTOCOL, PayloadKind};
 
 pub(super) async fn handle(
     state: &AppState,
@@ -37,8 +35,6 @@ pub(super) async fn handle(
         }
     }
 }
-
-const USER_ID_HEADERS: [&str; 2] = ["x-road-userid", "uxp-userid"];
 
 async fn run(
     state: &AppState,
@@ -71,16 +67,21 @@ async fn run(
         xroad.security_server.as_ref(),
     )?;
 
-    let user = match (&xroad.user_id, client_cfg.allow_unverified_user_id) {
-        (Some(u), true) => Some(UserIdentity {
-            id: u.clone(),
-            verified: false,
-            issuer: None,
-        }),
-        _ => None,
-    };
-    if !client_cfg.allow_unverified_user_id {
-        headers.retain(|n| !USER_ID_HEADERS.iter().any(|u| n.eq_ignore_ascii_case(u)));
+    // A token that does not verify is refused here, before anything is signed or sent.
+    let user = state
+        .citizen
+        .resolve(
+            &view,
+            xroad.id_token.as_deref(),
+            xroad.user_id.as_deref(),
+            client_cfg.allow_unverified_user_id,
+        )
+        .await?;
+    // The end-user headers in the signed request say exactly what the metadata says; the
+    // bus's own (`Trustbus-User-*`) never come from the client.
+    headers.retain(|n| !crate::citizen::is_bus_user_header(n));
+    if let Some(u) = &user {
+        headers.push("X-Road-UserId", u.id.clone().into_bytes());
     }
     let request_id = uuid::Uuid::new_v4().to_string();
     let head = RequestHeaderPart::for_transport(&rr, &headers, &xroad, &request_id)

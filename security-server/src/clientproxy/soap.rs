@@ -12,9 +12,7 @@ use crate::message::seal;
 use crate::respond::{log_fault, soap_error};
 use crate::spill::SpillBuffer;
 use crate::state::AppState;
-use crate::transport::{
-    CT_SOAP, CT_SOAP_MULTIPART, Direction, Metadata, PROTOCOL, PayloadKind, UserIdentity,
-};
+use crate::transport::{CT_SOAP, CT_SOAP_MULTIPART, Direction, Metadata, PROTOCOL, PayloadKind};
 
 pub(super) async fn handle(
     state: &AppState,
@@ -88,21 +86,39 @@ async fn run(
     let client_cfg = check_client(state, &view, conn, &h.client)?;
     // Labelled only once the client is known, so callers cannot create metric series at will.
     *labels = (h.client.to_slash(), h.service.without_version().to_slash());
-    let user = match (&h.user_id, client_cfg.allow_unverified_user_id) {
-        (None, _) => None,
-        (Some(u), true) => Some(UserIdentity {
-            id: u.clone(),
-            verified: false,
-            issuer: None,
-        }),
-        (Some(_), false) => {
-            return Err(Fault::of(
-                Origin::Client,
-                ErrorKind::InvalidUserIdentity,
-                "this client may not assert an unverified userId",
-            ));
-        }
-    };
+    let id_token = parts
+        .headers
+        .get(trustbus_sdk::rest::TRUSTBUS_ID_TOKEN)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                Fault::of(
+                    Origin::Client,
+                    ErrorKind::InvalidUserIdentity,
+                    "Trustbus-Id-Token is not ASCII",
+                )
+            })
+        })
+        .transpose()?
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if id_token.is_none() && h.user_id.is_some() && !client_cfg.allow_unverified_user_id {
+        return Err(Fault::of(
+            Origin::Client,
+            ErrorKind::InvalidUserIdentity,
+            "this client may not assert an unverified userId",
+        ));
+    }
+    // A token that does not verify is refused here, before anything is signed or sent; with
+    // one, a userId in the envelope must be its subject.
+    let user = state
+        .citizen
+        .resolve(
+            &view,
+            id_token,
+            h.user_id.as_deref(),
+            client_cfg.allow_unverified_user_id,
+        )
+        .await?;
     let servers = route(&view, h.service.provider(), h.security_server.as_ref())?;
     let request_hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
     let body = match whole {

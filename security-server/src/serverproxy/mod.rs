@@ -551,6 +551,9 @@ async fn rest_backend(
         &meta.service,
         Some((rr.method(), &path)),
     )?;
+    crate::citizen::enforce(svc, meta.user.as_ref(), view)?;
+    // The service learns the end user from the signed metadata only.
+    let backend_headers = crate::citizen::backend_user_headers(&part.headers, meta.user.as_ref());
     let request_hash = match &body {
         Some(b) => b.request_hash().unwrap_or_default(),
         None => trustbus_sdk::rest::request_hash(&msg.head, None),
@@ -562,7 +565,7 @@ async fn rest_backend(
         svc,
         rr.method(),
         &url,
-        &part.headers,
+        &backend_headers,
         body,
         lim.max_body_bytes,
         lim.spill_threshold_bytes,
@@ -597,6 +600,7 @@ async fn soap_backend(
     svc: &crate::config::ServiceConfig,
 ) -> Result<Prepared, Fault> {
     crate::access::check(&state.cfg, view, &meta.client, &meta.service, None)?;
+    crate::citizen::enforce(svc, meta.user.as_ref(), view)?;
     let limits = soap::Limits::default();
     let mut headers = trustbus_sdk::rest::Headers::new();
     let ct = meta
@@ -607,6 +611,7 @@ async fn soap_backend(
     if let Some(a) = &meta.soap_action {
         headers.push("SOAPAction", a.clone().into_bytes());
     }
+    crate::citizen::add_user_headers(&mut headers, meta.user.as_ref());
     let out_body = match body {
         Some(b) => b,
         None => {

@@ -34,6 +34,10 @@ pub struct UserIdentity {
     /// The identity provider that vouched for it, when verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// The authentication level (`acr`) of the ID token, when verified and present; the
+    /// provider checks it against the service's `min_acr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
 }
 
 /// The metadata part of a message.
