@@ -247,14 +247,13 @@ fn g2c(up: &Up) {
     .unwrap();
     assert_eq!(again.status, 400);
 
-    // Through the bus with the ID token. The citizen service answers only for an end user the
-    // consumer's security server verified. Until the security server verifies
-    // `Trustbus-Id-Token` (docs/security-server.md, "Not implemented yet"), the provider
-    // refuses with Client.InvalidUserIdentity; once it does, the citizen's records come back.
+    // Through the bus with the ID token: the consumer's security server verifies it and signs
+    // the subject in; the citizen service (VerifiedUser) answers with that citizen's records.
     let cp = up.get("/client_proxy_url");
+    let records = format!("{cp}/r1/DEV/GOV/1002/registry/citizen/my-records");
     let r = http(
         "GET",
-        &format!("{cp}/r1/DEV/GOV/1002/registry/citizen/my-records"),
+        &records,
         &[
             ("X-Road-Client", CONSUMER),
             ("Trustbus-Id-Token", &id_token),
@@ -262,20 +261,38 @@ fn g2c(up: &Up) {
         b"",
     )
     .unwrap();
-    if r.status == 200 {
-        assert_eq!(r.json()["subject"], "EE38001085718", "{}", r.text());
-    } else {
-        assert!(
-            r.text().contains("InvalidUserIdentity"),
-            "{} {}",
-            r.status,
-            r.text()
-        );
-        eprintln!(
-            "G2C: the security server does not verify ID tokens yet ({})",
-            r.text()
-        );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["subject"], "EE38001085718", "{}", r.text());
+
+    // Without a token, or with a user id the portal merely asserts, the provider's security
+    // server refuses: the service requires a verified citizen.
+    for headers in [
+        vec![("X-Road-Client", CONSUMER)],
+        vec![
+            ("X-Road-Client", CONSUMER),
+            ("X-Road-UserId", "EE38001085718"),
+            ("Trustbus-User-Verified", "true"),
+        ],
+    ] {
+        let r = http("GET", &records, &headers, b"").unwrap();
+        assert_eq!(bus_error(&r), "Client.InvalidUserIdentity", "{headers:?}");
     }
+    // A token whose signature does not verify is refused by the consumer's security server.
+    let (head, sig) = id_token.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{head}.{flipped}{}", &sig[1..]);
+    let r = http(
+        "GET",
+        &records,
+        &[
+            ("X-Road-Client", CONSUMER),
+            ("Trustbus-Id-Token", &tampered),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(bus_error(&r), "Client.InvalidUserIdentity");
+    assert!(r.text().contains("invalid_signature"), "{}", r.text());
 }
 
 /// docs/operator-guide.md §3, executed as written: a third security server from scratch.

@@ -179,6 +179,7 @@ fn instance_description(state: &State, ca: &DevCa) -> Result<String, UpError> {
          issuer = \"http://127.0.0.1:{op}\"\n\
          audiences = [\"{aud}\"]\n\
          jwks_url = \"http://127.0.0.1:{op}/jwks\"\n\
+         acr_levels = [\"low\", \"substantial\", \"high\"]\n\
          min_acr = {{ default = \"substantial\" }}\n",
         root = STANDARD.encode(ca.ca_cert().der()),
         tsa = STANDARD.encode(tsa_cert.der()),

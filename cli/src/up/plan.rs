@@ -63,6 +63,8 @@ pub(crate) struct ServicePlan {
     pub(crate) granted_to: &'static [&'static str],
     /// Name in `endpoints.json` `services`.
     pub(crate) name: &'static str,
+    /// For a service only for end users the bus verified: the weakest `acr` it accepts.
+    pub(crate) verified_user_acr: Option<&'static str>,
 }
 
 /// Index of the provider server in [`SECURITY_SERVERS`].
@@ -77,6 +79,7 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         // Also the client of the third security server that docs/operator-guide.md adds.
         granted_to: &[CONSUMER, THIRD_PARTY_CLIENT],
         name: "population_register",
+        verified_user_acr: None,
     },
     ServicePlan {
         id: "DEV/GOV/1002/registry/getPerson",
@@ -84,6 +87,7 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         backend_path: "/soap",
         granted_to: &[CONSUMER],
         name: "population_register_soap",
+        verified_user_acr: None,
     },
     ServicePlan {
         id: "DEV/GOV/1002/registry/citizen",
@@ -91,6 +95,8 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         backend_path: "/citizen",
         granted_to: &[CONSUMER],
         name: "citizen_records",
+        // The example OpenID provider logs citizens in at `substantial` unless asked for more.
+        verified_user_acr: Some("substantial"),
     },
     ServicePlan {
         id: "DEV/GOV/1002/registry/statistics",
@@ -98,6 +104,7 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         backend_path: "/statistics",
         granted_to: &[],
         name: "not_granted",
+        verified_user_acr: None,
     },
 ];
 

@@ -244,6 +244,12 @@ fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str
                 "\n[[services]]\nid = \"{}\"\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{examples_port}{}\"\n",
                 s.id, s.backend_path
             ));
+            if let Some(acr) = s.verified_user_acr {
+                t.push_str(&format!(
+                    "# Only for citizens whose ID token the consumer's security server verified.\n\
+                     require_verified_user = true\nmin_acr = \"{acr}\"\n"
+                ));
+            }
             for client in s.granted_to {
                 t.push_str(&format!(
                     "\n[[access]]\nservice = \"{}\"\nsubject = \"SUBSYSTEM:{client}\"\n",
@@ -253,4 +259,39 @@ fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_citizen_service_requires_a_verified_citizen() {
+        let ports = SsPorts {
+            client_proxy: 1,
+            server_proxy: 2,
+            admin: 3,
+        };
+        let ss = &plan::SECURITY_SERVERS[plan::PROVIDER];
+        let text = config_text(ss, &ports, 4, "key");
+        let cfg = trustbus_security_server::config::Config::parse(&text).unwrap();
+        for s in plan::SERVICES {
+            let id = trustbus_sdk::id::ServiceId::from_slash(s.id).unwrap();
+            let svc = cfg.service(&id).unwrap();
+            assert_eq!(
+                svc.require_verified_user,
+                s.verified_user_acr.is_some(),
+                "{}",
+                s.id
+            );
+            assert_eq!(svc.min_acr.as_deref(), s.verified_user_acr, "{}", s.id);
+        }
+        let citizen = plan::SERVICES
+            .iter()
+            .find(|s| s.name == "citizen_records")
+            .unwrap();
+        assert_eq!(citizen.verified_user_acr, Some("substantial"));
+    }
 }

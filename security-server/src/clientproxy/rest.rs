@@ -81,7 +81,7 @@ async fn run(
     // bus's own (`Trustbus-User-*`) never come from the client.
     headers.retain(|n| !crate::citizen::is_bus_user_header(n));
     if let Some(u) = &user {
-        headers.push("X-Road-UserId", u.id.clone().into_bytes());
+        headers.push("x-road-userid", u.id.clone().into_bytes());
     }
     let request_id = uuid::Uuid::new_v4().to_string();
     let head = RequestHeaderPart::for_transport(&rr, &headers, &xroad, &request_id)
