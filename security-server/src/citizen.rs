@@ -14,6 +14,7 @@
 //! metadata only (`X-Road-UserId`, `Trustbus-User-Verified`, `Trustbus-User-Issuer`,
 //! `Trustbus-User-Acr`), never from what the client sent.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,8 +22,10 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Limited};
 use trustbus_central_server::model::OidcIssuer;
 use trustbus_sdk::fault::{ErrorKind, Fault, Origin};
+use trustbus_sdk::identity::jwt::CompactJws;
 use trustbus_sdk::identity::{
-    CacheConfig, IdTokenVerifier, JwkSet, JwksCache, JwksFetcher, TrustedIssuer, VerifyOptions,
+    CacheConfig, IdTokenVerifier, IdentityError, JwkSet, JwksCache, JwksFetcher, JwksSource,
+    TrustedIssuer, VerifiedIdentity, VerifyOptions,
 };
 use trustbus_sdk::rest::Headers;
 
@@ -102,6 +105,8 @@ pub struct JwksHttp {
     tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
     allow_plain_http: bool,
     timeout: Duration,
+    /// When each URL last gave a usable JWK set (seconds since the epoch).
+    last_ok: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// Whether `host` (as in a URL authority, IPv6 in brackets) is a loopback address.
@@ -123,7 +128,12 @@ impl JwksHttp {
             tls,
             allow_plain_http: cfg.allow_plain_http_jwks,
             timeout: Duration::from_secs(10),
+            last_ok: Arc::default(),
         }
+    }
+
+    fn last_ok(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.last_ok.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -172,16 +182,28 @@ impl JwksFetcher for JwksHttp {
         .await
         .map_err(|_| format!("{url}: reading the key set timed out"))?
         .map_err(|e| format!("{url}: {e}"))?;
-        Ok(body.to_bytes().to_vec())
+        let bytes = body.to_bytes().to_vec();
+        if JwkSet::parse(&bytes).is_ok() {
+            self.last_ok()
+                .insert(url.to_owned(), trustbus_sdk::identity::now_unix());
+        }
+        Ok(bytes)
     }
 }
 
 /// The verifier for the current set of trusted issuers, rebuilt only when that set changes
 /// (so cached key sets survive configuration versions that do not touch the issuers).
+///
+/// A token is checked against its issuer's cached key set without waiting while that set is
+/// younger than `jwks_max_age_seconds`. A token whose key is not cached, or any token of an
+/// issuer whose set is due for a refresh, goes through that issuer's gate: one caller fetches,
+/// the others wait for its result instead of being refused while the fetch is under way (the
+/// SDK cache lets only one caller per interval fetch).
 #[derive(Debug)]
 pub struct CitizenVerifier {
     current: Mutex<Option<(Vec<TrustedIssuer>, Arc<IdTokenVerifier>)>>,
     fetcher: JwksHttp,
+    fetch_gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     clock_skew: u64,
     cache: CacheConfig,
 }
@@ -197,6 +219,7 @@ impl CitizenVerifier {
         Self {
             current: Mutex::new(None),
             fetcher: JwksHttp::new(cfg, connect_timeout),
+            fetch_gates: Mutex::default(),
             clock_skew: cfg.clock_skew_seconds,
             cache: CacheConfig {
                 min_refresh_interval: cfg.jwks_min_refresh_seconds,
@@ -218,7 +241,58 @@ impl CitizenVerifier {
                 .with_cache(JwksCache::new(self.cache)),
         );
         *cur = Some((view.trusted_issuers.clone(), v.clone()));
+        // The new verifier starts with an empty cache.
+        self.fetcher.last_ok().clear();
         v
+    }
+
+    /// The JWKS URL of the issuer `token` names, if it is a trusted issuer with fetched keys.
+    /// The claims are not verified yet: this only picks the cache entry and the fetch gate.
+    fn jwks_url_of(verifier: &IdTokenVerifier, token: &str) -> Option<String> {
+        let jws = CompactJws::parse(token).ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&jws.payload).ok()?;
+        let iss = claims.get("iss")?.as_str()?;
+        verifier
+            .issuers()
+            .iter()
+            .find(|i| i.issuer == iss)
+            .and_then(|i| match &i.jwks {
+                JwksSource::Url(url) => Some(url.clone()),
+                JwksSource::Pinned(_) => None,
+            })
+    }
+
+    /// The gate of one JWKS URL: its fetches do not hold up other issuers' tokens.
+    fn gate(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.fetch_gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates.entry(url.to_owned()).or_default().clone()
+    }
+
+    async fn verify(
+        &self,
+        verifier: &IdTokenVerifier,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedIdentity, IdentityError> {
+        let opts = VerifyOptions::default();
+        let Some(url) = Self::jwks_url_of(verifier, token) else {
+            // Pinned keys, an unknown issuer or a malformed token: nothing to fetch.
+            return verifier.verify_cached(token, &opts, now);
+        };
+        let fresh = self
+            .fetcher
+            .last_ok()
+            .get(&url)
+            .is_some_and(|t| now.saturating_sub(*t) < self.cache.max_age as i64);
+        if fresh {
+            match verifier.verify_cached(token, &opts, now) {
+                Err(IdentityError::UnknownKeyId(_)) => {}
+                done => return done,
+            }
+        }
+        let gate = self.gate(&url);
+        let _held = gate.lock().await;
+        verifier.verify(token, &opts, now, &self.fetcher).await
     }
 
     /// The end user to sign into a request. With an ID token: the verified subject (the token
@@ -242,13 +316,10 @@ impl CitizenVerifier {
         };
         let verifier = self.verifier(view);
         let now = trustbus_sdk::identity::now_unix();
-        let id = verifier
-            .verify(token, &VerifyOptions::default(), now, &self.fetcher)
-            .await
-            .map_err(|e| {
-                tracing::info!(reason = e.reason(), error = %e, "ID token refused");
-                e.fault()
-            })?;
+        let id = self.verify(&verifier, token, now).await.map_err(|e| {
+            tracing::info!(reason = e.reason(), error = %e, "ID token refused");
+            e.fault()
+        })?;
         // The subject travels in HTTP headers to the service: visible ASCII only.
         if id.subject.len() > 255 || !id.subject.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid(
@@ -434,5 +505,140 @@ mod tests {
         assert_eq!(t[0].min_acr.as_deref(), Some("substantial"));
         assert!(t[0].acr_satisfies(Some("high"), "substantial"));
         assert!(!t[0].acr_satisfies(Some("low"), "substantial"));
+    }
+
+    fn view(issuers: Vec<OidcIssuer>) -> GcView {
+        let ca = serde_json::from_value(serde_json::json!({"name": "ca", "roots": []})).unwrap();
+        let mut shared = crate::testkit::shared_params(&[], vec![], ca);
+        shared.trusted_oidc_issuers = issuers;
+        let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        GcView::new(crate::testkit::global_conf(shared, 1, expires))
+    }
+
+    fn issuer(name: &str, min: Option<&str>) -> OidcIssuer {
+        OidcIssuer {
+            issuer: name.into(),
+            audiences: vec!["portal".into()],
+            jwks_url: Some(format!("{name}/jwks")),
+            jwks: None,
+            min_acr: min
+                .map(|m| [("default".to_owned(), m.to_owned())].into())
+                .unwrap_or_default(),
+            acr_levels: vec!["low".into(), "substantial".into(), "high".into()],
+        }
+    }
+
+    fn service(required: bool, min_acr: Option<&str>) -> ServiceConfig {
+        let mut t = String::from(
+            "[server]\nowner = \"DEV/GOV/1\"\nserver_code = \"s\"\ndata_dir = \"d\"\n\
+             [globalconf]\nanchor = \"a\"\n[[services]]\nid = \"DEV/GOV/1/p/records\"\n\
+             kind = \"rest\"\nurl = \"http://b\"\n",
+        );
+        t.push_str(&format!("require_verified_user = {required}\n"));
+        if let Some(m) = min_acr {
+            t.push_str(&format!("min_acr = \"{m}\"\n"));
+        }
+        crate::config::Config::parse(&t).unwrap().services.remove(0)
+    }
+
+    fn user(verified: bool, issuer: Option<&str>, acr: Option<&str>) -> UserIdentity {
+        UserIdentity {
+            id: "EE1".into(),
+            verified,
+            issuer: issuer.map(str::to_owned),
+            acr: acr.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn provider_requirement_is_enforced() {
+        let v = view(vec![
+            issuer("https://idp", None),
+            issuer("https://strict-idp", Some("high")),
+        ]);
+        let code = |r: Result<(), Fault>| {
+            r.err()
+                .map(|f| (f.code.to_string(), f.message))
+                .unwrap_or_default()
+        };
+        let open = service(false, None);
+        let verified = service(true, None);
+        let substantial = service(true, Some("substantial"));
+        // No requirement: anything goes, even no user.
+        enforce(&open, None, &v).unwrap();
+        enforce(&open, Some(&user(false, None, None)), &v).unwrap();
+        enforce(&verified, Some(&user(true, Some("https://idp"), None)), &v).unwrap();
+        enforce(
+            &substantial,
+            Some(&user(true, Some("https://idp"), Some("high"))),
+            &v,
+        )
+        .unwrap();
+        for (svc, u, why) in [
+            (&verified, None, "requires an end user verified by the bus"),
+            (
+                &verified,
+                Some(user(false, None, None)),
+                "only asserted by the client",
+            ),
+            (
+                &verified,
+                Some(user(true, Some("https://gone-idp"), Some("high"))),
+                "is not trusted in global configuration",
+            ),
+            (
+                &verified,
+                Some(user(true, None, Some("high"))),
+                "is not trusted",
+            ),
+            (
+                &substantial,
+                Some(user(true, Some("https://idp"), Some("low"))),
+                "(acr_too_low)",
+            ),
+            (
+                &substantial,
+                Some(user(true, Some("https://idp"), Some("unheard-of"))),
+                "(acr_too_low)",
+            ),
+            (
+                &substantial,
+                Some(user(true, Some("https://idp"), None)),
+                "without an authentication level",
+            ),
+            // The issuer's own minimum applies on the provider too.
+            (
+                &verified,
+                Some(user(true, Some("https://strict-idp"), Some("substantial"))),
+                "(acr_too_low)",
+            ),
+        ] {
+            let (c, m) = code(enforce(svc, u.as_ref(), &v));
+            assert_eq!(c, "Client.InvalidUserIdentity", "{u:?}");
+            assert!(m.contains(why), "{u:?}: {m}");
+        }
+    }
+
+    #[tokio::test]
+    async fn key_sets_only_over_https_or_from_loopback() {
+        let f = JwksHttp::new(&EndUserIdentitySection::default(), Duration::from_secs(1));
+        let e = f.fetch_jwks("http://idp.example/jwks").await.unwrap_err();
+        assert!(e.contains("only from loopback"), "{e}");
+        let e = f.fetch_jwks("https://idp.example/jwks").await.unwrap_err();
+        assert!(e.contains("need end_user_identity.jwks_tls_ca"), "{e}");
+        let e = f.fetch_jwks("ftp://idp.example/jwks").await.unwrap_err();
+        assert!(e.contains("not an http(s) URL"), "{e}");
+        // Loopback is allowed (and here refused by the closed port, not by policy).
+        let e = f.fetch_jwks("http://127.0.0.1:1/jwks").await.unwrap_err();
+        assert!(!e.contains("only from loopback"), "{e}");
+        let lax = JwksHttp::new(
+            &EndUserIdentitySection {
+                allow_plain_http_jwks: true,
+                ..EndUserIdentitySection::default()
+            },
+            Duration::from_secs(1),
+        );
+        let e = lax.fetch_jwks("http://idp.invalid/jwks").await.unwrap_err();
+        assert!(!e.contains("only from loopback"), "{e}");
     }
 }

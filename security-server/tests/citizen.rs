@@ -252,6 +252,8 @@ impl Idp {
             async move {
                 let r = if req.uri().path() == "/jwks" {
                     f.fetch_add(1, Ordering::SeqCst);
+                    // Slow enough that concurrent first calls arrive during the fetch.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                     let body = j.lock().unwrap().to_string();
                     http::Response::builder()
                         .header("content-type", "application/jwk-set+json")
@@ -696,6 +698,30 @@ require_verified_user = true
     }
 }
 
+/// Runs the futures concurrently (in this task) and returns their outputs in order.
+async fn join_all<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *o = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
 fn soap_request(client: &str, service: &str, user_id: Option<&str>) -> Vec<u8> {
     let mut b = trustbus_sdk::soap::SoapRequestBuilder::new(
         cid(client),
@@ -758,11 +784,28 @@ async fn verified_citizen_and_every_bad_token() {
         min_acr: BTreeMap::new(),
         acr_levels: vec![],
     };
-    let mut inst = Instance::start(vec![idp.trusted(), pinned_issuer]).await;
+    // A third whose key set cannot be fetched (nothing listens on port 1).
+    let down_issuer = OidcIssuer {
+        issuer: "https://down.idp.example".into(),
+        jwks_url: Some("http://127.0.0.1:1/jwks".into()),
+        ..idp.trusted()
+    };
+    let mut inst = Instance::start(vec![idp.trusted(), pinned_issuer, down_issuer]).await;
 
     // 1. A verified citizen: the service sees the subject as verified, with issuer and acr;
     //    copies of the bus's headers the portal sends are replaced, the token never travels.
+    //    Concurrent first calls wait for the one key-set fetch instead of being refused.
     let good = idp.token("k1", &idp.claims("substantial"));
+    let with_good = [("Trustbus-Id-Token", good.as_str())];
+    let first = (0..6).map(|_| inst.get(PORTAL, OPEN, &with_good));
+    for (status, _, body) in join_all(first).await {
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(
+        idp.fetches(),
+        1,
+        "the key set is fetched once, on first use"
+    );
     let before = inst.calls();
     let (status, _, body) = inst
         .get(
@@ -785,8 +828,7 @@ async fn verified_citizen_and_every_bad_token() {
     assert_eq!(seen.issuer.as_deref(), Some(idp.issuer.as_str()));
     assert_eq!(seen.acr.as_deref(), Some("substantial"));
     assert!(!seen.id_token, "the ID token must not reach the service");
-    assert_eq!(idp.fetches(), 1, "the key set is fetched on first use");
-    // Cached: a second call does not fetch again.
+    // Cached: further calls do not fetch again.
     let (status, _, _) = inst
         .get(PORTAL, RECORDS, &[("Trustbus-Id-Token", &good)])
         .await;
@@ -984,6 +1026,22 @@ async fn verified_citizen_and_every_bad_token() {
         "(malformed)",
     )
     .await;
+
+    // The issuer's keys cannot be fetched: not the caller's fault, so a server error.
+    let mut claims = idp.claims("substantial");
+    claims["iss"] = json!("https://down.idp.example");
+    let before = inst.calls();
+    let (status, h, body) = inst
+        .get(
+            PORTAL,
+            OPEN,
+            &[("Trustbus-Id-Token", &idp.token("k1", &claims))],
+        )
+        .await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(h["x-road-error"], "Server.ClientProxy.InvalidUserIdentity");
+    assert!(String::from_utf8_lossy(&body).contains("(jwks_unavailable)"));
+    assert_eq!(inst.calls(), before);
 
     // 5. Unknown key id: one refetch (the issuer may have rotated), then rate-limited.
     tokio::time::sleep(Duration::from_millis(REFRESH * 1000 + 100)).await;
