@@ -29,7 +29,7 @@ use trustbus_sdk::identity::{
 };
 use trustbus_sdk::rest::Headers;
 
-use crate::config::{EndUserIdentitySection, ServiceConfig};
+use crate::config::{ClientConfig, EndUserIdentitySection, ServiceConfig};
 use crate::gcview::GcView;
 use crate::httpc::{CallError, HttpClient};
 use crate::transport::UserIdentity;
@@ -295,24 +295,27 @@ impl CitizenVerifier {
         verifier.verify(token, &opts, now, &self.fetcher).await
     }
 
-    /// The end user to sign into a request. With an ID token: the verified subject (the token
-    /// must verify, and an asserted user id must equal its `sub`). Without one: the asserted
-    /// user id, unverified, if `allow_unverified` (else `None`; the caller decides whether an
-    /// assertion is an error).
+    /// The end user to sign into a request from `client`. With an ID token: the verified
+    /// subject (the token must verify, be issued to one of the client's `id_token_audiences`
+    /// if it lists any, and an asserted user id must equal its `sub`). Without one: the
+    /// asserted user id, unverified, if the client may assert user ids (else `None`; the
+    /// caller decides whether an assertion is an error).
     pub async fn resolve(
         &self,
         view: &GcView,
+        client: &ClientConfig,
         id_token: Option<&str>,
         asserted: Option<&str>,
-        allow_unverified: bool,
     ) -> Result<Option<UserIdentity>, Fault> {
         let Some(token) = id_token else {
-            return Ok(asserted.filter(|_| allow_unverified).map(|u| UserIdentity {
-                id: u.to_owned(),
-                verified: false,
-                issuer: None,
-                acr: None,
-            }));
+            return Ok(asserted
+                .filter(|_| client.allow_unverified_user_id)
+                .map(|u| UserIdentity {
+                    id: u.to_owned(),
+                    verified: false,
+                    issuer: None,
+                    acr: None,
+                }));
         };
         let verifier = self.verifier(view);
         let now = trustbus_sdk::identity::now_unix();
@@ -325,6 +328,13 @@ impl CitizenVerifier {
             return Err(invalid(
                 "user identity rejected (invalid_claim): sub must be at most 255 visible ASCII characters",
             ));
+        }
+        let audiences = &client.id_token_audiences;
+        if !audiences.is_empty() && !id.audiences.iter().any(|a| audiences.contains(a)) {
+            return Err(invalid(format!(
+                "user identity rejected (wrong_audience): the token was not issued to client {}",
+                client.id.to_slash()
+            )));
         }
         if let Some(a) = asserted
             && a != id.subject

@@ -356,6 +356,10 @@ pub struct ClientConfig {
     /// `userId` are refused (`Client.InvalidUserIdentity`).
     #[serde(default = "d_true")]
     pub allow_unverified_user_id: bool,
+    /// The audiences (the portal's `client_id`s at identity providers) of the ID tokens this
+    /// client may present; empty: any audience global configuration accepts from the issuer.
+    #[serde(default)]
+    pub id_token_audiences: Vec<String>,
 }
 
 /// REST or SOAP.

@@ -473,6 +473,7 @@ connection = "http"
 id = "{STRICT}"
 connection = "http"
 allow_unverified_user_id = false
+id_token_audiences = ["portal-b"]
 "#
             ),
         );
@@ -888,6 +889,20 @@ async fn verified_citizen_and_every_bad_token() {
     assert_eq!(status, 200);
     let seen = inst.last_seen();
     assert_eq!((seen.user, seen.verified), (None, None));
+
+    // A client bound to other audiences cannot use the portal's token (but can its own).
+    let before = inst.calls();
+    let (status, h, body) = inst
+        .get(STRICT, OPEN, &[("Trustbus-Id-Token", &good)])
+        .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(h["x-road-error"], "Client.InvalidUserIdentity");
+    assert!(String::from_utf8_lossy(&body).contains("not issued to client DEV/GOV/1000/strict"));
+    assert_eq!(inst.calls(), before);
+    let (status, _, _) = inst
+        .get(STRICT, OPEN, &[("Trustbus-Id-Token", &token_b)])
+        .await;
+    assert_eq!(status, 200);
 
     // 3. The service requires a verified citizen: refused by the provider's security server.
     inst.refused(

@@ -72,9 +72,9 @@ async fn run(
         .citizen
         .resolve(
             &view,
+            client_cfg,
             xroad.id_token.as_deref(),
             xroad.user_id.as_deref(),
-            client_cfg.allow_unverified_user_id,
         )
         .await?;
     // The end-user headers in the signed request say exactly what the metadata says; the

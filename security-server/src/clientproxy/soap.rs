@@ -112,12 +112,7 @@ async fn run(
     // one, a userId in the envelope must be its subject.
     let user = state
         .citizen
-        .resolve(
-            &view,
-            id_token,
-            h.user_id.as_deref(),
-            client_cfg.allow_unverified_user_id,
-        )
+        .resolve(&view, client_cfg, id_token, h.user_id.as_deref())
         .await?;
     let servers = route(&view, h.service.provider(), h.security_server.as_ref())?;
     let request_hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
