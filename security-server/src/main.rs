@@ -153,7 +153,7 @@ fn run(cmd: Command) -> Result<(), String> {
         Command::ImportCert { file, config } => {
             import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?)
         }
-        Command::Serve { config } => serve(Config::load(&config).map_err(|e| e.to_string())?),
+        Command::Serve { config } => serve(&config),
         Command::Register {
             config,
             address,
@@ -432,7 +432,12 @@ fn register(cfg: Config, address: &str, management_url: Option<String>) -> Resul
     })
 }
 
-fn serve(cfg: Config) -> Result<(), String> {
+fn serve(path: &Path) -> Result<(), String> {
+    // The text is kept so admin API changes can tell whether the file was edited since.
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cfg = Config::from_file_text(&text, path).map_err(|e| e.to_string())?;
+    let config_file = trustbus_security_server::confstore::ConfigFile::new(path, text);
     let pin = pin(&cfg.token.pin_env)?;
     let server = cfg.server_id().map_err(|e| e.to_string())?;
     let identity = Identity::load(
@@ -485,12 +490,15 @@ fn serve(cfg: Config) -> Result<(), String> {
             settings,
             interval,
         ));
-        let state = Arc::new(AppState::new(
-            Arc::new(cfg),
-            Arc::new(identity),
-            client,
-            Arc::new(JournalLog::new(log, timestamper.guard())),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                Arc::new(cfg),
+                Arc::new(identity),
+                client,
+                Arc::new(JournalLog::new(log, timestamper.guard())),
+            )
+            .with_config_file(config_file),
+        );
         let (_, mut tasks) = trustbus_security_server::run::start(state)
             .await
             .map_err(|e| e.to_string())?;

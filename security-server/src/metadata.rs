@@ -122,7 +122,17 @@ pub fn methods(
         ServiceKind::Rest,
         allowed_only,
     )
-    .map(|s| service_json(&s.id, s.kind))
+    .map(|s| {
+        let mut v = service_json(&s.id, s.kind);
+        // The endpoints declared or read from the service's OpenAPI document.
+        v["endpoint_list"] = Value::Array(
+            s.endpoints
+                .iter()
+                .map(|e| json!({ "method": e.method, "path": e.path }))
+                .collect(),
+        );
+        v
+    })
     .collect();
     json!({ "service": list }).to_string().into_bytes()
 }

@@ -86,7 +86,7 @@ async fn run(
     let head = RequestHeaderPart::for_transport(&rr, &headers, &xroad, &request_id)
         .to_bytes()
         .map_err(|e| Fault::of(Origin::Client, ErrorKind::InvalidRest, e.to_string()))?;
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let meta = Metadata {
         protocol: PROTOCOL.into(),
         kind: PayloadKind::Rest,

@@ -64,7 +64,7 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let kind = multipart::check_content_type(&ct)?;
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let mut spill = read_body(
         body,
         lim.max_soap_bytes as u64,

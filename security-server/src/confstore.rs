@@ -1,0 +1,288 @@
+//! Persisting admin API changes: the configuration file the operator edits stays the single
+//! source of truth. A change rewrites only the `[[clients]]`, `[[services]]`, `[[access]]` and
+//! `[[local_groups]]` entries that changed (unchanged entries keep their text and comments,
+//! every other section is left exactly as it was), through a temporary file that is fsynced
+//! and renamed over the original. If the file was edited on disk since the server loaded or
+//! last wrote it, API changes are refused (`configuration_changed_on_disk`) rather than
+//! overwriting the operator's edit; a restart picks the edit up.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Why a change was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable error code.
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl ChangeError {
+    /// An error with this status, code and message.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The configuration file a running server was loaded from.
+#[derive(Debug)]
+pub struct ConfigFile {
+    path: PathBuf,
+    /// The file's text as last loaded or written; held while a change is made, so changes
+    /// are applied one after the other.
+    last: tokio::sync::Mutex<String>,
+}
+
+impl ConfigFile {
+    /// The file at `path`, whose contents were `text` when the configuration was loaded.
+    pub fn new(path: &Path, text: String) -> Self {
+        Self {
+            path: path.to_owned(),
+            last: tokio::sync::Mutex::new(text),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies `change` to a copy of the current configuration, checks the result, writes it
+    /// durably and makes it current in `state`. Nothing changes when any step fails.
+    pub async fn update<T>(
+        &self,
+        state: &AppState,
+        change: impl FnOnce(&mut Config) -> Result<T, ChangeError>,
+    ) -> Result<T, ChangeError> {
+        let mut last = self.last.lock().await;
+        let on_disk = std::fs::read_to_string(&self.path).map_err(|e| {
+            ChangeError::new(
+                500,
+                "configuration_unreadable",
+                format!("{}: {e}", self.path.display()),
+            )
+        })?;
+        if on_disk != *last {
+            return Err(ChangeError::new(
+                409,
+                "configuration_changed_on_disk",
+                format!(
+                    "{} was edited since the server loaded it; restart the server to load the edit, then repeat the change",
+                    self.path.display()
+                ),
+            ));
+        }
+        let old = state.cfg();
+        let mut new = (*old).clone();
+        let out = change(&mut new)?;
+        new.check()
+            .map_err(|e| ChangeError::new(400, "invalid_configuration", e.to_string()))?;
+        let text = render(&on_disk, &old, &new)
+            .map_err(|e| ChangeError::new(500, "configuration_not_written", e))?;
+        // What is written must be what a restart loads.
+        let reloaded = Config::from_file_text(&text, &self.path)
+            .map_err(|e| ChangeError::new(500, "configuration_not_written", e.to_string()))?;
+        if reloaded.clients != new.clients
+            || reloaded.services != new.services
+            || reloaded.access != new.access
+            || reloaded.local_groups != new.local_groups
+        {
+            return Err(ChangeError::new(
+                500,
+                "configuration_not_written",
+                "the rewritten file would not load as the changed configuration",
+            ));
+        }
+        write_atomically(&self.path, text.as_bytes()).map_err(|e| {
+            ChangeError::new(
+                500,
+                "configuration_not_written",
+                format!("{}: {e}", self.path.display()),
+            )
+        })?;
+        *last = text;
+        state.replace_config(reloaded);
+        Ok(out)
+    }
+}
+
+/// `doc_text` with the four API-managed sections made to hold `new`'s entries; `old` is what
+/// `doc_text` holds now (entry for entry, in order).
+pub fn render(doc_text: &str, old: &Config, new: &Config) -> Result<String, String> {
+    let mut doc: DocumentMut = doc_text.parse().map_err(|e| format!("{e}"))?;
+    sync_section(&mut doc, "clients", &old.clients, &new.clients)?;
+    sync_section(&mut doc, "services", &old.services, &new.services)?;
+    sync_section(&mut doc, "access", &old.access, &new.access)?;
+    sync_section(
+        &mut doc,
+        "local_groups",
+        &old.local_groups,
+        &new.local_groups,
+    )?;
+    Ok(doc.to_string())
+}
+
+fn sync_section<T: Serialize + PartialEq>(
+    doc: &mut DocumentMut,
+    key: &str,
+    old: &[T],
+    new: &[T],
+) -> Result<(), String> {
+    let existing: Vec<Table> = match doc.remove(key) {
+        None => Vec::new(),
+        Some(Item::Value(toml_edit::Value::Array(a))) if a.is_empty() => Vec::new(),
+        Some(item) => item
+            .into_array_of_tables()
+            .map_err(|_| format!("`{key}` is not an array of tables"))?
+            .into_iter()
+            .collect(),
+    };
+    if existing.len() != old.len() {
+        return Err(format!(
+            "`{key}` in the file does not match the running configuration"
+        ));
+    }
+    let mut used = vec![false; existing.len()];
+    let mut out = ArrayOfTables::new();
+    for entry in new {
+        let same = (0..old.len()).find(|&j| !used[j] && old[j] == *entry);
+        match same {
+            Some(j) => {
+                used[j] = true;
+                out.push(existing[j].clone());
+            }
+            None => out.push(to_table(entry)?),
+        }
+    }
+    if !out.is_empty() {
+        doc.insert(key, Item::ArrayOfTables(out));
+    }
+    Ok(())
+}
+
+/// One entry as a TOML table; nested lists of tables (endpoints) inline.
+fn to_table<T: Serialize>(entry: &T) -> Result<Table, String> {
+    let text = toml::to_string(entry).map_err(|e| e.to_string())?;
+    let doc: DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    let mut t = doc.as_table().clone();
+    for (_, item) in t.iter_mut() {
+        if item.is_array_of_tables() {
+            item.make_value();
+        }
+    }
+    t.set_implicit(false);
+    t.set_position(None);
+    Ok(t)
+}
+
+/// Replaces `path` with `data`: a temporary file in the same directory, fsynced, renamed over
+/// it (keeping its permissions), and the directory fsynced, so a crash leaves either the old
+/// or the new file.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".trustbus-config-")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file().set_permissions(meta.permissions())?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"# operator comment at the top
+[server]
+owner = "DEV/GOV/1"
+server_code = "ss1"
+data_dir = "data"
+
+[globalconf]
+anchor = "anchor.json"
+
+# the echo service, keep it
+[[services]]
+id = "DEV/GOV/1/prov/echo"
+kind = "rest"
+url = "http://127.0.0.1:9/api"
+endpoints = [{ method = "GET", path = "/persons/*" }]
+
+[[access]]
+service = "DEV/GOV/1/prov/echo"
+subject = "SUBSYSTEM:DEV/GOV/2/cons"
+
+[message_log.timestamping]
+"#;
+
+    #[test]
+    fn unchanged_entries_and_other_sections_keep_their_text() {
+        let path = Path::new("/etc/trustbus/security-server.toml");
+        let old = Config::from_file_text(BASE, path).unwrap();
+        let mut new = old.clone();
+        new.access.push(crate::config::AccessRule {
+            service: trustbus_sdk::ServiceId::from_slash("DEV/GOV/1/prov/echo").unwrap(),
+            subject: "MEMBER:DEV/GOV/3".into(),
+            endpoints: vec![crate::config::EndpointConfig {
+                method: "POST".into(),
+                path: "/persons".into(),
+            }],
+        });
+        new.local_groups.push(crate::config::LocalGroup {
+            code: "auditors".into(),
+            members: vec![trustbus_sdk::ClientId::from_slash("DEV/GOV/9/a").unwrap()],
+        });
+        let text = render(BASE, &old, &new).unwrap();
+        assert!(text.starts_with("# operator comment at the top\n[server]\n"));
+        assert!(
+            text.contains(
+                "# the echo service, keep it\n[[services]]\nid = \"DEV/GOV/1/prov/echo\""
+            )
+        );
+        assert!(text.contains("[message_log.timestamping]"));
+        let back = Config::from_file_text(&text, path).unwrap();
+        assert_eq!(back.access, new.access);
+        assert_eq!(back.local_groups, new.local_groups);
+        assert_eq!(back.services, old.services);
+
+        // Removing the only access rule removes the section; the service stays.
+        let mut none = back.clone();
+        none.access.clear();
+        let text2 = render(&text, &back, &none).unwrap();
+        assert!(!text2.contains("[[access]]"), "{text2}");
+        assert!(text2.contains("# the echo service, keep it"));
+        let back2 = Config::from_file_text(&text2, path).unwrap();
+        assert!(back2.access.is_empty());
+        assert_eq!(back2.local_groups, new.local_groups);
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "old").unwrap();
+        write_atomically(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
