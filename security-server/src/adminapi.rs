@@ -212,7 +212,23 @@ async fn read(state: &AppState, path: &str, query: &str) -> Result<(u16, Value),
             )
         }
         "/api/v1/services" => Value::Array(cfg.services.iter().map(service_json).collect()),
-        "/api/v1/access-rights" => Value::Array(cfg.access.iter().map(access_json).collect()),
+        "/api/v1/access-rights" => {
+            // `?service=ID` lists only the rights to that service.
+            let only = match query.split('&').find_map(|kv| kv.strip_prefix("service=")) {
+                Some(s) => Some(service_id(s)?),
+                None => None,
+            };
+            Value::Array(
+                cfg.access
+                    .iter()
+                    .filter(|a| {
+                        only.as_ref()
+                            .is_none_or(|s| a.service.without_version() == *s)
+                    })
+                    .map(access_json)
+                    .collect(),
+            )
+        }
         "/api/v1/local-groups" => Value::Array(cfg.local_groups.iter().map(group_json).collect()),
         "/api/v1/certificates" | "/api/v1/diagnostics" => {
             let d: Value =
@@ -1261,7 +1277,9 @@ pub fn openapi() -> Value {
         "/api/v1/services/{id}/refresh": { "parameters": path_param("id", "service id"),
           "post": op("Read the service's WSDL or OpenAPI document again", "Object", None, &["400", "404", "409", "500", "502", "503"]) },
         "/api/v1/access-rights": {
-          "get": op("Access rights", "List", None, &[]),
+          "get": { "summary": "Access rights", "parameters": [ { "name": "service", "in": "query", "required": false, "schema": { "type": "string" }, "description": "only the rights to this service" } ],
+            "responses": { "200": { "description": "list", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/List" } } } },
+              "400": { "$ref": "#/components/responses/E400" }, "401": { "$ref": "#/components/responses/E401" }, "403": { "$ref": "#/components/responses/E403" } } },
           "post": op("Grant access to a service or to REST endpoints of it", "List", Some("AccessIn"), &w) },
         "/api/v1/access-rights/revoke": {
           "post": op("Revoke access to a service, or to some of its endpoints", "List", Some("AccessIn"), &w) },

@@ -178,11 +178,19 @@ fn to_table<T: Serialize>(entry: &T) -> Result<Table, String> {
     let text = toml::to_string(entry).map_err(|e| e.to_string())?;
     let doc: DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
     let mut t = doc.as_table().clone();
-    for (_, item) in t.iter_mut() {
-        if item.is_array_of_tables() {
-            item.make_value();
+    let nested: Vec<String> = t
+        .iter()
+        .filter(|(_, item)| item.is_array_of_tables())
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    for k in nested {
+        // Removed and inserted again, so the key is written `k = [...]` like the rest.
+        if let Some(Ok(mut v)) = t.remove(&k).map(Item::into_value) {
+            v.decor_mut().clear();
+            t.insert(&k, Item::Value(v));
         }
     }
+    t.fmt();
     t.set_implicit(false);
     t.set_position(None);
     Ok(t)
