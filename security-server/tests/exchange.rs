@@ -1716,6 +1716,159 @@ async fn admin_api_changes_take_effect_without_restart() {
         serde_json::json!([{"method":"POST","path":"/items"},{"method":"GET","path":"/items/*"}])
     );
 
+    // SOAP services from a WSDL: one per operation, at its soap:address; getWsdl serves the
+    // stored copy; refresh adds new operations and removes vanished ones with their rights.
+    let wsdl_doc = |ops: &[&str]| {
+        let ops: String = ops
+            .iter()
+            .map(|o| format!("<wsdl:operation name=\"{o}\"/>"))
+            .collect();
+        format!(
+            "<?xml version=\"1.0\"?><wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" \
+             xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\"><wsdl:portType name=\"P\">{ops}</wsdl:portType>\
+             <wsdl:service name=\"S\"><wsdl:port name=\"p\" binding=\"B\"><soap:address location=\"{backend}/soap\"/>\
+             </wsdl:port></wsdl:service></wsdl:definitions>"
+        )
+    };
+    let wsdl_path = inst._dir.path().join("addresses.wsdl");
+    std::fs::write(&wsdl_path, wsdl_doc(&["getAddress", "getTaxes"])).unwrap();
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/services",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "kind": "soap", "provider": "DEV/GOV/2000/prov", "wsdl_url": wsdl_path.to_str().unwrap() })),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["DEV/GOV/2000/prov/getAddress", "DEV/GOV/2000/prov/getTaxes"]
+    );
+    assert_eq!(v[0]["url"], format!("{backend}/soap"));
+    // A DOCTYPE (entity tricks) is refused before anything is stored.
+    std::fs::write(
+        inst._dir.path().join("evil.wsdl"),
+        "<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><d>&x;</d>",
+    )
+    .unwrap();
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/services",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "kind": "soap", "provider": "DEV/GOV/2000/prov", "wsdl_url": inst._dir.path().join("evil.wsdl").to_str().unwrap() })),
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("invalid_description")),
+        "{v}"
+    );
+    let client = cid(cons);
+    let soap_call = |code: &str, id: &str| {
+        let svc =
+            trustbus_sdk::ServiceId::from_slash(&format!("DEV/GOV/2000/prov/{code}")).unwrap();
+        trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+            .id(id)
+            .body(format!("<ns:{code} xmlns:ns=\"urn:test\"/>"))
+            .build()
+    };
+    let (status, _, body) = inst
+        .soap(
+            soap_call("getAddress", "addr-1"),
+            "text/xml; charset=utf-8",
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(soap_fault_code(&body), "Server.ServerProxy.AccessDenied");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/getTaxes",
+            "--subject",
+            "MEMBER:DEV/GOV/1000",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/getAddress",
+            "--subject",
+            "SUBSYSTEM:DEV/GOV/1000/cons",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (status, _, body) = inst
+        .soap(
+            soap_call("getAddress", "addr-2"),
+            "text/xml; charset=utf-8",
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let svc = trustbus_sdk::ServiceId::from_slash("DEV/GOV/2000/prov/getWsdl").unwrap();
+    let req = trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+        .id("wsdl-2")
+        .body("<xrd:getWsdl xmlns:xrd=\"http://x-road.eu/xsd/xroad.xsd\"><xrd:serviceCode>getAddress</xrd:serviceCode></xrd:getWsdl>")
+        .build();
+    let (status, _, body) = inst.soap(req, "text/xml; charset=utf-8", "POST").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<wsdl:operation name=\"getTaxes\"/>"));
+    std::fs::write(&wsdl_path, wsdl_doc(&["getAddress", "getFees"])).unwrap();
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["services", "refresh", "DEV/GOV/2000/prov/getAddress"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["added"], serde_json::json!(["DEV/GOV/2000/prov/getFees"]));
+    assert_eq!(
+        v["removed"],
+        serde_json::json!(["DEV/GOV/2000/prov/getTaxes"])
+    );
+    let (_, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/access-rights?service=DEV/GOV/2000/prov/getTaxes",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(v, serde_json::json!([]));
+    let (status, _, body) = inst
+        .soap(
+            soap_call("getTaxes", "tax-1"),
+            "text/xml; charset=utf-8",
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 500);
+    assert_eq!(soap_fault_code(&body), "Server.ServerProxy.UnknownService");
+
     // Diagnostics: a mutual TLS handshake with ss1, and the TSAs (none approved here).
     let (ok, out) = ss_cli(
         ss2,
