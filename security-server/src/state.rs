@@ -84,8 +84,9 @@ struct Live {
 pub struct BackendClient {
     /// Pooled HTTP client with the service's connect timeout.
     pub http: HttpClient,
-    /// TLS trust for `https://` services (an error when `tls_ca` could not be read).
-    pub tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
+    /// Pooled client for `https://` services, trusting `tls_ca` (an error when it could not
+    /// be read).
+    pub tls: Option<Result<crate::httpc::HttpsClient, String>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -178,7 +179,7 @@ impl AppState {
 }
 
 /// Backend clients for the services of `cfg`, reusing those of `old` where the service's
-/// URL scheme, connect timeout and TLS trust file are unchanged.
+/// connect timeout and TLS trust file are unchanged.
 fn backend_clients(
     cfg: &Config,
     old: Option<&Live>,
@@ -194,10 +195,13 @@ fn backend_clients(
                     .flatten()
             });
             let client = reusable.unwrap_or_else(|| {
+                let connect = Duration::from_millis(s.connect_timeout_ms);
                 let tls = s.tls_ca.as_deref().map(|ca| {
-                    crate::httpc::backend_tls_config(ca).inspect_err(|e| {
-                        tracing::error!(service = %s.id.to_slash(), error = %e, "backend TLS trust unusable");
-                    })
+                    crate::httpc::backend_tls_config(ca)
+                        .map(|tls| crate::httpc::HttpsClient::new(tls, connect))
+                        .inspect_err(|e| {
+                            tracing::error!(service = %s.id.to_slash(), error = %e, "backend TLS trust unusable");
+                        })
                 });
                 BackendClient {
                     http: HttpClient::new(Duration::from_millis(s.connect_timeout_ms)),
