@@ -1,7 +1,8 @@
 //! Persisting admin API changes: the configuration file the operator edits stays the single
-//! source of truth. A change rewrites only the `[[clients]]`, `[[services]]`, `[[access]]` and
-//! `[[local_groups]]` entries that changed (unchanged entries keep their text and comments,
-//! every other section is left exactly as it was), through a temporary file that is fsynced
+//! source of truth. A change rewrites only what changed in the `[[clients]]`, `[[services]]`,
+//! `[[access]]` and `[[local_groups]]` entries (changed keys of an entry; new entries at the
+//! end; unchanged entries keep their text and comments, every other section is left exactly
+//! as it was), through a temporary file that is fsynced
 //! and renamed over the original. If the file was edited on disk since the server loaded or
 //! last wrote it, API changes are refused (`configuration_changed_on_disk`) rather than
 //! overwriting the operator's edit; a restart picks the edit up.
@@ -123,23 +124,66 @@ impl ConfigFile {
 /// `doc_text` holds now (entry for entry, in order).
 pub fn render(doc_text: &str, old: &Config, new: &Config) -> Result<String, String> {
     let mut doc: DocumentMut = doc_text.parse().map_err(|e| format!("{e}"))?;
-    sync_section(&mut doc, "clients", &old.clients, &new.clients)?;
-    sync_section(&mut doc, "services", &old.services, &new.services)?;
-    sync_section(&mut doc, "access", &old.access, &new.access)?;
+    // New entries go to the end of the file, in the order they are written here.
+    let mut next = max_position(doc.as_table()).unwrap_or(0) + 1;
+    let client_key = |c: &crate::config::ClientConfig| c.id.to_slash();
+    let service_key = |s: &crate::config::ServiceConfig| s.id.without_version().to_slash();
+    let access_key =
+        |a: &crate::config::AccessRule| format!("{} {}", a.service.without_version(), a.subject);
+    let group_key = |g: &crate::config::LocalGroup| g.code.clone();
+    let d = &mut doc;
     sync_section(
-        &mut doc,
+        d,
+        &mut next,
+        "clients",
+        &old.clients,
+        &new.clients,
+        client_key,
+    )?;
+    sync_section(
+        d,
+        &mut next,
+        "services",
+        &old.services,
+        &new.services,
+        service_key,
+    )?;
+    sync_section(d, &mut next, "access", &old.access, &new.access, access_key)?;
+    sync_section(
+        d,
+        &mut next,
         "local_groups",
         &old.local_groups,
         &new.local_groups,
+        group_key,
     )?;
     Ok(doc.to_string())
 }
 
+/// The largest document position of `t` and the tables in it.
+fn max_position(t: &Table) -> Option<isize> {
+    let mut max = t.position();
+    for (_, item) in t.iter() {
+        let inner = match item {
+            Item::Table(t) => max_position(t),
+            Item::ArrayOfTables(a) => a.iter().filter_map(max_position).max(),
+            _ => None,
+        };
+        max = max.max(inner);
+    }
+    max
+}
+
+/// Makes `key`'s array of tables hold `new`. An entry equal to one of `old` keeps that
+/// table as it is; an entry with the identity (`ident`) of a changed one keeps its table with
+/// only the changed keys rewritten; other entries are new tables at the end of the file.
 fn sync_section<T: Serialize + PartialEq>(
     doc: &mut DocumentMut,
+    next: &mut isize,
     key: &str,
     old: &[T],
     new: &[T],
+    ident: impl Fn(&T) -> String,
 ) -> Result<(), String> {
     let existing: Vec<Table> = match doc.remove(key) {
         None => Vec::new(),
@@ -159,12 +203,37 @@ fn sync_section<T: Serialize + PartialEq>(
     let mut out = ArrayOfTables::new();
     for entry in new {
         let same = (0..old.len()).find(|&j| !used[j] && old[j] == *entry);
-        match same {
-            Some(j) => {
+        let changed = || (0..old.len()).find(|&j| !used[j] && ident(&old[j]) == ident(entry));
+        match same
+            .map(|j| (j, true))
+            .or_else(|| changed().map(|j| (j, false)))
+        {
+            Some((j, true)) => {
                 used[j] = true;
                 out.push(existing[j].clone());
             }
-            None => out.push(to_table(entry)?),
+            Some((j, false)) => {
+                used[j] = true;
+                let (was, now) = (to_table(&old[j])?, to_table(entry)?);
+                let mut t = existing[j].clone();
+                for (k, v) in now.iter() {
+                    if was.get(k).map(Item::to_string) != Some(v.to_string()) {
+                        t.insert(k, v.clone());
+                    }
+                }
+                for (k, _) in was.iter() {
+                    if !now.contains_key(k) {
+                        t.remove(k);
+                    }
+                }
+                out.push(t);
+            }
+            None => {
+                let mut t = to_table(entry)?;
+                t.set_position(Some(*next));
+                *next += 1;
+                out.push(t);
+            }
         }
     }
     if !out.is_empty() {
@@ -192,7 +261,6 @@ fn to_table<T: Serialize>(entry: &T) -> Result<Table, String> {
     }
     t.fmt();
     t.set_implicit(false);
-    t.set_position(None);
     Ok(t)
 }
 
@@ -272,6 +340,26 @@ subject = "SUBSYSTEM:DEV/GOV/2/cons"
         assert_eq!(back.access, new.access);
         assert_eq!(back.local_groups, new.local_groups);
         assert_eq!(back.services, old.services);
+
+        // A changed entry keeps its table: only the changed key is rewritten.
+        let mut off = back.clone();
+        off.services[0].enabled = false;
+        off.services[0].disabled_notice = "upgrade".into();
+        let text_off = render(&text, &back, &off).unwrap();
+        assert!(
+            text_off.contains("# the echo service, keep it\n[[services]]\nid = \"DEV/GOV/1/prov/echo\"\nkind = \"rest\"\nurl = \"http://127.0.0.1:9/api\"\nendpoints = [{ method = \"GET\", path = \"/persons/*\" }]\nenabled = false\ndisabled_notice = \"upgrade\"\n"),
+            "{text_off}"
+        );
+        assert_eq!(
+            Config::from_file_text(&text_off, path).unwrap().services,
+            off.services
+        );
+        // New entries are appended at the end of the file, after every other table.
+        let tail = text.rsplit("[message_log.timestamping]").next().unwrap();
+        assert!(
+            tail.contains("[[access]]") && tail.contains("[[local_groups]]"),
+            "{text}"
+        );
 
         // Removing the only access rule removes the section; the service stays.
         let mut none = back.clone();
