@@ -1715,6 +1715,28 @@ async fn admin_api_changes_take_effect_without_restart() {
         items["endpoint_list"],
         serde_json::json!([{"method":"POST","path":"/items"},{"method":"GET","path":"/items/*"}])
     );
+    // allowedMethods lists only the endpoints cons's rights cover.
+    let (status, _, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/allowedMethods",
+            cons,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let items = list["service"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_code"] == "items")
+        .unwrap();
+    assert_eq!(
+        items["endpoint_list"],
+        serde_json::json!([{"method":"GET","path":"/items/*"}])
+    );
 
     // SOAP services from a WSDL: one per operation, at its soap:address; getWsdl serves the
     // stored copy; refresh adds new operations and removes vanished ones with their rights.
