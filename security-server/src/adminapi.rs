@@ -326,8 +326,9 @@ fn endpoints(v: Vec<EndpointIn>) -> Result<Vec<EndpointConfig>, ApiError> {
                 format!("endpoint {} {}: {err}", e.method, e.path),
             )
         })?;
+        // Requests carry upper-case methods; a `get` grant would silently never match.
         let e = EndpointConfig {
-            method: p.method().to_owned(),
+            method: p.method().to_ascii_uppercase(),
             path: p.path().to_owned(),
         };
         if !out.contains(&e) {
@@ -1375,6 +1376,12 @@ mod tests {
         }])
         .unwrap();
         assert_eq!(ok[0].path, "/persons/*");
+        let lower = endpoints(vec![EndpointIn {
+            method: "get".into(),
+            path: "/a".into(),
+        }])
+        .unwrap();
+        assert_eq!(lower[0].method, "GET");
         for p in ["/a/../b", "/a/%2e%2e/b", "/a%2fb", "relative", "/a/./b"] {
             let e = endpoints(vec![EndpointIn {
                 method: "GET".into(),
