@@ -85,7 +85,7 @@ pub struct MessageLogSection {
 pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key.
     pub sha256: String,
-    /// `observer` (read) or `system-administrator` (everything; the API is read-only so far).
+    /// `observer` (read) or `system-administrator` (everything); see `adminapi::Role`.
     pub role: String,
 }
 
