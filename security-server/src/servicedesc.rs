@@ -60,10 +60,14 @@ pub async fn fetch(
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP status {}", resp.status())));
         }
-        let body = Limited::new(resp.into_body(), MAX_DESCRIPTION_BYTES)
-            .collect()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        // A server that trickles its body must not hold the admin request forever.
+        let body = tokio::time::timeout(
+            read,
+            Limited::new(resp.into_body(), MAX_DESCRIPTION_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| unavailable(format!("the body took longer than {read:?}")))?
+        .map_err(|e| unavailable(e.to_string()))?;
         return Ok(body.to_bytes().to_vec());
     }
     if source.contains("://") && !source.starts_with("file://") {
