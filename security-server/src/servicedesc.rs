@@ -243,6 +243,54 @@ mod tests {
         }
     }
 
+    /// Serves `status` and `body` to every request on a loopback port.
+    async fn serve_once(status: u16, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(resp.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/openapi.json")
+    }
+
+    #[tokio::test]
+    async fn fetches_over_http_and_from_absolute_files_only() {
+        let http = HttpClient::new(Duration::from_secs(2));
+        let url = serve_once(200, DOC).await;
+        let got = fetch(&http, &url, None).await.unwrap();
+        assert_eq!(openapi_endpoints(&got).unwrap().len(), 5);
+        let missing = serve_once(404, "no").await;
+        assert!(matches!(
+            fetch(&http, &missing, None).await,
+            Err(DescError::Unavailable(m)) if m.ends_with("HTTP status 404 Not Found")
+        ));
+        // https needs the service's trust; other schemes and relative paths are refused.
+        assert!(matches!(
+            fetch(&http, "https://127.0.0.1:1/x", None).await,
+            Err(DescError::Unavailable(_))
+        ));
+        for bad in ["ftp://host/x.wsdl", "relative/x.wsdl"] {
+            assert!(
+                matches!(fetch(&http, bad, None).await, Err(DescError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("d.json");
+        std::fs::write(&f, DOC).unwrap();
+        let url = format!("file://{}", f.display());
+        assert_eq!(fetch(&http, &url, None).await.unwrap(), DOC.as_bytes());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(b in proptest::collection::vec(any::<u8>(), 0..512)) {
