@@ -1738,6 +1738,25 @@ async fn admin_api_changes_take_effect_without_restart() {
         serde_json::json!([{"method":"GET","path":"/items/*"}])
     );
 
+    // refresh reads the OpenAPI document again: its new path is an endpoint now.
+    std::fs::write(
+        &doc,
+        r#"{"openapi":"3.0.3","paths":{"/items":{"post":{}},"/items/{id}/history":{"get":{}}}}"#,
+    )
+    .unwrap();
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["services", "refresh", "DEV/GOV/2000/prov/items"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["service"]["endpoints"],
+        serde_json::json!([{"method":"POST","path":"/items"},{"method":"GET","path":"/items/*/history"}])
+    );
+
     // SOAP services from a WSDL: one per operation, at its soap:address; getWsdl serves the
     // stored copy; refresh adds new operations and removes vanished ones with their rights.
     let wsdl_doc = |ops: &[&str]| {
