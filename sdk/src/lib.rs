@@ -19,6 +19,7 @@ pub mod oidc;
 pub mod provider;
 pub mod rest;
 pub mod soap;
+pub mod wsdl;
 mod xml;
 
 pub use fault::{ErrorKind, Fault, FaultCode, FaultDialect, Origin};

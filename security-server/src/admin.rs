@@ -1,4 +1,5 @@
-//! The admin listener: `/metrics` (Prometheus text) and `/healthz`.
+//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/diagnostics` and the admin
+//! REST API under `/api/` ([`crate::adminapi`]).
 
 use std::sync::Arc;
 
@@ -22,15 +23,14 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 let state = state.clone();
                 async move {
                     if req.uri().path().starts_with("/api/") {
-                        return Ok::<_, std::convert::Infallible>(crate::adminapi::handle(
-                            &state, &req,
-                        ));
+                        return Ok::<_, std::convert::Infallible>(
+                            crate::adminapi::handle(&state, req).await,
+                        );
                     }
                     if req.uri().path() == "/diagnostics/connection" {
                         let q = req.uri().query().unwrap_or("").to_owned();
-                        return Ok::<_, std::convert::Infallible>(
-                            connection_test(&state, &q).await,
-                        );
+                        let (status, v) = connection_test(&state, &q).await;
+                        return Ok(text(status, v.to_string(), "application/json"));
                     }
                     Ok(route(&state, req.uri().path()))
                 }
@@ -117,7 +117,7 @@ pub fn diagnostics(state: &AppState) -> String {
             .unwrap_or(false)
     };
     let clients: Vec<serde_json::Value> = state
-        .cfg
+        .cfg()
         .clients
         .iter()
         .map(|c| serde_json::json!({ "id": c.id.to_slash(), "registered": registered(&c.id) }))
@@ -134,8 +134,9 @@ pub fn diagnostics(state: &AppState) -> String {
 }
 
 /// `GET /diagnostics/connection?server=INSTANCE/CLASS/MEMBER/CODE`: a mutual TLS handshake
-/// with that security server, as an exchange would make it.
-async fn connection_test(state: &AppState, query: &str) -> http::Response<OutBody> {
+/// with that security server, as an exchange would make it; the status and JSON answer.
+pub(crate) async fn connection_test(state: &AppState, query: &str) -> (u16, serde_json::Value) {
+    let started = std::time::Instant::now();
     let result = async {
         let id = query
             .split('&')
@@ -155,17 +156,15 @@ async fn connection_test(state: &AppState, query: &str) -> http::Response<OutBod
             .map_err(|f| format!("{}: {}", f.code.render(state.dialect()), f.message))
     }
     .await;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match result {
-        Ok((address, subject)) => text(
+        Ok((address, subject)) => (
             200,
-            serde_json::json!({ "ok": true, "address": address, "peer_certificate": subject })
-                .to_string(),
-            "application/json",
+            serde_json::json!({ "ok": true, "address": address, "peer_certificate": subject, "latency_ms": ms }),
         ),
-        Err(e) => text(
+        Err(e) => (
             502,
-            serde_json::json!({ "ok": false, "error": e }).to_string(),
-            "application/json",
+            serde_json::json!({ "ok": false, "error": e, "latency_ms": ms }),
         ),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use trustbus_sdk::FaultDialect;
 use trustbus_sdk::id::{ClientId, ServiceId};
 use trustbus_sdk::rest::EndpointPattern;
@@ -137,7 +137,7 @@ pub struct MessageLogSection {
 pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key.
     pub sha256: String,
-    /// `observer` (read) or `system-administrator` (everything; the API is read-only so far).
+    /// `observer` (read) or `system-administrator` (everything); see `adminapi::Role`.
     pub role: String,
 }
 
@@ -327,7 +327,7 @@ impl Default for LimitsSection {
 }
 
 /// How an information system connects to the client proxy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectionMode {
     /// Plain HTTP (development only).
@@ -340,7 +340,7 @@ pub enum ConnectionMode {
 }
 
 /// A client subsystem hosted here.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The subsystem (or member).
@@ -349,7 +349,7 @@ pub struct ClientConfig {
     #[serde(default)]
     pub connection: ConnectionMode,
     /// SHA-256 fingerprints (hex) of the information systems' TLS client certificates.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub is_certs: Vec<String>,
     /// Pass a user id the information system asserts (`X-Road-UserId`, SOAP `userId`) on,
     /// marked unverified. When false, REST drops the header and SOAP requests carrying a
@@ -363,7 +363,7 @@ pub struct ClientConfig {
 }
 
 /// REST or SOAP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceKind {
     /// REST: `url` is the base URL the path after the service code is appended to.
@@ -373,7 +373,7 @@ pub enum ServiceKind {
 }
 
 /// An endpoint: method (or `*`) and path pattern with `*` wildcards.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// HTTP method or `*`.
@@ -392,7 +392,7 @@ impl EndpointConfig {
 }
 
 /// A service provided here.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// The service without version (versions are ignored).
@@ -405,7 +405,7 @@ pub struct ServiceConfig {
     #[serde(default = "d_true")]
     pub enabled: bool,
     /// Shown to callers while disabled.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub disabled_notice: String,
     /// Backend connect timeout, milliseconds.
     #[serde(default = "d_backend_connect")]
@@ -413,18 +413,27 @@ pub struct ServiceConfig {
     /// Backend read timeout (until the response head), milliseconds.
     #[serde(default = "d_backend_read")]
     pub read_timeout_ms: u64,
-    /// Declared REST endpoints (informational; access rights name their own).
-    #[serde(default)]
+    /// Declared REST endpoints (informational; access rights name their own). Listed by
+    /// `listMethods`/`allowedMethods`; read from `openapi_url` when that is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointConfig>,
     /// SOAP: the service's WSDL file, served by `getWsdl`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wsdl: Option<PathBuf>,
+    /// SOAP: where the WSDL was read from (`http(s)://` URL or file path); the admin API's
+    /// `refresh` reads it again into `wsdl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsdl_url: Option<String>,
     /// REST: the service's OpenAPI document (JSON or YAML file), served by `getOpenAPI`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openapi: Option<PathBuf>,
+    /// REST: where the OpenAPI 3 JSON document was read from (`http(s)://` URL or file path);
+    /// the admin API's `refresh` reads it again into `openapi` and `endpoints`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi_url: Option<String>,
     /// For `https://` backends: PEM file with the CA certificate(s) (or the backend's own
     /// certificate) to trust. Required for HTTPS; the host name in `url` is verified.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
     /// Only end users verified by the bus (a citizen's ID token checked by the consumer's
     /// security server) may use the service; others get `Client.InvalidUserIdentity` and the
@@ -448,7 +457,7 @@ fn d_backend_read() -> u64 {
 }
 
 /// One access right: `subject` may call `service` (or only the listed REST endpoints).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRule {
     /// The service (version ignored).
@@ -456,12 +465,12 @@ pub struct AccessRule {
     /// `SUBSYSTEM:…`, `MEMBER:…`, `GLOBALGROUP:INSTANCE/code` or `LOCALGROUP:code`.
     pub subject: String,
     /// REST endpoints; empty means the whole service.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointConfig>,
 }
 
 /// A local group of a provider subsystem.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalGroup {
     /// Group code.
@@ -478,7 +487,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut c = Self::parse(&text)?;
+        Self::from_file_text(&text, path)
+    }
+
+    /// Parses and checks `text`, the contents of the file at `path`; relative paths inside
+    /// are made absolute against its directory.
+    pub fn from_file_text(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut c = Self::parse(text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &Path| {
             if p.is_absolute() {
@@ -507,7 +522,8 @@ impl Config {
         Ok(c)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// The checks every configuration passes, also after a change through the admin API.
+    pub fn check(&self) -> Result<(), ConfigError> {
         if self.server.owner.subsystem_code().is_some() {
             return Err(ConfigError::Invalid("server.owner must be a member".into()));
         }
@@ -545,6 +561,35 @@ impl Config {
         for k in &self.api_keys {
             if !matches!(k.role.as_str(), "observer" | "system-administrator") {
                 return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.clients {
+            if !seen.insert(c.id.to_slash()) {
+                return Err(ConfigError::Invalid(format!(
+                    "client {} is listed twice",
+                    c.id.to_slash()
+                )));
+            }
+        }
+        seen.clear();
+        for s in &self.services {
+            if !seen.insert(s.id.without_version().to_slash()) {
+                return Err(ConfigError::Invalid(format!(
+                    "service {} is listed twice",
+                    s.id.without_version().to_slash()
+                )));
+            }
+        }
+        seen.clear();
+        for g in &self.local_groups {
+            trustbus_sdk::id::validate_segment("local group", &g.code)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !seen.insert(g.code.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "local group {} is listed twice",
+                    g.code
+                )));
             }
         }
         for c in &self.clients {

@@ -92,6 +92,49 @@ impl HttpClient {
     }
 }
 
+/// A pooled HTTPS/1.1 client with one TLS trust configuration (an HTTPS backend's `tls_ca`):
+/// connections are kept and reused like those of [`HttpClient`].
+#[derive(Clone, Debug)]
+pub struct HttpsClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, OutBody>,
+}
+
+impl HttpsClient {
+    /// A client trusting `tls`, with this connect timeout; the host name of each URL is
+    /// verified against the server's certificate.
+    pub fn new(tls: std::sync::Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(connect_timeout));
+        conn.set_nodelay(true);
+        conn.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(conn);
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(https),
+        }
+    }
+
+    /// Sends `req` (an `https://` URL), waiting at most `read_timeout` for the response head
+    /// (connecting and the TLS handshake included).
+    pub async fn call(
+        &self,
+        req: http::Request<OutBody>,
+        read_timeout: Duration,
+    ) -> Result<http::Response<Incoming>, CallError> {
+        match tokio::time::timeout(read_timeout, self.client.request(req)).await {
+            Err(_) => Err(CallError::Timeout(read_timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(CallError::Connect(format!("{e:?}"))),
+            Ok(Err(e)) => Err(CallError::Other(e.to_string())),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+}
+
 /// A client configuration trusting the certificates in the PEM file `ca` (for HTTPS backends).
 pub fn backend_tls_config(
     ca: &std::path::Path,
@@ -101,8 +144,8 @@ pub fn backend_tls_config(
     trustbus_pki::tls::https_client_config(&certs).map_err(|e| format!("{}: {e}", ca.display()))
 }
 
-/// Sends `req` to an `https://` URL over a new TLS connection (HTTPS backends are not pooled
-/// yet), with connect and read (response head) timeouts.
+/// Sends `req` to an `https://` URL over a new TLS connection (one-off fetches such as service
+/// descriptions; backends use [`HttpsClient`]), with connect and read (response head) timeouts.
 pub async fn call_https(
     tls: std::sync::Arc<rustls::ClientConfig>,
     req: http::Request<OutBody>,

@@ -107,6 +107,228 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Hosted clients of a running server (admin API).
+    Clients {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: ClientsAction,
+    },
+    /// Services of a running server (admin API).
+    Services {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: ServicesAction,
+    },
+    /// Access rights of a running server (admin API).
+    Access {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: AccessAction,
+    },
+    /// Local groups of a running server (admin API).
+    LocalGroups {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: GroupsAction,
+    },
+    /// Diagnostics of a running server (admin API): configuration, certificates, clients;
+    /// optionally a connection test to another security server and the TSAs.
+    Diagnostics {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Test a mutual TLS connection to this security server (`INSTANCE/CLASS/MEMBER/CODE`).
+        #[arg(long)]
+        connection: Option<String>,
+        /// Ask every TSA of global configuration for a timestamp.
+        #[arg(long)]
+        timestamping: bool,
+    },
+}
+
+/// Where the admin API is and the key for it.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin listener (default: $TRUSTBUS_ADMIN_URL, else http://127.0.0.1:5588).
+    #[arg(long, global = true)]
+    admin_url: Option<String>,
+    /// The API key (default: $TRUSTBUS_ADMIN_API_KEY).
+    #[arg(long, global = true)]
+    api_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ClientsAction {
+    /// List the hosted clients.
+    List,
+    /// Add a hosted client.
+    Add {
+        /// `INSTANCE/CLASS/MEMBER[/SUBSYSTEM]`.
+        id: String,
+        /// `http` (development servers only), `https` or `https-auth` (default).
+        #[arg(long)]
+        connection: Option<String>,
+        /// SHA-256 (hex) of an information system's TLS certificate (repeatable).
+        #[arg(long = "is-cert")]
+        is_certs: Vec<String>,
+        /// Refuse user ids information systems assert (REST header dropped, SOAP refused).
+        #[arg(long)]
+        no_unverified_user_id: bool,
+    },
+    /// Change a client's connection mode or certificates.
+    Update {
+        /// The client.
+        id: String,
+        /// `http`, `https` or `https-auth`.
+        #[arg(long)]
+        connection: Option<String>,
+        /// SHA-256 (hex) of an information system's TLS certificate; replaces the list.
+        #[arg(long = "is-cert")]
+        is_certs: Vec<String>,
+    },
+    /// Remove a client that provides no services.
+    Remove {
+        /// The client.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServicesAction {
+    /// List the services.
+    List,
+    /// Add a REST service, a SOAP service, or every operation of a WSDL.
+    Add {
+        /// `rest` or `soap`.
+        #[arg(long)]
+        kind: String,
+        /// The service, `INSTANCE/CLASS/MEMBER/SUBSYSTEM/CODE`.
+        #[arg(long)]
+        id: Option<String>,
+        /// SOAP with --wsdl-url: the provider; every WSDL operation becomes a service.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Backend URL (REST: base URL; SOAP: endpoint, default the WSDL's soap:address).
+        #[arg(long)]
+        url: Option<String>,
+        /// REST endpoint `METHOD /path/*` (repeatable).
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+        /// REST: OpenAPI 3 JSON document (URL or absolute path); its paths become endpoints.
+        #[arg(long)]
+        openapi_url: Option<String>,
+        /// SOAP: WSDL document (URL or absolute path).
+        #[arg(long)]
+        wsdl_url: Option<String>,
+        /// PEM file to trust for https:// backends and description URLs (absolute path).
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+    },
+    /// Change a service's URL or endpoints.
+    Update {
+        /// The service.
+        id: String,
+        /// New backend URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// REST endpoint `METHOD /path` (repeatable); replaces the list.
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+    },
+    /// Remove a service and its access rights.
+    Remove {
+        /// The service.
+        id: String,
+    },
+    /// Enable a service.
+    Enable {
+        /// The service.
+        id: String,
+    },
+    /// Disable a service; callers get Server.ServerProxy.ServiceDisabled with the notice.
+    Disable {
+        /// The service.
+        id: String,
+        /// Shown to callers.
+        #[arg(long)]
+        notice: Option<String>,
+    },
+    /// Read the service's WSDL or OpenAPI document again.
+    Refresh {
+        /// The service.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessAction {
+    /// List the access rights.
+    List {
+        /// Only those to this service.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Grant access to a service (or only to some of its REST endpoints).
+    Grant {
+        /// The service.
+        #[arg(long)]
+        service: String,
+        /// `SUBSYSTEM:I/C/M/S`, `MEMBER:I/C/M`, `GLOBALGROUP:I/code` or `LOCALGROUP:code`.
+        #[arg(long)]
+        subject: String,
+        /// REST endpoint `METHOD /path/*` (repeatable); none = the whole service.
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+    },
+    /// Revoke access to a service (or to some of its endpoints).
+    Revoke {
+        /// The service.
+        #[arg(long)]
+        service: String,
+        /// The subject, as for grant.
+        #[arg(long)]
+        subject: String,
+        /// REST endpoint `METHOD /path` (repeatable); none = every right to the service.
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsAction {
+    /// List the local groups.
+    List,
+    /// Create a local group.
+    Create {
+        /// Group code.
+        code: String,
+        /// A member, `INSTANCE/CLASS/MEMBER[/SUBSYSTEM]` (repeatable).
+        #[arg(long = "member")]
+        members: Vec<String>,
+    },
+    /// Delete a local group and the access rights granted to it.
+    Delete {
+        /// Group code.
+        code: String,
+    },
+    /// Add members.
+    AddMembers {
+        /// Group code.
+        code: String,
+        /// A member (repeatable).
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+    },
+    /// Remove a member.
+    RemoveMember {
+        /// Group code.
+        code: String,
+        /// The member.
+        member: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -153,7 +375,7 @@ fn run(cmd: Command) -> Result<(), String> {
         Command::ImportCert { file, config } => {
             import_cert(&file, &Config::load(&config).map_err(|e| e.to_string())?)
         }
-        Command::Serve { config } => serve(Config::load(&config).map_err(|e| e.to_string())?),
+        Command::Serve { config } => serve(&config),
         Command::Register {
             config,
             address,
@@ -165,6 +387,230 @@ fn run(cmd: Command) -> Result<(), String> {
         ),
         Command::ApiKey { role } => api_key(&role),
         Command::Status { config } => status(&Config::load(&config).map_err(|e| e.to_string())?),
+        Command::Clients { admin, action } => admin_call(&admin, clients_request(action)?),
+        Command::Services { admin, action } => admin_call(&admin, services_request(action)?),
+        Command::Access { admin, action } => admin_call(&admin, access_request(action)?),
+        Command::LocalGroups { admin, action } => admin_call(&admin, groups_request(action)),
+        Command::Diagnostics {
+            admin,
+            connection,
+            timestamping,
+        } => {
+            let path = match (connection, timestamping) {
+                (Some(s), _) => format!("diagnostics/connection?server={s}"),
+                (None, true) => "diagnostics/timestamping".to_owned(),
+                (None, false) => "diagnostics".to_owned(),
+            };
+            admin_call(&admin, (http::Method::GET, path, None))
+        }
+    }
+}
+
+/// One admin API call: method, path below `/api/v1/`, JSON body.
+type AdminRequest = (http::Method, String, Option<serde_json::Value>);
+
+/// Makes the call and prints the JSON answer; an error answer is printed to stderr and fails
+/// the command (a failed diagnostics test prints its JSON too).
+fn admin_call(args: &AdminArgs, (method, path, body): AdminRequest) -> Result<(), String> {
+    use trustbus_security_server::adminclient::{
+        ADMIN_URL_ENV, API_KEY_ENV, AdminClient, DEFAULT_ADMIN_URL,
+    };
+    let url = args
+        .admin_url
+        .clone()
+        .or_else(|| std::env::var(ADMIN_URL_ENV).ok())
+        .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned());
+    let key = args
+        .api_key
+        .clone()
+        .or_else(|| std::env::var(API_KEY_ENV).ok())
+        .ok_or_else(|| format!("give --api-key or set {API_KEY_ENV}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = AdminClient::new(&url, &key);
+    match rt.block_on(client.call(method, &path, body.as_ref())) {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(b) = e.body.as_ref().filter(|b| b.get("ok").is_some()) {
+                println!("{}", serde_json::to_string_pretty(b).unwrap_or_default());
+            }
+            Err(e.to_string())
+        }
+    }
+}
+
+/// `METHOD /path` → `{"method", "path"}`.
+fn endpoint_args(v: &[String]) -> Result<Vec<serde_json::Value>, String> {
+    v.iter()
+        .map(|e| {
+            let (m, p) = e.trim().split_once(' ').ok_or_else(|| {
+                format!("endpoint {e:?}: write METHOD /path, e.g. \"GET /persons/*\"")
+            })?;
+            Ok(serde_json::json!({ "method": m, "path": p.trim() }))
+        })
+        .collect()
+}
+
+fn connection_arg(c: &str) -> Result<serde_json::Value, String> {
+    match c {
+        "http" | "https" | "https-auth" => Ok(c.into()),
+        _ => Err(format!("--connection {c}: use http, https or https-auth")),
+    }
+}
+
+fn clients_request(a: ClientsAction) -> Result<AdminRequest, String> {
+    use http::Method;
+    use serde_json::json;
+    Ok(match a {
+        ClientsAction::List => (Method::GET, "clients".into(), None),
+        ClientsAction::Add {
+            id,
+            connection,
+            is_certs,
+            no_unverified_user_id,
+        } => {
+            let mut b = json!({ "id": id, "is_certs": is_certs, "allow_unverified_user_id": !no_unverified_user_id });
+            if let Some(c) = connection {
+                b["connection"] = connection_arg(&c)?;
+            }
+            (Method::POST, "clients".into(), Some(b))
+        }
+        ClientsAction::Update {
+            id,
+            connection,
+            is_certs,
+        } => {
+            let mut b = json!({});
+            if let Some(c) = connection {
+                b["connection"] = connection_arg(&c)?;
+            }
+            if !is_certs.is_empty() {
+                b["is_certs"] = json!(is_certs);
+            }
+            (Method::PUT, format!("clients/{id}"), Some(b))
+        }
+        ClientsAction::Remove { id } => (Method::DELETE, format!("clients/{id}"), None),
+    })
+}
+
+fn services_request(a: ServicesAction) -> Result<AdminRequest, String> {
+    use http::Method;
+    use serde_json::json;
+    Ok(match a {
+        ServicesAction::List => (Method::GET, "services".into(), None),
+        ServicesAction::Add {
+            kind,
+            id,
+            provider,
+            url,
+            endpoints,
+            openapi_url,
+            wsdl_url,
+            tls_ca,
+        } => {
+            let mut b = json!({ "kind": kind });
+            for (k, v) in [
+                ("id", id),
+                ("provider", provider),
+                ("url", url),
+                ("openapi_url", openapi_url),
+                ("wsdl_url", wsdl_url),
+                ("tls_ca", tls_ca.map(|p| p.display().to_string())),
+            ] {
+                if let Some(v) = v {
+                    b[k] = v.into();
+                }
+            }
+            if !endpoints.is_empty() {
+                b["endpoints"] = endpoint_args(&endpoints)?.into();
+            }
+            (Method::POST, "services".into(), Some(b))
+        }
+        ServicesAction::Update { id, url, endpoints } => {
+            let mut b = json!({});
+            if let Some(u) = url {
+                b["url"] = u.into();
+            }
+            if !endpoints.is_empty() {
+                b["endpoints"] = endpoint_args(&endpoints)?.into();
+            }
+            (Method::PUT, format!("services/{id}"), Some(b))
+        }
+        ServicesAction::Remove { id } => (Method::DELETE, format!("services/{id}"), None),
+        ServicesAction::Enable { id } => (Method::POST, format!("services/{id}/enable"), None),
+        ServicesAction::Disable { id, notice } => (
+            Method::POST,
+            format!("services/{id}/disable"),
+            Some(json!({ "notice": notice })),
+        ),
+        ServicesAction::Refresh { id } => (Method::POST, format!("services/{id}/refresh"), None),
+    })
+}
+
+fn access_request(a: AccessAction) -> Result<AdminRequest, String> {
+    use http::Method;
+    use serde_json::json;
+    let body = |service: String, subject: String, endpoints: Vec<String>| {
+        Ok::<_, String>(
+            json!({ "service": service, "subject": subject, "endpoints": endpoint_args(&endpoints)? }),
+        )
+    };
+    Ok(match a {
+        AccessAction::List { service } => (
+            Method::GET,
+            match service {
+                Some(s) => format!("access-rights?service={s}"),
+                None => "access-rights".into(),
+            },
+            None,
+        ),
+        AccessAction::Grant {
+            service,
+            subject,
+            endpoints,
+        } => (
+            Method::POST,
+            "access-rights".into(),
+            Some(body(service, subject, endpoints)?),
+        ),
+        AccessAction::Revoke {
+            service,
+            subject,
+            endpoints,
+        } => (
+            Method::POST,
+            "access-rights/revoke".into(),
+            Some(body(service, subject, endpoints)?),
+        ),
+    })
+}
+
+fn groups_request(a: GroupsAction) -> AdminRequest {
+    use http::Method;
+    use serde_json::json;
+    match a {
+        GroupsAction::List => (Method::GET, "local-groups".into(), None),
+        GroupsAction::Create { code, members } => (
+            Method::POST,
+            "local-groups".into(),
+            Some(json!({ "code": code, "members": members })),
+        ),
+        GroupsAction::Delete { code } => (Method::DELETE, format!("local-groups/{code}"), None),
+        GroupsAction::AddMembers { code, members } => (
+            Method::POST,
+            format!("local-groups/{code}/members"),
+            Some(json!({ "members": members })),
+        ),
+        GroupsAction::RemoveMember { code, member } => (
+            Method::DELETE,
+            format!("local-groups/{code}/members/{member}"),
+            None,
+        ),
     }
 }
 
@@ -432,7 +878,12 @@ fn register(cfg: Config, address: &str, management_url: Option<String>) -> Resul
     })
 }
 
-fn serve(cfg: Config) -> Result<(), String> {
+fn serve(path: &Path) -> Result<(), String> {
+    // The text is kept so admin API changes can tell whether the file was edited since.
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cfg = Config::from_file_text(&text, path).map_err(|e| e.to_string())?;
+    let config_file = trustbus_security_server::confstore::ConfigFile::new(path, text);
     let pin = pin(&cfg.token.pin_env)?;
     let server = cfg.server_id().map_err(|e| e.to_string())?;
     let identity = Identity::load(
@@ -485,12 +936,15 @@ fn serve(cfg: Config) -> Result<(), String> {
             settings,
             interval,
         ));
-        let state = Arc::new(AppState::new(
-            Arc::new(cfg),
-            Arc::new(identity),
-            client,
-            Arc::new(JournalLog::new(log, timestamper.guard())),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                Arc::new(cfg),
+                Arc::new(identity),
+                client,
+                Arc::new(JournalLog::new(log, timestamper.guard())),
+            )
+            .with_config_file(config_file),
+        );
         let (_, mut tasks) = trustbus_security_server::run::start(state)
             .await
             .map_err(|e| e.to_string())?;

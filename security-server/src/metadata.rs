@@ -122,7 +122,30 @@ pub fn methods(
         ServiceKind::Rest,
         allowed_only,
     )
-    .map(|s| service_json(&s.id, s.kind))
+    .map(|s| {
+        let mut v = service_json(&s.id, s.kind);
+        // The endpoints declared or read from the service's OpenAPI document; for
+        // allowedMethods only those an access right of the client covers (a declared `*` in
+        // a path is matched as that literal segment, so only a wildcard right covers it).
+        v["endpoint_list"] = Value::Array(
+            s.endpoints
+                .iter()
+                .filter(|e| {
+                    !allowed_only
+                        || crate::access::check(
+                            cfg,
+                            groups,
+                            client,
+                            &s.id,
+                            Some((&e.method, &e.path)),
+                        )
+                        .is_ok()
+                })
+                .map(|e| json!({ "method": e.method, "path": e.path }))
+                .collect(),
+        );
+        v
+    })
     .collect();
     json!({ "service": list }).to_string().into_bytes()
 }

@@ -33,7 +33,7 @@ async fn bind(name: &str, addr: &str) -> std::io::Result<TcpListener> {
 pub async fn start(
     state: Arc<AppState>,
 ) -> std::io::Result<(Bound, tokio::task::JoinSet<std::io::Result<()>>)> {
-    let l = &state.cfg.listen;
+    let l = state.cfg().listen.clone();
     let cp = bind("client_proxy", &l.client_proxy).await?;
     let sp = bind("server_proxy", &l.server_proxy).await?;
     let ad = bind("admin", &l.admin).await?;

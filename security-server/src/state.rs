@@ -47,8 +47,11 @@ impl ConfSource for StaticConf {
 
 /// Shared state of the proxies.
 pub struct AppState {
-    /// Local configuration.
-    pub cfg: Arc<Config>,
+    /// Local configuration and what is built from it; the admin API swaps it whole, so every
+    /// request sees one consistent version (take it once per request with [`AppState::cfg`]).
+    live: std::sync::RwLock<Arc<Live>>,
+    /// The configuration file admin API changes are written to (none: changes refused).
+    pub config_file: Option<crate::confstore::ConfigFile>,
     /// Own keys and certificates.
     pub identity: Arc<Identity>,
     /// Global configuration.
@@ -67,10 +70,15 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Signatures of recent requests (server proxy).
     pub replay: crate::replay::ReplayGuard,
-    /// Per-service backend clients (connect timeout, TLS trust), by service id without version.
-    pub backends: std::collections::HashMap<String, BackendClient>,
-    /// End users' ID tokens: verifier and key-set cache.
+    /// End users' ID tokens: verifier and key-set cache (its settings are read at start).
     pub citizen: crate::citizen::CitizenVerifier,
+}
+
+/// One version of the local configuration with the backend clients made for its services.
+struct Live {
+    cfg: Arc<Config>,
+    /// Per-service backend clients (connect timeout, TLS trust), by service id without version.
+    backends: std::collections::HashMap<String, BackendClient>,
 }
 
 /// How to reach one backend service.
@@ -78,8 +86,9 @@ pub struct AppState {
 pub struct BackendClient {
     /// Pooled HTTP client with the service's connect timeout.
     pub http: HttpClient,
-    /// TLS trust for `https://` services (an error when `tls_ca` could not be read).
-    pub tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
+    /// Pooled client for `https://` services, trusting `tls_ca` (an error when it could not
+    /// be read).
+    pub tls: Option<Result<crate::httpc::HttpsClient, String>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -99,30 +108,15 @@ impl AppState {
         log: Arc<dyn MessageLogSink>,
     ) -> Self {
         let connect = Duration::from_millis(cfg.limits.connect_timeout_ms);
-        let backends = cfg
-            .services
-            .iter()
-            .map(|s| {
-                let tls = s.tls_ca.as_deref().map(|ca| {
-                    crate::httpc::backend_tls_config(ca).inspect_err(|e| {
-                        tracing::error!(service = %s.id.to_slash(), error = %e, "backend TLS trust unusable");
-                    })
-                });
-                let client = BackendClient {
-                    http: HttpClient::new(Duration::from_millis(s.connect_timeout_ms)),
-                    tls,
-                };
-                (s.id.without_version().to_slash(), client)
-            })
-            .collect();
+        let backends = backend_clients(&cfg, None);
         let window = i64::try_from(cfg.limits.request_timeout_seconds).unwrap_or(i64::MAX / 2);
         Self {
             replay: crate::replay::ReplayGuard::new(time::Duration::seconds(window)),
-            backends,
             citizen: crate::citizen::CitizenVerifier::new(&cfg.end_user_identity, connect),
+            live: std::sync::RwLock::new(Arc::new(Live { cfg, backends })),
+            config_file: None,
             http: HttpClient::new(connect),
             pool: SsPool::new(connect),
-            cfg,
             identity,
             conf,
             views: ViewCache::default(),
@@ -130,6 +124,47 @@ impl AppState {
             log,
             metrics: Metrics::new(),
         }
+    }
+
+    /// Persists admin API changes to `file` (the file the configuration was loaded from).
+    pub fn with_config_file(mut self, file: crate::confstore::ConfigFile) -> Self {
+        self.config_file = Some(file);
+        self
+    }
+
+    /// The current local configuration.
+    pub fn cfg(&self) -> Arc<Config> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cfg
+            .clone()
+    }
+
+    /// The backend client of service `id` (version ignored) in the current configuration.
+    pub fn backend(&self, id: &trustbus_sdk::id::ServiceId) -> Option<BackendClient> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .backends
+            .get(&id.without_version().to_slash())
+            .cloned()
+    }
+
+    /// Makes `cfg` the current configuration at once for every new request. Backend clients
+    /// of services whose connection settings did not change are kept, with their pooled
+    /// connections. Only the clients, services, access rights and local groups take effect
+    /// this way; listeners and limits keep the values they started with.
+    pub fn replace_config(&self, cfg: Config) {
+        let mut live = self
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let backends = backend_clients(&cfg, Some(&live));
+        *live = Arc::new(Live {
+            cfg: Arc::new(cfg),
+            backends,
+        });
     }
 
     /// The current global configuration view; the fault's origin is `origin`.
@@ -142,6 +177,41 @@ impl AppState {
 
     /// The fault code dialect.
     pub fn dialect(&self) -> FaultDialect {
-        self.cfg.server.fault_dialect.into()
+        self.cfg().server.fault_dialect.into()
     }
+}
+
+/// Backend clients for the services of `cfg`, reusing those of `old` where the service's
+/// connect timeout and TLS trust file are unchanged.
+fn backend_clients(
+    cfg: &Config,
+    old: Option<&Live>,
+) -> std::collections::HashMap<String, BackendClient> {
+    cfg.services
+        .iter()
+        .map(|s| {
+            let key = s.id.without_version().to_slash();
+            let reusable = old.and_then(|o| {
+                let prev = o.cfg.service(&s.id)?;
+                (prev.connect_timeout_ms == s.connect_timeout_ms && prev.tls_ca == s.tls_ca)
+                    .then(|| o.backends.get(&key).cloned())
+                    .flatten()
+            });
+            let client = reusable.unwrap_or_else(|| {
+                let connect = Duration::from_millis(s.connect_timeout_ms);
+                let tls = s.tls_ca.as_deref().map(|ca| {
+                    crate::httpc::backend_tls_config(ca)
+                        .map(|tls| crate::httpc::HttpsClient::new(tls, connect))
+                        .inspect_err(|e| {
+                            tracing::error!(service = %s.id.to_slash(), error = %e, "backend TLS trust unusable");
+                        })
+                });
+                BackendClient {
+                    http: HttpClient::new(Duration::from_millis(s.connect_timeout_ms)),
+                    tls,
+                }
+            });
+            (key, client)
+        })
+        .collect()
 }

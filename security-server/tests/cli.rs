@@ -1,4 +1,5 @@
-//! The onboarding commands of the real binary: init, import-cert, status.
+//! The onboarding commands of the real binary (init, import-cert, status) and the admin
+//! subcommands' local errors (their calls to a running server are in exchange.rs).
 
 // Test code: a failed setup step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -148,4 +149,58 @@ fn init_import_status() {
         out.contains("OutdatedGlobalConf"),
         "no configuration downloaded yet: {out}"
     );
+}
+
+/// The admin subcommands need a key, and say so; an unreachable server is reported as such;
+/// a bad endpoint argument is refused before anything is sent.
+#[test]
+fn admin_subcommands_report_missing_key_and_unreachable_server() {
+    let run = |key: Option<&str>, args: &[&str]| {
+        let mut c = Command::new(common::ss_exe());
+        c.args(args)
+            .env_remove("TRUSTBUS_ADMIN_API_KEY")
+            .env_remove("TRUSTBUS_ADMIN_URL")
+            .env("RUST_LOG", "error");
+        if let Some(k) = key {
+            c.env("TRUSTBUS_ADMIN_API_KEY", k);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(
+        None,
+        &["clients", "list", "--admin-url", "http://127.0.0.1:1"],
+    );
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "security-server: give --api-key or set TRUSTBUS_ADMIN_API_KEY"
+    );
+    let (ok, err) = run(
+        Some("k"),
+        &["access", "list", "--admin-url", "http://127.0.0.1:1"],
+    );
+    assert!(
+        !ok && err.starts_with("security-server: unreachable: "),
+        "{err}"
+    );
+    let (ok, err) = run(
+        Some("k"),
+        &[
+            "access",
+            "grant",
+            "--admin-url",
+            "http://127.0.0.1:1",
+            "--service",
+            "DEV/GOV/1/p/s",
+            "--subject",
+            "MEMBER:DEV/GOV/2",
+            "--endpoint",
+            "/no-method",
+        ],
+    );
+    assert!(!ok && err.contains("write METHOD /path"), "{err}");
 }

@@ -378,6 +378,9 @@ async fn instance() -> Instance {
     let api_key_hash = trustbus_pki::cert::to_hex(
         ring::digest::digest(&ring::digest::SHA256, b"test-api-key").as_ref(),
     );
+    let admin_key_hash = trustbus_pki::cert::to_hex(
+        ring::digest::digest(&ring::digest::SHA256, ADMIN_KEY.as_bytes()).as_ref(),
+    );
     let (d1, a1) = ss_dir(
         &root,
         "ss1",
@@ -412,6 +415,14 @@ role = "observer"
         p2,
         &format!(
             r#"
+# The provider's admin API: the observer key and a system administrator key.
+[[api_keys]]
+sha256 = "{api_key_hash}"
+role = "observer"
+[[api_keys]]
+sha256 = "{admin_key_hash}"
+role = "system-administrator"
+
 [[clients]]
 id = "DEV/GOV/2000/prov"
 connection = "http"
@@ -730,6 +741,9 @@ async fn https_get(
     let r = sender.send_request(req).await.unwrap();
     (r.status().as_u16(), r.headers().clone())
 }
+
+/// The provider's system administrator API key (`test-api-key` is an observer on both).
+const ADMIN_KEY: &str = "test-admin-key";
 
 const WSDL: &str = "<?xml version=\"1.0\"?><wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" name=\"getPerson\"/>";
 
@@ -1273,4 +1287,700 @@ async fn hundred_megabyte_body_with_bounded_memory() {
             "security server {pid} peaked at {kib} KiB for a 100 MiB body"
         );
     }
+}
+
+/// Calls ss's admin API; the status and JSON answer.
+async fn admin(
+    http: &reqwest_like::Client,
+    ss: &SsProc,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", ss.admin));
+    if let Some(k) = key {
+        b = b.header("authorization", format!("Bearer {k}"));
+    }
+    let req = b
+        .body(Full::new(Bytes::from(
+            body.map(|v| v.to_string()).unwrap_or_default(),
+        )))
+        .unwrap();
+    let (status, _, body) = http.send(req).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Runs `security-server ARGS --admin-url URL` with the key in the environment.
+async fn ss_cli(ss: &SsProc, key: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::ss_exe())
+        .args(args)
+        .arg("--admin-url")
+        .arg(&ss.admin)
+        .env("TRUSTBUS_ADMIN_API_KEY", key)
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Access rights, services and local groups changed through the provider's admin API (and
+/// the CLI) decide the very next exchange, without a restart; the change is in the
+/// configuration file and survives a restart; keys without the role are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_changes_take_effect_without_restart() {
+    let mut inst = instance().await;
+    let cons = "DEV/GOV/1000/cons";
+    let secret = "/r1/DEV/GOV/2000/prov/secret/x/1";
+    let config_path = inst.ss_dirs[1].join("security-server.toml");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let grant = serde_json::json!({
+        "service": "DEV/GOV/2000/prov/secret",
+        "subject": "SUBSYSTEM:DEV/GOV/1000/cons",
+        "endpoints": [{ "method": "GET", "path": "/x/*" }],
+    });
+    let http = reqwest_like::Client::new();
+    let ss2 = &inst._ss2;
+
+    // No key, an unknown key: 401. The observer reads but may not change anything: 403.
+    for key in [None, Some("wrong-key")] {
+        let (status, v) = admin(&http, ss2, "GET", "/api/v1/access-rights", key, None).await;
+        assert_eq!((status, v["code"].as_str()), (401, Some("unauthenticated")));
+    }
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/access-rights",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 5);
+    for (method, path) in [
+        ("POST", "/api/v1/access-rights"),
+        ("POST", "/api/v1/access-rights/revoke"),
+        ("DELETE", "/api/v1/services/DEV/GOV/2000/prov/echo"),
+        ("POST", "/api/v1/local-groups"),
+    ] {
+        let (status, v) = admin(
+            &http,
+            ss2,
+            method,
+            path,
+            Some("test-api-key"),
+            Some(grant.clone()),
+        )
+        .await;
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}"
+        );
+    }
+    inst.rest_fault("GET", secret, cons, "Server.ServerProxy.AccessDenied")
+        .await;
+
+    // Unsafe endpoint patterns and bad subjects: 400 with a stable code, nothing changes.
+    for path in ["/x/../admin", "/x/%2e%2e/admin", "/x%2fy", "x/*"] {
+        let mut g = grant.clone();
+        g["endpoints"][0]["path"] = path.into();
+        let (status, v) = admin(
+            &http,
+            ss2,
+            "POST",
+            "/api/v1/access-rights",
+            Some(ADMIN_KEY),
+            Some(g),
+        )
+        .await;
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (400, Some("invalid_endpoint")),
+            "{path}: {v}"
+        );
+    }
+    let mut g = grant.clone();
+    g["subject"] = "EVERYONE".into();
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/access-rights",
+        Some(ADMIN_KEY),
+        Some(g),
+    )
+    .await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_subject")));
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/access-rights",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({"service": "DEV/GOV/2000/prov/secret"})),
+    )
+    .await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(std::fs::read_to_string(&config_path).unwrap(), original);
+
+    // Grant GET /x/* to cons: the next exchange goes through, other methods and paths do not.
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/access-rights",
+        Some(ADMIN_KEY),
+        Some(grant.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v[0]["endpoints"],
+        serde_json::json!([{ "method": "GET", "path": "/x/*" }])
+    );
+    let (status, _, body) = inst.rest("GET", secret, cons, None, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echoed["path"], "/secret/x/1");
+    inst.rest_fault("POST", secret, cons, "Server.ServerProxy.AccessDenied")
+        .await;
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/secret/y/1",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    // The file holds the new rule, and everything else as it was.
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        text.starts_with(original.split("[[access]]").next().unwrap()),
+        "{text}"
+    );
+    assert!(text.contains("subject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\nendpoints = [{ method = \"GET\", path = \"/x/*\" }]"), "{text}");
+
+    // Revoke through the CLI: denied again at once.
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "revoke",
+            "--service",
+            "DEV/GOV/2000/prov/secret",
+            "--subject",
+            "SUBSYSTEM:DEV/GOV/1000/cons",
+            "--endpoint",
+            "GET /x/*",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    inst.rest_fault("GET", secret, cons, "Server.ServerProxy.AccessDenied")
+        .await;
+    // The CLI with the observer key is refused with the API's code, and reads work.
+    let (ok, out) = ss_cli(
+        ss2,
+        "test-api-key",
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/secret",
+            "--subject",
+            "SUBSYSTEM:DEV/GOV/1000/cons",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("forbidden: ") && out.contains("(HTTP 403)"),
+        "{out}"
+    );
+    let (ok, out) = ss_cli(
+        ss2,
+        "test-api-key",
+        &["access", "list", "--service", "DEV/GOV/2000/prov/secret"],
+    )
+    .await;
+    assert!(ok && out.trim() == "[]", "{out}");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/secret",
+            "--subject",
+            "SUBSYSTEM:DEV/GOV/1000/cons",
+            "--endpoint",
+            "GET /x/../y",
+        ],
+    )
+    .await;
+    assert!(!ok && out.contains("invalid_endpoint: "), "{out}");
+
+    // A local group: granted to the group, cons may call; removed from the group, it may not.
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["local-groups", "create", "partners", "--member", cons],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/secret",
+            "--subject",
+            "LOCALGROUP:partners",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (status, _, _) = inst
+        .rest("GET", "/r1/DEV/GOV/2000/prov/secret/y/2", cons, None, &[])
+        .await;
+    assert_eq!(status, 200);
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["local-groups", "remove-member", "partners", cons],
+    )
+    .await;
+    assert!(ok, "{out}");
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/secret/y/2",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    let (ok, out) = ss_cli(ss2, ADMIN_KEY, &["local-groups", "delete", "partners"]).await;
+    assert!(ok && out.contains("\"access_rights_removed\": 1"), "{out}");
+
+    // Disable with a notice, enable again.
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "services",
+            "disable",
+            "DEV/GOV/2000/prov/echo",
+            "--notice",
+            "upgrade until 14:00",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (_, h, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/echo/persons/1",
+            cons,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(h["x-road-error"], "Server.ServerProxy.ServiceDisabled");
+    assert!(String::from_utf8_lossy(&body).contains("upgrade until 14:00"));
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["services", "enable", "DEV/GOV/2000/prov/echo"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (status, _, _) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/echo/persons/1",
+            cons,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // A new REST service whose endpoints are read from an OpenAPI document.
+    let doc = inst._dir.path().join("items.json");
+    std::fs::write(&doc, r#"{"openapi":"3.0.3","info":{"title":"items","version":"1"},"paths":{"/items":{"post":{}},"/items/{id}":{"get":{}}}}"#).unwrap();
+    let backend = {
+        let cfg = std::fs::read_to_string(&config_path).unwrap();
+        let u = cfg.split("url = \"").nth(1).unwrap();
+        u[..u.find("/api\"").unwrap()].to_owned()
+    };
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "services",
+            "add",
+            "--kind",
+            "rest",
+            "--id",
+            "DEV/GOV/2000/prov/items",
+            "--url",
+            &format!("{backend}/items-api"),
+            "--openapi-url",
+            doc.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("\"path\": \"/items/*\""), "{out}");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/items",
+            "--subject",
+            "MEMBER:DEV/GOV/1000",
+            "--endpoint",
+            "GET /items/*",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    inst.rest_fault(
+        "GET",
+        "/r1/DEV/GOV/2000/prov/items/items/7",
+        cons,
+        "Server.ServerProxy.AccessDenied",
+    )
+    .await;
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/items",
+            "--subject",
+            "SUBSYSTEM:DEV/GOV/1000/cons",
+            "--endpoint",
+            "GET /items/*",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (status, _, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/items/items/7",
+            cons,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echoed["path"], "/items-api/items/7");
+    // listMethods lists it with the endpoints read.
+    let (status, _, body) = inst
+        .rest("GET", "/r1/DEV/GOV/2000/prov/listMethods", cons, None, &[])
+        .await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let items = list["service"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_code"] == "items")
+        .unwrap();
+    assert_eq!(
+        items["endpoint_list"],
+        serde_json::json!([{"method":"POST","path":"/items"},{"method":"GET","path":"/items/*"}])
+    );
+    // allowedMethods lists only the endpoints cons's rights cover.
+    let (status, _, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/allowedMethods",
+            cons,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let items = list["service"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service_code"] == "items")
+        .unwrap();
+    assert_eq!(
+        items["endpoint_list"],
+        serde_json::json!([{"method":"GET","path":"/items/*"}])
+    );
+
+    // refresh reads the OpenAPI document again: its new path is an endpoint now.
+    std::fs::write(
+        &doc,
+        r#"{"openapi":"3.0.3","paths":{"/items":{"post":{}},"/items/{id}/history":{"get":{}}}}"#,
+    )
+    .unwrap();
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["services", "refresh", "DEV/GOV/2000/prov/items"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["service"]["endpoints"],
+        serde_json::json!([{"method":"POST","path":"/items"},{"method":"GET","path":"/items/*/history"}])
+    );
+
+    // SOAP services from a WSDL: one per operation, at its soap:address; getWsdl serves the
+    // stored copy; refresh adds new operations and removes vanished ones with their rights.
+    let wsdl_doc = |ops: &[&str]| {
+        let ops: String = ops
+            .iter()
+            .map(|o| format!("<wsdl:operation name=\"{o}\"/>"))
+            .collect();
+        format!(
+            "<?xml version=\"1.0\"?><wsdl:definitions xmlns:wsdl=\"http://schemas.xmlsoap.org/wsdl/\" \
+             xmlns:soap=\"http://schemas.xmlsoap.org/wsdl/soap/\"><wsdl:portType name=\"P\">{ops}</wsdl:portType>\
+             <wsdl:service name=\"S\"><wsdl:port name=\"p\" binding=\"B\"><soap:address location=\"{backend}/soap\"/>\
+             </wsdl:port></wsdl:service></wsdl:definitions>"
+        )
+    };
+    let wsdl_path = inst._dir.path().join("addresses.wsdl");
+    std::fs::write(&wsdl_path, wsdl_doc(&["getAddress", "getTaxes"])).unwrap();
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/services",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "kind": "soap", "provider": "DEV/GOV/2000/prov", "wsdl_url": wsdl_path.to_str().unwrap() })),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["DEV/GOV/2000/prov/getAddress", "DEV/GOV/2000/prov/getTaxes"]
+    );
+    assert_eq!(v[0]["url"], format!("{backend}/soap"));
+    // A DOCTYPE (entity tricks) is refused before anything is stored.
+    std::fs::write(
+        inst._dir.path().join("evil.wsdl"),
+        "<!DOCTYPE d [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><d>&x;</d>",
+    )
+    .unwrap();
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/services",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "kind": "soap", "provider": "DEV/GOV/2000/prov", "wsdl_url": inst._dir.path().join("evil.wsdl").to_str().unwrap() })),
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("invalid_description")),
+        "{v}"
+    );
+    let client = cid(cons);
+    let soap_call = |code: &str, id: &str| {
+        let svc =
+            trustbus_sdk::ServiceId::from_slash(&format!("DEV/GOV/2000/prov/{code}")).unwrap();
+        trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+            .id(id)
+            .body(format!("<ns:{code} xmlns:ns=\"urn:test\"/>"))
+            .build()
+    };
+    let (status, _, body) = inst
+        .soap(
+            soap_call("getAddress", "addr-1"),
+            "text/xml; charset=utf-8",
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(soap_fault_code(&body), "Server.ServerProxy.AccessDenied");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/getTaxes",
+            "--subject",
+            "MEMBER:DEV/GOV/1000",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "access",
+            "grant",
+            "--service",
+            "DEV/GOV/2000/prov/getAddress",
+            "--subject",
+            "SUBSYSTEM:DEV/GOV/1000/cons",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (status, _, body) = inst
+        .soap(
+            soap_call("getAddress", "addr-2"),
+            "text/xml; charset=utf-8",
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let svc = trustbus_sdk::ServiceId::from_slash("DEV/GOV/2000/prov/getWsdl").unwrap();
+    let req = trustbus_sdk::soap::SoapRequestBuilder::new(client.clone(), svc)
+        .id("wsdl-2")
+        .body("<xrd:getWsdl xmlns:xrd=\"http://x-road.eu/xsd/xroad.xsd\"><xrd:serviceCode>getAddress</xrd:serviceCode></xrd:getWsdl>")
+        .build();
+    let (status, _, body) = inst.soap(req, "text/xml; charset=utf-8", "POST").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<wsdl:operation name=\"getTaxes\"/>"));
+    std::fs::write(&wsdl_path, wsdl_doc(&["getAddress", "getFees"])).unwrap();
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["services", "refresh", "DEV/GOV/2000/prov/getAddress"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["added"], serde_json::json!(["DEV/GOV/2000/prov/getFees"]));
+    assert_eq!(
+        v["removed"],
+        serde_json::json!(["DEV/GOV/2000/prov/getTaxes"])
+    );
+    let (_, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/access-rights?service=DEV/GOV/2000/prov/getTaxes",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(v, serde_json::json!([]));
+    let (status, _, body) = inst
+        .soap(
+            soap_call("getTaxes", "tax-1"),
+            "text/xml; charset=utf-8",
+            "POST",
+        )
+        .await;
+    assert_eq!(status, 500);
+    assert_eq!(soap_fault_code(&body), "Server.ServerProxy.UnknownService");
+
+    // Diagnostics: a mutual TLS handshake with ss1, and the TSAs (none approved here).
+    let (ok, out) = ss_cli(
+        ss2,
+        "test-api-key",
+        &["diagnostics", "--connection", "DEV/GOV/1000/ss1"],
+    )
+    .await;
+    assert!(
+        ok && out.contains("\"ok\": true") && out.contains("\"latency_ms\""),
+        "{out}"
+    );
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/diagnostics/connection?server=DEV/GOV/3000/ss3",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!((status, &v["ok"]), (502, &serde_json::json!(false)), "{v}");
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/diagnostics/timestamping",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"], "global configuration approves no TSA");
+
+    // Restart: the changes were persisted.
+    inst._ss2.child.kill().await.unwrap();
+    inst._ss2 = start_ss(&inst.ss_dirs[1]).await;
+    let (status, _, body) = inst
+        .rest(
+            "GET",
+            "/r1/DEV/GOV/2000/prov/items/items/8",
+            cons,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    inst.rest_fault("GET", secret, cons, "Server.ServerProxy.AccessDenied")
+        .await;
+
+    // An edit on disk since the server loaded the file: API changes are refused, the edit kept.
+    let edited = format!(
+        "{}\n# edited by hand\n",
+        std::fs::read_to_string(&config_path).unwrap()
+    );
+    std::fs::write(&config_path, &edited).unwrap();
+    let (status, v) = admin(
+        &http,
+        &inst._ss2,
+        "POST",
+        "/api/v1/access-rights",
+        Some(ADMIN_KEY),
+        Some(grant),
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("configuration_changed_on_disk")),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&config_path).unwrap(), edited);
+    inst.rest_fault("GET", secret, cons, "Server.ServerProxy.AccessDenied")
+        .await;
 }

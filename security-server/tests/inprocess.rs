@@ -77,6 +77,9 @@ async fn backend(calls: Arc<AtomicUsize>) -> SocketAddr {
     addr
 }
 
+/// TLS connections the HTTPS backend accepted (the provider pools them).
+static HTTPS_BACKEND_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
 /// An HTTPS backend with a self-signed certificate for `localhost`, whose PEM goes to `pem`.
 async fn https_backend(calls: Arc<AtomicUsize>, pem: &std::path::Path) -> u16 {
     let (key, cert) =
@@ -101,6 +104,7 @@ async fn https_backend(calls: Arc<AtomicUsize>, pem: &std::path::Path) -> u16 {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
+                HTTPS_BACKEND_CONNECTIONS.fetch_add(1, Ordering::SeqCst);
                 let svc = hyper::service::service_fn(move |_r| {
                     calls.fetch_add(1, Ordering::SeqCst);
                     async {
@@ -169,6 +173,11 @@ async fn setup() -> Setup {
     let openapi = dir.path().join("openapi.json");
     std::fs::write(&openapi, br#"{"openapi":"3.0.0","info":{"title":"echo"}}"#).unwrap();
     let tls_port = https_backend(calls.clone(), &pem).await;
+    // A certificate the HTTPS backend does not have, for the trust failure case.
+    let other_pem = dir.path().join("other.pem");
+    let (_, other) =
+        trustbus_security_server::identity::internal_tls_cert(vec!["localhost".into()]).unwrap();
+    trustbus_pki::Certificate::write_pem_file(&other_pem, &[other]).unwrap();
     let p2 = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -230,8 +239,13 @@ async fn setup() -> Setup {
              [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/3000/guest\"\n\
              [[access]]\nservice = \"DEV/GOV/2000/prov/echo\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/nouser\"\n\
              [[services]]\nid = \"DEV/GOV/2000/prov/secure\"\nkind = \"rest\"\nurl = \"https://localhost:{tls_port}/v1\"\ntls_ca = \"{pem}\"\n\
-             [[access]]\nservice = \"DEV/GOV/2000/prov/secure\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n",
+             [[access]]\nservice = \"DEV/GOV/2000/prov/secure\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n\
+             [[services]]\nid = \"DEV/GOV/2000/prov/untrusted\"\nkind = \"rest\"\nurl = \"https://localhost:{tls_port}/v1\"\ntls_ca = \"{other}\"\n\
+             [[access]]\nservice = \"DEV/GOV/2000/prov/untrusted\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n\
+             [[services]]\nid = \"DEV/GOV/2000/prov/wronghost\"\nkind = \"rest\"\nurl = \"https://127.0.0.1:{tls_port}/v1\"\ntls_ca = \"{pem}\"\n\
+             [[access]]\nservice = \"DEV/GOV/2000/prov/wronghost\"\nsubject = \"SUBSYSTEM:DEV/GOV/1000/cons\"\n",
             pem = pem.display(),
+            other = other_pem.display(),
             openapi = openapi.display()
         ),
     );
@@ -351,7 +365,7 @@ async fn trust_decisions_and_message_log() {
         .iter()
         .map(|x| x["service_code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, ["echo", "secure"]);
+    assert_eq!(codes, ["echo", "secure", "untrusted", "wronghost"]);
     assert_eq!(v["service"][0]["service_type"], "REST");
     assert_eq!(v["service"][0]["subsystem_code"], "prov");
     let (status, _, body) = s.get_service("allowedMethods").await;
@@ -361,7 +375,7 @@ async fn trust_decisions_and_message_log() {
             .as_array()
             .unwrap()
             .len(),
-        2
+        4
     );
     let r = s
         .http
@@ -383,10 +397,27 @@ async fn trust_decisions_and_message_log() {
     );
     assert_eq!(s.calls.load(Ordering::SeqCst), before);
 
-    // An HTTPS backend, trusted through tls_ca.
-    let (status, _, body) = s.get_service("secure").await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(&body[..], b"{\"tls\":true}");
+    // An HTTPS backend, trusted through tls_ca; the second call reuses the pooled connection.
+    for _ in 0..2 {
+        let (status, _, body) = s.get_service("secure").await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(&body[..], b"{\"tls\":true}");
+    }
+    assert_eq!(HTTPS_BACKEND_CONNECTIONS.load(Ordering::SeqCst), 1);
+    // Pooling changes no trust decision: a certificate tls_ca does not name, or one for
+    // another host name, fails the handshake and the backend is not called.
+    let before = s.calls.load(Ordering::SeqCst);
+    for svc in ["untrusted", "wronghost"] {
+        let (_, h, body) = s.get_service(svc).await;
+        assert_eq!(
+            h.get("x-road-error").and_then(|v| v.to_str().ok()),
+            Some("Server.ServerProxy.ServiceFailed.NetworkError"),
+            "{svc}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert_eq!(s.calls.load(Ordering::SeqCst), before);
+    assert_eq!(HTTPS_BACKEND_CONNECTIONS.load(Ordering::SeqCst), 1);
 
     let before = s.calls.load(Ordering::SeqCst);
     let r = s

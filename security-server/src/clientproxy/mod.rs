@@ -44,7 +44,7 @@ pub struct ConnInfo {
 /// Serves plain HTTP on `listener`.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(
-        state.cfg.limits.max_connections.max(1),
+        state.cfg().limits.max_connections.max(1),
     ));
     let conn = Arc::new(ConnInfo::default());
     loop {
@@ -57,7 +57,7 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
-            let max_header = state.cfg.limits.max_header_bytes;
+            let max_header = state.cfg().limits.max_header_bytes;
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 let conn = conn.clone();
@@ -89,7 +89,7 @@ pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::
             .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let permits = Arc::new(tokio::sync::Semaphore::new(
-        state.cfg.limits.max_connections.max(1),
+        state.cfg().limits.max_connections.max(1),
     ));
     loop {
         let (tcp, remote) = listener.accept().await?;
@@ -112,7 +112,7 @@ pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::
                 client_cert: trustbus_pki::tls::peer_certificate(tls.get_ref().1)
                     .map(|c| c.fingerprint_hex()),
             });
-            let max_header = state.cfg.limits.max_header_bytes;
+            let max_header = state.cfg().limits.max_header_bytes;
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 let conn = conn.clone();
@@ -145,7 +145,7 @@ pub async fn handle(
     }
     let is_rest = path.starts_with("/r") && path[2..].starts_with(|c: char| c.is_ascii_digit());
     let mut labels = (String::from("-"), String::from("-"));
-    let limit = std::time::Duration::from_secs(state.cfg.limits.request_timeout_seconds.max(1));
+    let limit = std::time::Duration::from_secs(state.cfg().limits.request_timeout_seconds.max(1));
     let work = async {
         if is_rest {
             rest::handle(&state, &conn, req, &mut labels).await
@@ -197,13 +197,14 @@ fn cp(kind: ErrorKind, m: impl Into<String>) -> Fault {
 
 /// The client must be hosted here (locally configured and registered in global configuration)
 /// and connect the way its configuration demands.
-fn check_client<'a>(
-    state: &'a AppState,
+fn check_client(
+    state: &AppState,
     view: &GcView,
     conn: &ConnInfo,
     client: &ClientId,
-) -> Result<&'a ClientConfig, Fault> {
-    let c = state.cfg.client(client).ok_or_else(|| {
+) -> Result<ClientConfig, Fault> {
+    let cfg = state.cfg();
+    let c = cfg.client(client).cloned().ok_or_else(|| {
         cp(
             ErrorKind::UnknownMember,
             format!(
@@ -427,7 +428,7 @@ async fn exchange(
     if !resp_ct.to_ascii_lowercase().starts_with("multipart/mixed") {
         return Err(relay_error(sent.response).await);
     }
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let limits = Limits {
         max_head: lim.max_soap_bytes as u64,
         max_body: lim.max_body_bytes,

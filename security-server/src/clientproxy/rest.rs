@@ -72,7 +72,7 @@ async fn run(
         .citizen
         .resolve(
             &view,
-            client_cfg,
+            &client_cfg,
             xroad.id_token.as_deref(),
             xroad.user_id.as_deref(),
         )
@@ -87,7 +87,7 @@ async fn run(
     let head = RequestHeaderPart::for_transport(&rr, &headers, &xroad, &request_id)
         .to_bytes()
         .map_err(|e| Fault::of(Origin::Client, ErrorKind::InvalidRest, e.to_string()))?;
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let meta = Metadata {
         protocol: PROTOCOL.into(),
         kind: PayloadKind::Rest,

@@ -62,7 +62,7 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let kind = multipart::check_content_type(&ct)?;
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let mut spill = read_body(
         body,
         lim.max_soap_bytes as u64,
@@ -112,7 +112,7 @@ async fn run(
     // one, a userId in the envelope must be its subject.
     let user = state
         .citizen
-        .resolve(&view, client_cfg, id_token, h.user_id.as_deref())
+        .resolve(&view, &client_cfg, id_token, h.user_id.as_deref())
         .await?;
     let servers = route(&view, h.service.provider(), h.security_server.as_ref())?;
     let request_hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);

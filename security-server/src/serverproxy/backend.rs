@@ -1,4 +1,5 @@
-//! Calls to the provider's backend services (HTTP), with connect and read timeouts.
+//! Calls to the provider's backend services (HTTP and HTTPS, both pooled), with connect and
+//! read timeouts.
 
 use std::time::Duration;
 
@@ -78,15 +79,7 @@ pub async fn call(
     })?;
     let result = if url.starts_with("https://") {
         match &backend.tls {
-            Some(Ok(tls)) => {
-                crate::httpc::call_https(
-                    tls.clone(),
-                    req,
-                    Duration::from_millis(svc.connect_timeout_ms),
-                    read,
-                )
-                .await
-            }
+            Some(Ok(https)) => https.call(req, read).await,
             Some(Err(e)) => Err(CallError::Other(format!("backend TLS configuration: {e}"))),
             None => Err(CallError::Other("an https:// service needs tls_ca".into())),
         }

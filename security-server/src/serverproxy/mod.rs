@@ -59,7 +59,7 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
         .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let permits = Arc::new(tokio::sync::Semaphore::new(
-        state.cfg.limits.max_connections.max(1),
+        state.cfg().limits.max_connections.max(1),
     ));
     loop {
         let (tcp, remote) = listener.accept().await?;
@@ -108,7 +108,7 @@ async fn handle(
 ) -> http::Response<OutBody> {
     let started = Instant::now();
     let mut labels = (String::from("-"), String::from("-"));
-    let limit = std::time::Duration::from_secs(state.cfg.limits.request_timeout_seconds.max(1));
+    let limit = std::time::Duration::from_secs(state.cfg().limits.request_timeout_seconds.max(1));
     let result = match tokio::time::timeout(limit, exchange(&state, &peer, req, &mut labels)).await
     {
         Ok(r) => r,
@@ -171,7 +171,7 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let limits = Limits {
         max_head: lim.max_soap_bytes as u64,
         max_body: lim.max_body_bytes,
@@ -266,7 +266,7 @@ async fn exchange(
         .map_err(|e| e.fault(Origin::ServerProxy))?;
 
     // 4. Service, access rights, backend.
-    let cfg = &state.cfg;
+    let cfg = state.cfg();
     let provider = meta.service.provider();
     if cfg.client(provider).is_none()
         || !view
@@ -287,7 +287,7 @@ async fn exchange(
             .ok_or_else(|| sp(ErrorKind::InternalError, "SOAP request not parsed"))?;
         let (code, version) = crate::metadata::wsdl_request(request.body_content())
             .ok_or_else(|| sp(ErrorKind::InvalidSoap, "getWsdl needs a serviceCode"))?;
-        let wsdl = crate::metadata::wsdl(cfg, provider, &code).ok_or_else(|| {
+        let wsdl = crate::metadata::wsdl(&cfg, provider, &code).ok_or_else(|| {
             sp(
                 ErrorKind::UnknownService,
                 format!("no WSDL for service code {code}"),
@@ -308,7 +308,7 @@ async fn exchange(
         let head = soap::build_response(request, &xml, HashAlgorithm::Sha512);
         let (whole, ct) = crate::metadata::wsdl_response(&head, &wsdl)
             .ok_or_else(|| sp(ErrorKind::InternalError, "WSDL collides with the boundary"))?;
-        let mut body = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
+        let mut body = SpillBuffer::new(state.cfg().limits.spill_threshold_bytes, None);
         body.write(&whole)
             .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
         let hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
@@ -327,7 +327,7 @@ async fn exchange(
             .as_ref()
             .ok_or_else(|| sp(ErrorKind::InternalError, "SOAP request not parsed"))?;
         let allowed_only = meta.service.code() == "allowedMethods";
-        let xml = crate::metadata::methods_soap(cfg, &*view, provider, &meta.client, allowed_only);
+        let xml = crate::metadata::methods_soap(&cfg, &*view, provider, &meta.client, allowed_only);
         let head = soap::build_response(request, &xml, HashAlgorithm::Sha512);
         let hash = soap::request_hash(request.bytes(), HashAlgorithm::Sha512);
         let prepared = Prepared {
@@ -346,7 +346,7 @@ async fn exchange(
             let rr = part
                 .rest_request()
                 .map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
-            crate::metadata::openapi(cfg, provider, rr.query()).ok_or_else(|| {
+            crate::metadata::openapi(&cfg, provider, rr.query()).ok_or_else(|| {
                 sp(
                     ErrorKind::UnknownService,
                     "no OpenAPI description for that serviceCode",
@@ -354,7 +354,7 @@ async fn exchange(
             })?
         } else {
             let allowed_only = meta.service.code() == "allowedMethods";
-            let json = crate::metadata::methods(cfg, &*view, provider, &meta.client, allowed_only);
+            let json = crate::metadata::methods(&cfg, &*view, provider, &meta.client, allowed_only);
             (json, "application/json")
         };
         let prepared = metadata_response(state, &meta, &msg, doc, ct)?;
@@ -445,7 +445,7 @@ fn metadata_response(
     let head = ResponseHeaderPart::for_transport(200, "OK", &headers, &exchange)
         .to_bytes()
         .map_err(|e| sp(ErrorKind::InternalError, e.to_string()))?;
-    let mut body = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
+    let mut body = SpillBuffer::new(state.cfg().limits.spill_threshold_bytes, None);
     body.write(&json)
         .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
     Ok(Prepared {
@@ -545,7 +545,7 @@ async fn rest_backend(
         .endpoint_path()
         .map_err(|e| sp(ErrorKind::InvalidRest, e.to_string()))?;
     crate::access::check(
-        &state.cfg,
+        &state.cfg(),
         view,
         &meta.client,
         &meta.service,
@@ -559,9 +559,9 @@ async fn rest_backend(
         None => trustbus_sdk::rest::request_hash(&msg.head, None),
     };
     let url = backend::rest_url(&svc.url, rr.path(), rr.query());
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let r = backend::call(
-        state.backends.get(&svc.id.without_version().to_slash()),
+        state.backend(&svc.id).as_ref(),
         svc,
         rr.method(),
         &url,
@@ -599,7 +599,7 @@ async fn soap_backend(
     body: Option<SpillBuffer>,
     svc: &crate::config::ServiceConfig,
 ) -> Result<Prepared, Fault> {
-    crate::access::check(&state.cfg, view, &meta.client, &meta.service, None)?;
+    crate::access::check(&state.cfg(), view, &meta.client, &meta.service, None)?;
     crate::citizen::enforce(svc, meta.user.as_ref(), view)?;
     let limits = soap::Limits::default();
     let mut headers = trustbus_sdk::rest::Headers::new();
@@ -615,15 +615,15 @@ async fn soap_backend(
     let out_body = match body {
         Some(b) => b,
         None => {
-            let mut s = SpillBuffer::new(state.cfg.limits.spill_threshold_bytes, None);
+            let mut s = SpillBuffer::new(state.cfg().limits.spill_threshold_bytes, None);
             s.write(&msg.head)
                 .map_err(|e| sp(ErrorKind::IOError, e.to_string()))?;
             s
         }
     };
-    let lim = &state.cfg.limits;
+    let lim = state.cfg().limits;
     let mut r = backend::call(
-        state.backends.get(&svc.id.without_version().to_slash()),
+        state.backend(&svc.id).as_ref(),
         svc,
         "POST",
         &svc.url,
