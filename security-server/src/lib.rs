@@ -7,6 +7,7 @@
 pub mod access;
 pub mod admin;
 pub mod adminapi;
+pub mod auditorapi;
 pub mod clientproxy;
 pub mod config;
 pub mod gcview;

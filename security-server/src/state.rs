@@ -69,6 +69,8 @@ pub struct AppState {
     pub replay: crate::replay::ReplayGuard,
     /// Per-service backend clients (connect timeout, TLS trust), by service id without version.
     pub backends: std::collections::HashMap<String, BackendClient>,
+    /// The auditor API (`crate::auditorapi`), when the server has a durable message log.
+    pub auditor: Option<axum::Router>,
 }
 
 /// How to reach one backend service.
@@ -126,6 +128,7 @@ impl AppState {
             verify_cache: VerifyCache::new(),
             log,
             metrics: Metrics::new(),
+            auditor: None,
         }
     }
 
