@@ -65,12 +65,24 @@ pub struct Config {
     pub message_log: MessageLogSection,
 }
 
-/// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how it is
-/// timestamped and archived. The TSAs and the timestamping interval come from global
-/// configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how records
+/// are made durable, whether payloads are encrypted at rest, and how the log is timestamped and
+/// archived. The TSAs and the timestamping interval come from global configuration.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageLogSection {
+    /// `sync` (default: an exchange is acknowledged only after the fdatasync covering its
+    /// records) or `relaxed` (acknowledged after the write; see
+    /// [`crate::messagelog::settings::DurabilitySetting`] for what is at risk).
+    #[serde(default)]
+    pub durability: crate::messagelog::settings::DurabilitySetting,
+    /// With `relaxed`: longest time from a write to the sync covering it, milliseconds
+    /// (default 10).
+    #[serde(default = "d_relaxed_delay")]
+    pub relaxed_max_delay_ms: u64,
+    /// Encrypt payloads at rest with AES-256-GCM under a key held in the token (default false).
+    #[serde(default)]
+    pub encrypt_payloads: bool,
     /// `[message_log.timestamping]`.
     #[serde(default)]
     pub timestamping: crate::messagelog::settings::TimestampSettings,
@@ -79,13 +91,30 @@ pub struct MessageLogSection {
     pub archive: Option<crate::messagelog::settings::ArchiveSettings>,
 }
 
+fn d_relaxed_delay() -> u64 {
+    10
+}
+
+impl Default for MessageLogSection {
+    fn default() -> Self {
+        Self {
+            durability: Default::default(),
+            relaxed_max_delay_ms: d_relaxed_delay(),
+            encrypt_payloads: false,
+            timestamping: Default::default(),
+            archive: None,
+        }
+    }
+}
+
 /// An admin API key: only its SHA-256 is stored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key.
     pub sha256: String,
-    /// `observer` (read) or `system-administrator` (everything; the API is read-only so far).
+    /// `observer` (read) or `system-administrator` (everything; the API is read-only so far)
+    /// for the admin API; `auditor` for the auditor API only (`/api/v1/audit/`).
     pub role: String,
 }
 
@@ -426,6 +455,9 @@ impl Config {
         c.globalconf.anchor = abs(&c.globalconf.anchor);
         c.globalconf.dir = c.globalconf.dir.as_deref().map(abs);
         c.token.dir = c.token.dir.as_deref().map(abs);
+        if let Some(a) = &mut c.message_log.archive {
+            a.dir = abs(&a.dir);
+        }
         for s in &mut c.services {
             s.tls_ca = s.tls_ca.as_deref().map(abs);
             s.openapi = s.openapi.as_deref().map(abs);
@@ -471,9 +503,18 @@ impl Config {
             }
         }
         for k in &self.api_keys {
-            if !matches!(k.role.as_str(), "observer" | "system-administrator") {
+            if !matches!(
+                k.role.as_str(),
+                "observer" | "system-administrator" | "auditor"
+            ) {
                 return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
             }
+        }
+        if self.message_log.relaxed_max_delay_ms == 0 || self.message_log.relaxed_max_delay_ms > 10_000
+        {
+            return Err(ConfigError::Invalid(
+                "message_log.relaxed_max_delay_ms must be 1 to 10000".into(),
+            ));
         }
         for c in &self.clients {
             if c.connection == ConnectionMode::Http && !self.server.development {
@@ -551,5 +592,25 @@ mod tests {
             ))
             .is_err()
         );
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.message_log.relaxed_max_delay_ms, 10);
+        assert!(!c.message_log.encrypt_payloads);
+        let c = Config::parse(&format!(
+            "{base}[message_log]\ndurability = \"relaxed\"\nrelaxed_max_delay_ms = 50\n\
+             encrypt_payloads = true\n[[api_keys]]\nsha256 = \"00\"\nrole = \"auditor\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.message_log.durability,
+            crate::messagelog::settings::DurabilitySetting::Relaxed
+        );
+        assert!(c.message_log.encrypt_payloads);
+        for bad in [
+            "[message_log]\ndurability = \"sometimes\"\n",
+            "[message_log]\nrelaxed_max_delay_ms = 0\n",
+            "[[api_keys]]\nsha256 = \"00\"\nrole = \"superuser\"\n",
+        ] {
+            assert!(Config::parse(&format!("{base}{bad}")).is_err(), "{bad}");
+        }
     }
 }
