@@ -510,7 +510,8 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
             }
         }
-        if self.message_log.relaxed_max_delay_ms == 0 || self.message_log.relaxed_max_delay_ms > 10_000
+        if self.message_log.relaxed_max_delay_ms == 0
+            || self.message_log.relaxed_max_delay_ms > 10_000
         {
             return Err(ConfigError::Invalid(
                 "message_log.relaxed_max_delay_ms must be 1 to 10000".into(),

@@ -15,6 +15,7 @@ use trustbus_sdk::id::{ClientId, SecurityServerId};
 use trustbus_security_server::config::Config;
 use trustbus_security_server::identity::{self, Identity};
 use trustbus_security_server::logsink::JournalLog;
+use trustbus_security_server::messagelog::archive;
 use trustbus_security_server::messagelog::settings::{self, TimestampSettings};
 use trustbus_security_server::messagelog::timestamp::Timestamper;
 use trustbus_security_server::messagelog::verifyconf::VerificationConf;
@@ -504,12 +505,23 @@ fn serve(cfg: Config) -> Result<(), String> {
         ));
         let cfg = Arc::new(cfg);
         if let Some(a) = &cfg.message_log.archive {
-            tokio::spawn(archive_periodically(
+            let key = archive::ArchiveKey {
+                signer: Arc::new(OwnerKey(identity.clone())),
+                cert_der: identity.sign.cert().der().to_vec(),
+                chain: identity.sign.chain[1..]
+                    .iter()
+                    .map(|c| c.der().to_vec())
+                    .collect(),
+            };
+            let every = Duration::from_secs(a.interval_seconds.max(1));
+            tokio::spawn(archive::archive_periodically(
                 log_dir.clone(),
                 log.store().clone(),
                 payload_key.clone(),
-                a.clone(),
-                identity.clone(),
+                a.to_config(),
+                Arc::new(key),
+                every.min(Duration::from_secs(60)),
+                every,
             ));
         }
         let gc = client.clone();
@@ -519,7 +531,12 @@ fn serve(cfg: Config) -> Result<(), String> {
             payload_key,
             Arc::new(move || {
                 gc.current()
-                    .map(|c| c.files.iter().map(|(n, b)| (n.clone(), b.clone())).collect())
+                    .map(|c| {
+                        c.files
+                            .iter()
+                            .map(|(n, b)| (n.clone(), b.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default()
             }),
             &log_dir.join(trustbus_security_server::auditorapi::TRAIL_FILE),
@@ -547,67 +564,18 @@ fn serve(cfg: Config) -> Result<(), String> {
     })
 }
 
-/// Archives what is due every `interval_seconds` (the first round a minute after start), with
-/// the owner's signing key. A failed round is logged and retried at the next interval; the
-/// records stay live meanwhile.
-async fn archive_periodically(
-    log_dir: PathBuf,
-    store: Arc<dyn trustbus_security_server::messagelog::LogStore>,
-    key: Option<Arc<trustbus_security_server::messagelog::PayloadKey>>,
-    settings: settings::ArchiveSettings,
-    identity: Arc<Identity>,
-) {
-    use trustbus_security_server::messagelog::archive::{ArchiveSigner, archive_once};
-    let config = settings.to_config();
-    let every = Duration::from_secs(settings.interval_seconds.max(1));
-    let mut wait = every.min(Duration::from_secs(60));
-    loop {
-        tokio::time::sleep(wait).await;
-        wait = every;
-        let (log_dir, store, key, config, identity) = (
-            log_dir.clone(),
-            store.clone(),
-            key.clone(),
-            config.clone(),
-            identity.clone(),
-        );
-        let round = tokio::task::spawn_blocking(move || {
-            let chain: Vec<Vec<u8>> = identity.sign.chain[1..]
-                .iter()
-                .map(|c| c.der().to_vec())
-                .collect();
-            let signer = ArchiveSigner {
-                signer: &identity.sign.key,
-                cert_der: identity.sign.cert().der(),
-                chain: &chain,
-            };
-            let mut files = 0;
-            // One file per call (at most `max_records`); keep going while there is more due.
-            loop {
-                let now = time::OffsetDateTime::now_utc();
-                match archive_once(&log_dir, store.as_ref(), key.as_deref(), &config, &signer, now)
-                {
-                    Ok(Some(r)) => {
-                        files += 1;
-                        tracing::info!(
-                            file = %r.file.display(),
-                            first = r.first.0,
-                            last = r.last.0,
-                            removed_segments = r.removed_segments.len(),
-                            "message log archived"
-                        );
-                    }
-                    Ok(None) => return Ok(files),
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-        })
-        .await;
-        match round {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "message log archiving failed"),
-            Err(e) => tracing::error!(error = %e, "message log archiving task failed"),
-        }
+/// The owner's signing key as the archiver's signer (the key stays in the identity).
+struct OwnerKey(Arc<Identity>);
+
+impl trustbus_pki::Signer for OwnerKey {
+    fn algorithm(&self) -> trustbus_pki::SignatureAlgorithm {
+        self.0.sign.key.algorithm()
+    }
+    fn public_key_der(&self) -> &[u8] {
+        trustbus_pki::Signer::public_key_der(&self.0.sign.key)
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, trustbus_pki::SignatureError> {
+        self.0.sign.key.sign(message)
     }
 }
 
