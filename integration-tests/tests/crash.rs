@@ -122,7 +122,7 @@ fn restart(up: &Up, ss: usize, code: &str) -> Guard {
         || match http("GET", &healthz, &[], b"") {
             Ok(r) if r.status == 200 => Ok(()),
             Ok(r) => Err(r.text()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         },
     );
     guard
@@ -189,7 +189,7 @@ fn kill_under_load(up: &Up, ss: usize, code: &str, kinds: [&str; 2]) -> Guard {
         ) {
             Ok(r) if r.status == 200 => Ok(()),
             Ok(r) => Err(r.text()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         },
     );
     guard

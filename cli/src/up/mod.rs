@@ -167,33 +167,14 @@ async fn up(
     // The two security servers are set up side by side: most of the time goes into their
     // key derivations (PBKDF2), which run in separate processes.
     let ports = state.ports.security_servers.clone();
-    let examples_port = state.ports.examples;
     for ss in &plan::SECURITY_SERVERS {
         state.ss_admin_key(&layout, ss.code)?;
     }
     state.auditor_key(&layout)?;
     let [(ss1, p1), (ss2, p2)] = [0, 1].map(|i| (&plan::SECURITY_SERVERS[i], &ports[i]));
     let (a, b) = tokio::join!(
-        secserver::prepare(
-            &layout,
-            &state,
-            &ca,
-            ss1,
-            p1,
-            examples_port,
-            &ss_bin,
-            options
-        ),
-        secserver::prepare(
-            &layout,
-            &state,
-            &ca,
-            ss2,
-            p2,
-            examples_port,
-            &ss_bin,
-            options
-        ),
+        secserver::prepare(&layout, &state, &ca, ss1, p1, &ss_bin, options),
+        secserver::prepare(&layout, &state, &ca, ss2, p2, &ss_bin, options),
     );
     record(&layout, &mut state, [a?, b?])?;
     tracing::debug!(elapsed = ?started.elapsed(), "security servers prepared");
@@ -349,8 +330,7 @@ async fn ready(
             .await
         {
             Ok(r) if r.is_success() => {
-                let id = r.request_id.clone().unwrap_or_default();
-                return Ok((client, id));
+                return Ok((client, r.request_id.unwrap_or_default()));
             }
             Ok(r) => format!("HTTP {}: {}", r.status, r.text()),
             Err(err) => err.to_string(),

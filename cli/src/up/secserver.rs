@@ -27,10 +27,10 @@ pub(crate) async fn prepare(
     ca: &DevCa,
     ss: &SsPlan,
     ports: &SsPorts,
-    examples_port: u16,
     binary: &Path,
     options: &super::Options,
 ) -> Result<Option<String>, UpError> {
+    let examples_port = state.ports.examples;
     let dir = layout.security_server(ss.code);
     let setup_log = layout.logs().join("setup.log");
     let pin = pin(state, ss)?;
