@@ -128,9 +128,10 @@ fn restart(up: &Up, ss: usize, code: &str) -> Guard {
     guard
 }
 
-/// Loads the instance, kills server `ss` (`code`) after `run_for`, verifies its journal,
-/// restarts it and checks that every acknowledged exchange is in its log.
-fn kill_under_load(up: &Up, ss: usize, code: &str, kinds: [&str; 2]) -> Guard {
+/// Loads the instance, kills server `ss` (`code`), verifies its journal, restarts it (with
+/// `extra_config` appended to its configuration) and checks that every acknowledged exchange
+/// is in its log.
+fn kill_under_load(up: &Up, ss: usize, code: &str, kinds: [&str; 2], extra_config: &str) -> Guard {
     let cp = up.get("/client_proxy_url");
     let stop = Arc::new(AtomicBool::new(false));
     let workers = load(&cp, 6, stop.clone());
@@ -162,6 +163,14 @@ fn kill_under_load(up: &Up, ss: usize, code: &str, kinds: [&str; 2]) -> Guard {
     );
     verify_log(&up.dir.join(code).join("data/messagelog"));
 
+    if !extra_config.is_empty() {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(up.dir.join(code).join("security-server.toml"))
+            .unwrap();
+        f.write_all(extra_config.as_bytes()).unwrap();
+    }
     let guard = restart(up, ss, code);
     let log = logged(up, ss);
     let want: BTreeSet<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
@@ -203,6 +212,85 @@ fn sigkill_of_either_security_server_loses_no_acknowledged_exchange() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let up = Up::start(&tmp.path().join("trustbus-dev"));
-    let _ss2 = kill_under_load(&up, 1, "ss2", ["request_received", "response_sent"]);
-    let _ss1 = kill_under_load(&up, 0, "ss1", ["request_sent", "response_received"]);
+    // The provider comes back with payload encryption at rest and relaxed durability, which
+    // the [message_log] section of its configuration turns on.
+    let _ss2 = kill_under_load(
+        &up,
+        1,
+        "ss2",
+        ["request_received", "response_sent"],
+        "\n[message_log]\ndurability = \"relaxed\"\nrelaxed_max_delay_ms = 5\nencrypt_payloads = true\n",
+    );
+    encrypted_at_rest(&up);
+    let _ss1 = kill_under_load(&up, 0, "ss1", ["request_sent", "response_received"], "");
+}
+
+/// The restarted provider said what relaxed durability risks, keeps its payload key in the
+/// token, and exports the evidence of a new (encrypted) record that verifies.
+fn encrypted_at_rest(up: &Up) {
+    let log = std::fs::read_to_string(up.dir.join("logs/ss2-restarted.log")).unwrap();
+    assert!(
+        log.contains("message log durability is relaxed") && log.contains("last 5 ms"),
+        "{log}"
+    );
+    assert!(log.contains("created the message-log payload key"), "{log}");
+    assert!(
+        up.dir
+            .join("ss2/data/token/msglog-payload.key.json")
+            .is_file()
+    );
+    let cp = up.get("/client_proxy_url");
+    let r = http(
+        "GET",
+        &format!("{cp}/{PATH}"),
+        &[("X-Road-Client", CONSUMER)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rid = r.header("x-road-request-id").unwrap().to_owned();
+    let base = up.get("/security_servers/1/auditor_url");
+    let auth = format!("Bearer {}", up.get("/api_keys/auditor"));
+    let id = eventually(Duration::from_secs(60), "timestamped", || {
+        let r = http(
+            "GET",
+            &format!("{base}/records?request_id={rid}"),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .map_err(|e| e.to_string())?;
+        let v = r.json();
+        match v["records"].as_array().and_then(|a| a.first()) {
+            Some(rec) if rec["timestamped"] == true => Ok(rec["id"].as_u64().unwrap()),
+            _ => Err(v.to_string()),
+        }
+    });
+    let r = http(
+        "GET",
+        &format!("{base}/records/{id}/evidence"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = trustbus_pki::asic::AsicContainer::read(
+        &r.body,
+        &trustbus_pki::asic::AsicLimits::default(),
+    )
+    .unwrap();
+    assert!(
+        c.meta_inf.iter().any(|(n, _)| n == "META-INF/payload.enc"),
+        "an encrypted record carries its ciphertext"
+    );
+    let file = up.dir.join("encrypted.asice");
+    std::fs::write(&file, &r.body).unwrap();
+    let out = Command::new(bin_dir().join("trustbus"))
+        .arg("verify")
+        .arg(&file)
+        .arg("--conf")
+        .arg(up.get("/files/verification_config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
 }
