@@ -214,7 +214,7 @@ fn sigkill_of_either_security_server_loses_no_acknowledged_exchange() {
     let up = Up::start(&tmp.path().join("trustbus-dev"));
     // The provider comes back with payload encryption at rest and relaxed durability, which
     // the [message_log] section of its configuration turns on.
-    let _ss2 = kill_under_load(
+    let ss2 = kill_under_load(
         &up,
         1,
         "ss2",
@@ -222,6 +222,9 @@ fn sigkill_of_either_security_server_loses_no_acknowledged_exchange() {
         "\n[message_log]\ndurability = \"relaxed\"\nrelaxed_max_delay_ms = 5\nencrypt_payloads = true\n",
     );
     encrypted_at_rest(&up);
+    // And once more with archiving on: the server archives by itself, and the archive verifies.
+    drop(ss2);
+    let _ss2 = archived(&up);
     let _ss1 = kill_under_load(&up, 0, "ss1", ["request_sent", "response_received"], "");
 }
 
@@ -293,4 +296,40 @@ fn encrypted_at_rest(up: &Up) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+}
+
+/// Restarts the provider with `[message_log.archive]` (everything timestamped is due, a round
+/// every second); its archive file appears and `trustbus verify-archive` accepts it.
+fn archived(up: &Up) -> Guard {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(up.dir.join("ss2/security-server.toml"))
+        .unwrap();
+    f.write_all(
+        b"\n[message_log.archive]\ndir = \"data/messagelog-archive\"\nretention_days = 0\n\
+          interval_seconds = 1\n",
+    )
+    .unwrap();
+    let guard = restart(up, 1, "ss2");
+    let dir = up.dir.join("ss2/data/messagelog-archive");
+    let file = eventually(Duration::from_secs(30), "an archive file", || {
+        std::fs::read_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "asice"))
+            .ok_or_else(|| "none yet".to_owned())
+    });
+    let out = Command::new(bin_dir().join("trustbus"))
+        .arg("verify-archive")
+        .arg(&file)
+        .arg("--conf")
+        .arg(up.get("/files/verification_config"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {text}", file.display());
+    assert!(text.starts_with("VALID: records 1 to "), "{text}");
+    guard
 }
