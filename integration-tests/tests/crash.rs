@@ -260,8 +260,7 @@ fn encrypted_at_rest(up: &Up) {
             &format!("{base}/records?request_id={rid}"),
             &[("Authorization", &auth)],
             b"",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let v = r.json();
         match v["records"].as_array().and_then(|a| a.first()) {
             Some(rec) if rec["timestamped"] == true => Ok(rec["id"].as_u64().unwrap()),
