@@ -298,19 +298,57 @@ fn encrypted_at_rest(up: &Up) {
 }
 
 /// Restarts the provider with `[message_log.archive]` (everything timestamped is due, a round
-/// every second); its archive file appears and `trustbus verify-archive` accepts it.
+/// every second); its archive file appears and `trustbus verify-archive` accepts it. It also
+/// gets the auditor HTTPS listener, where an auditor's pinned client certificate (made with
+/// openssl, used with curl) opens the auditor API.
 fn archived(up: &Up) -> Guard {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(up.dir.join("ss2/security-server.toml"))
-        .unwrap();
-    f.write_all(
-        b"\n[message_log.archive]\ndir = \"data/messagelog-archive\"\nretention_days = 0\n\
-          interval_seconds = 1\n",
+    let work = up.dir.join("auditor-cert");
+    std::fs::create_dir_all(&work).unwrap();
+    let sh = |script: &str| {
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    sh(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout a.key \
+        -out a.pem -subj /CN=alice -days 1 2>/dev/null",
+    );
+    let fp = sh("openssl x509 -in a.pem -outform der | sha256sum | cut -d' ' -f1");
+    let port = trustbus_integration_tests::free_port();
+    let config = up.dir.join("ss2/security-server.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let admin = text
+        .lines()
+        .find(|l| l.starts_with("admin = "))
+        .unwrap()
+        .to_owned();
+    let text = text.replacen(
+        &admin,
+        &format!("{admin}\nauditor_tls = \"127.0.0.1:{port}\""),
+        1,
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[message_log.archive]\ndir = \"data/messagelog-archive\"\n\
+             retention_days = 0\ninterval_seconds = 1\n\n\
+             [[auditor_certs]]\nsha256 = \"{fp}\"\nname = \"alice\"\n"
+        ),
     )
     .unwrap();
     let guard = restart(up, 1, "ss2");
+    let url = format!("https://127.0.0.1:{port}/api/v1/audit/records?limit=1");
+    let code = |cert: &str| {
+        sh(&format!(
+            "curl -sk -o /dev/null -w '%{{http_code}}' {cert} '{url}'"
+        ))
+    };
+    assert_eq!(code("--cert a.pem --key a.key"), "200");
+    assert_eq!(code(""), "401");
     let dir = up.dir.join("ss2/data/messagelog-archive");
     let file = eventually(Duration::from_secs(30), "an archive file", || {
         std::fs::read_dir(&dir)

@@ -5,8 +5,11 @@
 //! Roles are kept apart both ways: a key with role `auditor` opens only the auditor API (the
 //! admin API answers it 403 `forbidden`), and the admin roles (`observer`,
 //! `system-administrator`) are refused by the auditor API (403, recorded in the audit trail).
-//! Authentication is by API key only; the admin listener has no TLS, so there is no client
-//! certificate to map (bind it to loopback or put a TLS proxy in front).
+//! On the admin listener (plain HTTP) auditors authenticate with API keys. With
+//! `[listen] auditor_tls` set, the auditor API alone is also served over HTTPS with the
+//! internal TLS certificate, where an auditor may instead present a TLS client certificate
+//! pinned in `[[auditor_certs]]` ([`serve_tls`]); the listener puts the certificate's
+//! fingerprint into the request extensions ([`ClientCert`]) and [`decide`] maps it.
 
 use std::sync::Arc;
 
@@ -51,9 +54,27 @@ fn key_of<'c>(cfg: &'c Config, headers: &HeaderMap) -> Option<(usize, &'c str)> 
         .map(|(i, k)| (i, k.role.as_str()))
 }
 
-/// Who calls, by the rules above. The identity written to the trail is the key's position in
-/// the configuration and the first 12 hex digits of its SHA-256 (never the key).
-pub fn decide(cfg: &Config, headers: &HeaderMap) -> AuthDecision {
+/// The SHA-256 (lower-case hex) of the TLS client certificate the auditor HTTPS listener
+/// verified, as a request extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert(pub String);
+
+/// Who calls, by the rules above. A verified client certificate decides when present: listed
+/// in `auditor_certs` it is an auditor (`cert:<name>:<12 hex digits>` in the trail), otherwise
+/// forbidden. Without one, the API key decides; the identity written to the trail is the key's
+/// position in the configuration and the first 12 hex digits of its SHA-256 (never the key).
+pub fn decide(cfg: &Config, headers: &HeaderMap, extensions: &Extensions) -> AuthDecision {
+    if let Some(ClientCert(fp)) = extensions.get::<ClientCert>() {
+        let short = fp.get(..12).unwrap_or("");
+        return match cfg
+            .auditor_certs
+            .iter()
+            .find(|c| c.sha256.eq_ignore_ascii_case(fp))
+        {
+            Some(c) => AuthDecision::Auditor(format!("cert:{}:{short}", c.name)),
+            None => AuthDecision::Forbidden(format!("cert:{short} (not an auditor certificate)")),
+        };
+    }
     match key_of(cfg, headers) {
         None => AuthDecision::Unauthenticated,
         Some((i, role)) => {
@@ -102,7 +123,7 @@ pub fn build(
         store,
         payload_key,
         globalconf,
-        auth: Arc::new(move |h: &HeaderMap, _: &Extensions| decide(&cfg, h)),
+        auth: Arc::new(move |h: &HeaderMap, e: &Extensions| decide(&cfg, h, e)),
         trail: Arc::new(trail),
     }))
 }
@@ -124,6 +145,69 @@ pub async fn handle(
             crate::admin::text(500, "internal error\n".into(), "text/plain")
         }
     }
+}
+
+/// Serves the auditor API alone over TLS on `listener` (`tls`: the internal certificate,
+/// client certificates optional). A verified client certificate's fingerprint goes into each
+/// request's extensions; other paths are answered 404.
+pub async fn serve_tls(
+    app: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, remote) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(%remote, error = %e, "TLS handshake on the auditor listener failed");
+                    return;
+                }
+            };
+            let cert = trustbus_pki::tls::peer_certificate(tls.get_ref().1)
+                .map(|c| ClientCert(c.fingerprint_hex().to_ascii_lowercase()));
+            let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                let cert = cert.clone();
+                async move {
+                    if !req.uri().path().starts_with(PREFIX) {
+                        return Ok::<_, std::convert::Infallible>(crate::admin::text(
+                            404,
+                            "not found\n".into(),
+                            "text/plain",
+                        ));
+                    }
+                    if let Some(c) = cert {
+                        req.extensions_mut().insert(c);
+                    }
+                    Ok(handle(&app, req).await)
+                }
+            });
+            let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+/// The TLS configuration of the auditor listener: the internal certificate, client
+/// certificates requested but optional (API keys work there too).
+pub fn tls_config(
+    key: &trustbus_pki::KeyPair,
+    chain: &[trustbus_pki::Certificate],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let id = trustbus_pki::tls::TlsIdentity::new(chain, key).map_err(|e| e.to_string())?;
+    trustbus_pki::tls::is_server_config(id, trustbus_pki::tls::IsClientAuth::Optional)
+        .map_err(|e| e.to_string())
 }
 
 /// The auditor API answer when the server runs without one (tests with an in-memory log).
@@ -180,18 +264,21 @@ mod tests {
     fn roles_are_kept_apart() {
         let c = cfg();
         assert!(matches!(
-            decide(&c, &headers(Some("auditor-key"))),
+            decide(&c, &headers(Some("auditor-key")), &Extensions::new()),
             AuthDecision::Auditor(who) if who.starts_with("api-key#2:")
         ));
         assert!(matches!(
-            decide(&c, &headers(Some("admin-key"))),
+            decide(&c, &headers(Some("admin-key")), &Extensions::new()),
             AuthDecision::Forbidden(who) if who.ends_with("(system-administrator)")
         ));
         assert_eq!(
-            decide(&c, &headers(Some("other"))),
+            decide(&c, &headers(Some("other")), &Extensions::new()),
             AuthDecision::Unauthenticated
         );
-        assert_eq!(decide(&c, &headers(None)), AuthDecision::Unauthenticated);
+        assert_eq!(
+            decide(&c, &headers(None), &Extensions::new()),
+            AuthDecision::Unauthenticated
+        );
         assert!(is_auditor_key(&c, &headers(Some("auditor-key"))));
         assert!(!is_auditor_key(&c, &headers(Some("admin-key"))));
         assert!(!is_auditor_key(&c, &headers(None)));

@@ -60,6 +60,9 @@ pub struct Config {
     /// API keys of the admin REST API.
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// TLS client certificates of auditors, for the auditor API over `listen.auditor_tls`.
+    #[serde(default)]
+    pub auditor_certs: Vec<AuditorCert>,
     /// The message log: timestamping and archiving (docs/message-log.md).
     #[serde(default)]
     pub message_log: MessageLogSection,
@@ -118,6 +121,17 @@ pub struct ApiKey {
     pub role: String,
 }
 
+/// An auditor's TLS client certificate, pinned by fingerprint (like information systems'
+/// certificates).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorCert {
+    /// Lower-case hex SHA-256 of the certificate (DER).
+    pub sha256: String,
+    /// Who it is, for the audit trail.
+    pub name: String,
+}
+
 /// `[server]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,6 +188,11 @@ pub struct ListenSection {
     /// Admin listener (`/metrics`, `/healthz`).
     #[serde(default = "d_admin")]
     pub admin: String,
+    /// The auditor API alone over HTTPS (the internal TLS certificate), where auditors
+    /// authenticate with a client certificate listed in `auditor_certs` (or an auditor API
+    /// key); disabled when absent.
+    #[serde(default)]
+    pub auditor_tls: Option<String>,
 }
 
 fn d_client_proxy() -> String {
@@ -193,6 +212,7 @@ impl Default for ListenSection {
             client_proxy_tls: None,
             server_proxy: d_server_proxy(),
             admin: d_admin(),
+            auditor_tls: None,
         }
     }
 }
@@ -508,6 +528,14 @@ impl Config {
                 "observer" | "system-administrator" | "auditor"
             ) {
                 return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
+            }
+        }
+        for c in &self.auditor_certs {
+            if c.sha256.len() != 64 || !c.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "auditor certificate {:?}: sha256 must be 64 hex digits",
+                    c.name
+                )));
             }
         }
         if self.message_log.relaxed_max_delay_ms == 0
