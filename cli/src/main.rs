@@ -39,6 +39,11 @@ enum Command {
         /// Directory for the instance's state.
         #[arg(long, default_value = "trustbus-dev")]
         dir: std::path::PathBuf,
+        /// Seconds the security servers keep accepting exchanges while timestamping fails,
+        /// before refusing them with `TimestamperFailed` (default 600, as in production);
+        /// shorter to try the fail-closed behaviour.
+        #[arg(long, value_name = "SECONDS")]
+        timestamping_failure_window: Option<u64>,
     },
 }
 
@@ -58,7 +63,16 @@ fn main() -> ExitCode {
         Command::VerifyArchive(args) => return verify::verify_archive_file(&args),
         Command::Pki(cmd) => pki::run(cmd).map_err(|e| e.to_string()),
         Command::Message(cmd) => message::run(cmd).map_err(|e| e.to_string()),
-        Command::Up { dir } => up::run(&dir).map_err(|e| e.to_string()),
+        Command::Up {
+            dir,
+            timestamping_failure_window,
+        } => up::run(
+            &dir,
+            &up::Options {
+                timestamping_failure_window,
+            },
+        )
+        .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

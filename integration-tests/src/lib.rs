@@ -142,12 +142,18 @@ pub struct Up {
 impl Up {
     /// Runs `trustbus up --dir DIR` and waits (up to 120 s) until it prints that it is ready.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Up::start`] with more arguments for `trustbus up`.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Self {
         let started = Instant::now();
         let log = std::fs::File::create(dir.with_extension("stderr.log"))
             .unwrap_or_else(|e| panic!("stderr log: {e}"));
         let mut child = Command::new(bin_dir().join("trustbus"))
             .args(["up", "--dir"])
             .arg(dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

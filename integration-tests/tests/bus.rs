@@ -44,25 +44,408 @@ fn printed_commands_work(up: &Up) {
         .banner
         .lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("curl "))
+        .filter(|l| l.starts_with("curl ") && !l.contains("/api/v1/audit/"))
         .collect();
-    assert_eq!(curls.len(), 2, "two curl commands in:\n{}", up.banner);
+    assert_eq!(curls.len(), 2, "two exchange commands in:\n{}", up.banner);
     for c in curls {
         let out = Command::new("sh").args(["-c", c]).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{c}: {out:?}");
         assert!(text.contains("Maasikas"), "{c} answered: {text}");
     }
-    let verify = up
+    // The third: export the first exchange's evidence through the auditor API and verify it.
+    let evidence = up
         .banner
         .lines()
         .map(str::trim)
-        .find(|l| l.contains(" verify-log "))
-        .expect("a verify-log command");
-    let out = Command::new("sh").args(["-c", verify]).output().unwrap();
+        .find(|l| l.contains(" verify evidence.asice "))
+        .expect("an evidence export and verify command");
+    assert!(
+        evidence.starts_with("curl -sf -H @") && evidence.contains("/api/v1/audit/records/"),
+        "{evidence}"
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new("sh")
+        .args(["-c", evidence])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{verify}: {out:?}");
-    assert!(text.starts_with("VALID"), "{verify}: {text}");
+    assert!(out.status.success(), "{evidence}: {out:?}");
+    assert!(
+        text.ends_with("VALID: every check passed\n"),
+        "{evidence}: {text}"
+    );
+}
+
+/// A GET of the auditor API of security server `ss` (0: consumer, 1: provider).
+fn auditor_get(up: &Up, ss: usize, path: &str, key: &str) -> Resp {
+    let base = up.get(&format!("/security_servers/{ss}/auditor_url"));
+    let auth = format!("Bearer {key}");
+    http(
+        "GET",
+        &format!("{base}{path}"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap()
+}
+
+/// The log records of request `rid` on security server `ss`, once all are timestamped:
+/// `(id, kind)` in id order.
+fn timestamped_records(up: &Up, ss: usize, rid: &str) -> Vec<(u64, String)> {
+    let key = up.get("/api_keys/auditor");
+    eventually(Duration::from_secs(60), "records timestamped", || {
+        let r = auditor_get(up, ss, &format!("/records?request_id={rid}"), &key);
+        if r.status != 200 {
+            return Err(format!("HTTP {}: {}", r.status, r.text()));
+        }
+        let v = r.json();
+        let recs = v["records"].as_array().cloned().unwrap_or_default();
+        if recs.len() < 2 || recs.iter().any(|x| x["timestamped"] != true) {
+            return Err(format!("not yet: {v}"));
+        }
+        Ok(recs
+            .iter()
+            .map(|x| {
+                (
+                    x["id"].as_u64().unwrap(),
+                    x["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect())
+    })
+}
+
+/// `trustbus verify FILE --conf CONF`: exit success and the output.
+fn trustbus_verify(file: &std::path::Path, conf: &std::path::Path) -> (bool, String) {
+    let out = Command::new(trustbus_integration_tests::bin_dir().join("trustbus"))
+        .arg("verify")
+        .arg(file)
+        .arg("--conf")
+        .arg(conf)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The ```sh block after `<!-- auditor-guide-test: NAME -->` in docs/auditor-guide.md.
+fn guide_block(name: &str) -> String {
+    let guide = std::fs::read_to_string(
+        trustbus_integration_tests::workspace_root().join("docs/auditor-guide.md"),
+    )
+    .unwrap();
+    let marker = format!("<!-- auditor-guide-test: {name} -->");
+    let after = &guide[guide.find(&marker).expect("marker in the guide") + marker.len()..];
+    let start = after.find("```sh\n").unwrap() + 6;
+    let end = after[start..].find("\n```").unwrap();
+    after[start..start + end].to_owned()
+}
+
+/// A copy of an evidence container with one byte of one data file flipped (the zip stays
+/// well-formed, so only the manifest digest can tell).
+fn flip_byte(container: &[u8], file: &str) -> Vec<u8> {
+    use trustbus_pki::asic::{AsicContainer, AsicLimits, MIMETYPE, write_unchecked_zip};
+    let c = AsicContainer::read(container, &AsicLimits::default()).unwrap();
+    let mut entries = vec![("mimetype".to_owned(), MIMETYPE.as_bytes().to_vec())];
+    for f in &c.data_files {
+        let mut data = f.data.clone();
+        if f.name == file {
+            data[0] ^= 0x01;
+        }
+        entries.push((f.name.clone(), data));
+    }
+    entries.push(("META-INF/ASiCManifest.xml".into(), c.manifest.clone()));
+    entries.push(("META-INF/signature001.p7s".into(), c.signature.clone()));
+    entries.extend(c.meta_inf.iter().cloned());
+    write_unchecked_zip(&entries).unwrap()
+}
+
+/// The evidence of one real exchange, exported through the auditor API of both security
+/// servers, verifies with `trustbus verify` and with the guide's openssl recipe; a flipped
+/// byte is named; the roles are kept apart; and every auditor query is in the trail.
+fn evidence_through_auditor_api(up: &Up, work: &std::path::Path) {
+    let cp = up.get("/client_proxy_url");
+    let r = rest(
+        &cp,
+        CONSUMER,
+        &format!("DEV/GOV/1002/registry/persons/{PERSON}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rid = r.header("x-road-request-id").unwrap().to_owned();
+    let key = up.get("/api_keys/auditor");
+    std::fs::create_dir_all(work).unwrap();
+    let mut exported = Vec::new();
+    for (ss, kinds) in [
+        (0, ["request_sent", "response_received"]),
+        (1, ["request_received", "response_sent"]),
+    ] {
+        let records = timestamped_records(up, ss, &rid);
+        let got: Vec<&str> = records.iter().map(|(_, k)| k.as_str()).collect();
+        assert_eq!(got, kinds, "server {ss}");
+        let conf = auditor_get(up, ss, "/verificationconf", &key);
+        assert_eq!(conf.status, 200, "{}", conf.text());
+        assert_eq!(conf.header("content-type"), Some("application/zip"));
+        let conf_path = work.join(format!("verificationconf-{ss}.zip"));
+        std::fs::write(&conf_path, &conf.body).unwrap();
+        for (id, kind) in records {
+            let r = auditor_get(up, ss, &format!("/records/{id}/evidence"), &key);
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/vnd.etsi.asic-e+zip")
+            );
+            let file = work.join(format!("ss{ss}-{kind}.asice"));
+            std::fs::write(&file, &r.body).unwrap();
+            let (ok, text) = trustbus_verify(&file, &conf_path);
+            assert!(ok, "{kind} on server {ss}: {text}");
+            assert!(text.ends_with("VALID: every check passed\n"), "{text}");
+            exported.push((file, conf_path.clone()));
+        }
+        // The whole exchange as one zip, too.
+        let r = auditor_get(up, ss, &format!("/exchanges/{rid}/evidence"), &key);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/zip"));
+    }
+
+    // The guide's recipes, run exactly as written, on the request the consumer sent and the
+    // response the provider sent.
+    let path = path_with_binaries();
+    for (file, conf) in [&exported[0], &exported[3]] {
+        let dir = work.join(format!(
+            "guide-{}",
+            file.file_stem().unwrap().to_string_lossy()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(file, dir.join("evidence.asice")).unwrap();
+        std::fs::copy(conf, dir.join("verificationconf.zip")).unwrap();
+        for block in ["trustbus", "openssl"] {
+            let out = Command::new("bash")
+                .args(["-euo", "pipefail", "-c", &guide_block(block)])
+                .env("PATH", &path)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "guide block {block} on {}:\n{}\n{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    // One flipped byte of the payload: exit 1, the manifest digest named.
+    let (file, conf) = &exported[0];
+    let bad = work.join("tampered.asice");
+    std::fs::write(
+        &bad,
+        flip_byte(&std::fs::read(file).unwrap(), "payload-head"),
+    )
+    .unwrap();
+    let (ok, text) = trustbus_verify(&bad, conf);
+    assert!(!ok, "{text}");
+    assert_eq!(
+        text.lines().last(),
+        Some(
+            "INVALID: manifest digests failed: digest of \"payload-head\" does not match the manifest"
+        ),
+        "{text}"
+    );
+
+    // Roles: the admin key may not use the auditor API, the auditor key not the admin API.
+    let admin_key = up.get("/api_keys/security_servers/ss1");
+    let r = auditor_get(up, 0, "/records?limit=1", &admin_key);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "forbidden");
+    let r = auditor_get(up, 0, "/records?limit=1", "not-a-key");
+    assert_eq!(r.status, 401, "{}", r.text());
+    let ss1_admin = up.get("/security_servers/0/admin_api_url");
+    let r = http(
+        "GET",
+        &format!("{ss1_admin}/server"),
+        &[("Authorization", &format!("Bearer {key}"))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "forbidden");
+
+    // Every auditor query, refused ones too, is in the consumer's hash-chained trail.
+    let trail =
+        std::fs::read_to_string(up.dir.join("ss1/data/messagelog/auditor-trail.jsonl")).unwrap();
+    let entries: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for w in entries.windows(2) {
+        assert_eq!(w[1]["prev"], w[0]["hash"], "the trail is chained");
+    }
+    let last = &entries[entries.len() - 1];
+    assert_eq!(last["action"], "search");
+    assert_eq!(last["status"], 401);
+    assert_eq!(last["actor"], "anonymous");
+    let refused = &entries[entries.len() - 2];
+    assert_eq!(refused["status"], 403);
+    assert!(
+        refused["actor"]
+            .as_str()
+            .unwrap()
+            .ends_with("(system-administrator)"),
+        "{refused}"
+    );
+    let exports: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["action"] == "export_record" && e["status"] == 200)
+        .collect();
+    assert!(exports.len() >= 3, "the banner's export and ours: {trail}");
+    assert!(
+        exports
+            .iter()
+            .all(|e| e["actor"].as_str().unwrap().starts_with("api-key#2:")),
+        "{trail}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "export_exchange" && e["target"] == rid.as_str()),
+        "{trail}"
+    );
+}
+
+/// Replaces the approved TSA's URL in global configuration (through the central server's admin
+/// API) and waits for the central server to publish it.
+fn set_tsa_url(up: &Up, url: &str) {
+    let admin = up.get("/central_server/admin_api_url");
+    let key = format!("Bearer {}", up.get("/api_keys/central_admin"));
+    let list = http(
+        "GET",
+        &format!("{admin}/tsas"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(list.status, 200, "{}", list.text());
+    let mut tsa = list.json()[0].clone();
+    let name = tsa["name"].as_str().unwrap().replace(' ', "%20");
+    let r = http(
+        "DELETE",
+        &format!("{admin}/tsas/{name}"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    tsa["url"] = serde_json::Value::String(url.to_owned());
+    let r = http(
+        "POST",
+        &format!("{admin}/tsas"),
+        &[
+            ("Authorization", &key),
+            ("Content-Type", "application/json"),
+        ],
+        tsa.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    let _ = http(
+        "POST",
+        &format!("{admin}/globalconf/regenerate"),
+        &[("Authorization", &key)],
+        b"",
+    );
+}
+
+/// The TSA goes away: exchanges continue inside the failure window (20 s in this run), are
+/// refused with `TimestamperFailed` after it, and once the TSA is back they flow again and the
+/// backlog is timestamped.
+fn tsa_outage(up: &Up) {
+    let admin = up.get("/central_server/admin_api_url");
+    let key = format!("Bearer {}", up.get("/api_keys/central_observer"));
+    let list = http(
+        "GET",
+        &format!("{admin}/tsas"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .unwrap();
+    let tsa_url = list.json()[0]["url"].as_str().unwrap().to_owned();
+    let log = up.dir.join("logs/ss1.log");
+    let failures = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("message log timestamping failed")
+            .count()
+    };
+    let before = failures();
+    let t0 = Instant::now();
+    // A loopback port nobody listens on: the TSA is unreachable.
+    set_tsa_url(up, &format!("http://127.0.0.1:{}/tsa", free_port()));
+    eventually(
+        Duration::from_secs(60),
+        "the consumer's timestamping fails",
+        || {
+            if failures() > before {
+                Ok(())
+            } else {
+                Err("no failure logged yet".into())
+            }
+        },
+    );
+    // Inside the window: still served, and logged.
+    let cp = up.get("/client_proxy_url");
+    let path = format!("DEV/GOV/1002/registry/persons/{PERSON}");
+    let r = rest(&cp, CONSUMER, &path);
+    assert_eq!(r.status, 200, "inside the window: {}", r.text());
+    let backlog = r.header("x-road-request-id").unwrap().to_owned();
+    // After it: refused by the consumer's security server (the provider's may refuse first).
+    let code = eventually(
+        Duration::from_secs(60),
+        "TimestamperFailed",
+        || match bus_error(&rest(&cp, CONSUMER, &path)) {
+            c if c == "Server.ClientProxy.LoggingFailed.TimestamperFailed" => Ok(c),
+            c => Err(c),
+        },
+    );
+    assert_eq!(code, "Server.ClientProxy.LoggingFailed.TimestamperFailed");
+    eprintln!(
+        "TSA outage: refused with TimestamperFailed after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    set_tsa_url(up, &tsa_url);
+    eventually(
+        Duration::from_secs(60),
+        "exchanges after the TSA returns",
+        || {
+            let r = rest(&cp, CONSUMER, &path);
+            if r.status == 200 {
+                Ok(())
+            } else {
+                Err(bus_error(&r))
+            }
+        },
+    );
+    // The exchange made during the outage is timestamped now and its evidence verifies.
+    let records = timestamped_records(up, 0, &backlog);
+    let key = up.get("/api_keys/auditor");
+    let r = auditor_get(up, 0, &format!("/records/{}/evidence", records[0].0), &key);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("backlog.asice");
+    std::fs::write(&file, &r.body).unwrap();
+    let (ok, text) = trustbus_verify(
+        &file,
+        &std::path::PathBuf::from(up.get("/files/verification_config")),
+    );
+    assert!(ok, "{text}");
+    eprintln!(
+        "TSA outage: backlog timestamped and verified after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 fn rest_and_soap(up: &Up) {
@@ -451,6 +834,7 @@ fn development_instance_end_to_end() {
     rest_and_soap(&up);
     admin_apis(&up);
     g2c(&up);
+    evidence_through_auditor_api(&up, &tmp.path().join("evidence"));
 
     // Ctrl-C stops every child.
     let pids: Vec<u32> = ["central-server", "ss1", "ss2"]
@@ -467,8 +851,9 @@ fn development_instance_end_to_end() {
         );
     }
 
-    // Second run: reuses the directory (no new keys, same addresses).
-    let up = Up::start(&dir);
+    // Second run: reuses the directory (no new keys, same addresses); a short timestamping
+    // failure window for the TSA outage below.
+    let up = Up::start_with(&dir, &["--timestamping-failure-window", "20"]);
     eprintln!("second run ready in {:.1} s", up.ready_in.as_secs_f64());
     assert_eq!(up.endpoints["api_keys"], first_keys);
     assert_eq!(up.get("/client_proxy_url"), first_proxy);
@@ -490,6 +875,7 @@ fn development_instance_end_to_end() {
         &format!("DEV/GOV/1002/registry/persons/{PERSON}"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    tsa_outage(&up);
 
     // A third security server by the operator guide, then its certificate revoked.
     let work = tmp.path().join("operator");

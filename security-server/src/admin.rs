@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/diagnostics` and the admin
-//! REST API under `/api/` ([`crate::adminapi`]).
+//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/diagnostics`, the admin
+//! REST API under `/api/` ([`crate::adminapi`]) and the auditor API (`/api/v1/audit/`,
+//! [`crate::auditorapi`]).
 
 use std::sync::Arc;
 
@@ -22,6 +23,17 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 async move {
+                    if req.uri().path().starts_with(crate::auditorapi::PREFIX) {
+                        return Ok::<_, std::convert::Infallible>(match &state.auditor {
+                            Some(app) => crate::auditorapi::handle(app, req).await,
+                            None => crate::auditorapi::not_available(),
+                        });
+                    }
+                    if req.uri().path().starts_with("/api/")
+                        && crate::auditorapi::is_auditor_key(&state.cfg(), req.headers())
+                    {
+                        return Ok(crate::auditorapi::admin_api_forbidden());
+                    }
                     if req.uri().path().starts_with("/api/") {
                         return Ok::<_, std::convert::Infallible>(
                             crate::adminapi::handle(&state, req).await,

@@ -60,6 +60,9 @@ pub struct Config {
     /// API keys of the admin REST API.
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// TLS client certificates of auditors, for the auditor API over `listen.auditor_tls`.
+    #[serde(default)]
+    pub auditor_certs: Vec<AuditorCert>,
     /// The message log: timestamping and archiving (docs/message-log.md).
     #[serde(default)]
     pub message_log: MessageLogSection,
@@ -117,12 +120,24 @@ impl Default for EndUserIdentitySection {
     }
 }
 
-/// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how it is
-/// timestamped and archived. The TSAs and the timestamping interval come from global
-/// configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[message_log]`: where the log lives is fixed (`DATA_DIR/messagelog`); these say how records
+/// are made durable, whether payloads are encrypted at rest, and how the log is timestamped and
+/// archived. The TSAs and the timestamping interval come from global configuration.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageLogSection {
+    /// `sync` (default: an exchange is acknowledged only after the fdatasync covering its
+    /// records) or `relaxed` (acknowledged after the write; see
+    /// [`crate::messagelog::settings::DurabilitySetting`] for what is at risk).
+    #[serde(default)]
+    pub durability: crate::messagelog::settings::DurabilitySetting,
+    /// With `relaxed`: longest time from a write to the sync covering it, milliseconds
+    /// (default 10).
+    #[serde(default = "d_relaxed_delay")]
+    pub relaxed_max_delay_ms: u64,
+    /// Encrypt payloads at rest with AES-256-GCM under a key held in the token (default false).
+    #[serde(default)]
+    pub encrypt_payloads: bool,
     /// `[message_log.timestamping]`.
     #[serde(default)]
     pub timestamping: crate::messagelog::settings::TimestampSettings,
@@ -131,14 +146,42 @@ pub struct MessageLogSection {
     pub archive: Option<crate::messagelog::settings::ArchiveSettings>,
 }
 
+fn d_relaxed_delay() -> u64 {
+    10
+}
+
+impl Default for MessageLogSection {
+    fn default() -> Self {
+        Self {
+            durability: Default::default(),
+            relaxed_max_delay_ms: d_relaxed_delay(),
+            encrypt_payloads: false,
+            timestamping: Default::default(),
+            archive: None,
+        }
+    }
+}
+
 /// An admin API key: only its SHA-256 is stored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// Lower-case hex SHA-256 of the key.
     pub sha256: String,
-    /// `observer` (read) or `system-administrator` (everything); see `adminapi::Role`.
+    /// `observer` (read) or `system-administrator` (everything) for the admin API, see
+    /// `adminapi::Role`; `auditor` for the auditor API only (`/api/v1/audit/`).
     pub role: String,
+}
+
+/// An auditor's TLS client certificate, pinned by fingerprint (like information systems'
+/// certificates).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorCert {
+    /// Lower-case hex SHA-256 of the certificate (DER).
+    pub sha256: String,
+    /// Who it is, for the audit trail.
+    pub name: String,
 }
 
 /// `[server]`.
@@ -197,6 +240,11 @@ pub struct ListenSection {
     /// Admin listener (`/metrics`, `/healthz`).
     #[serde(default = "d_admin")]
     pub admin: String,
+    /// The auditor API alone over HTTPS (the internal TLS certificate), where auditors
+    /// authenticate with a client certificate listed in `auditor_certs` (or an auditor API
+    /// key); disabled when absent.
+    #[serde(default)]
+    pub auditor_tls: Option<String>,
 }
 
 fn d_client_proxy() -> String {
@@ -216,6 +264,7 @@ impl Default for ListenSection {
             client_proxy_tls: None,
             server_proxy: d_server_proxy(),
             admin: d_admin(),
+            auditor_tls: None,
         }
     }
 }
@@ -507,6 +556,9 @@ impl Config {
         c.globalconf.dir = c.globalconf.dir.as_deref().map(abs);
         c.token.dir = c.token.dir.as_deref().map(abs);
         c.end_user_identity.jwks_tls_ca = c.end_user_identity.jwks_tls_ca.as_deref().map(abs);
+        if let Some(a) = &mut c.message_log.archive {
+            a.dir = abs(&a.dir);
+        }
         for s in &mut c.services {
             s.tls_ca = s.tls_ca.as_deref().map(abs);
             s.openapi = s.openapi.as_deref().map(abs);
@@ -559,7 +611,10 @@ impl Config {
             }
         }
         for k in &self.api_keys {
-            if !matches!(k.role.as_str(), "observer" | "system-administrator") {
+            if !matches!(
+                k.role.as_str(),
+                "observer" | "system-administrator" | "auditor"
+            ) {
                 return Err(ConfigError::Invalid(format!("api key role {:?}", k.role)));
             }
         }
@@ -591,6 +646,21 @@ impl Config {
                     g.code
                 )));
             }
+        }
+        for c in &self.auditor_certs {
+            if c.sha256.len() != 64 || !c.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "auditor certificate {:?}: sha256 must be 64 hex digits",
+                    c.name
+                )));
+            }
+        }
+        if self.message_log.relaxed_max_delay_ms == 0
+            || self.message_log.relaxed_max_delay_ms > 10_000
+        {
+            return Err(ConfigError::Invalid(
+                "message_log.relaxed_max_delay_ms must be 1 to 10000".into(),
+            ));
         }
         for c in &self.clients {
             if c.connection == ConnectionMode::Http && !self.server.development {
@@ -683,5 +753,25 @@ mod tests {
         assert!(c.services[0].require_verified_user);
         assert_eq!(c.end_user_identity.clock_skew_seconds, 30);
         assert_eq!(c.end_user_identity.jwks_min_refresh_seconds, 60);
+        let c = Config::parse(base).unwrap();
+        assert_eq!(c.message_log.relaxed_max_delay_ms, 10);
+        assert!(!c.message_log.encrypt_payloads);
+        let c = Config::parse(&format!(
+            "{base}[message_log]\ndurability = \"relaxed\"\nrelaxed_max_delay_ms = 50\n\
+             encrypt_payloads = true\n[[api_keys]]\nsha256 = \"00\"\nrole = \"auditor\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.message_log.durability,
+            crate::messagelog::settings::DurabilitySetting::Relaxed
+        );
+        assert!(c.message_log.encrypt_payloads);
+        for bad in [
+            "[message_log]\ndurability = \"sometimes\"\n",
+            "[message_log]\nrelaxed_max_delay_ms = 0\n",
+            "[[api_keys]]\nsha256 = \"00\"\nrole = \"superuser\"\n",
+        ] {
+            assert!(Config::parse(&format!("{base}{bad}")).is_err(), "{bad}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod access;
 pub mod admin;
 pub mod adminapi;
 pub mod adminclient;
+pub mod auditorapi;
 pub mod citizen;
 pub mod clientproxy;
 pub mod config;

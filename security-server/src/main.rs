@@ -15,7 +15,8 @@ use trustbus_sdk::id::{ClientId, SecurityServerId};
 use trustbus_security_server::config::Config;
 use trustbus_security_server::identity::{self, Identity};
 use trustbus_security_server::logsink::JournalLog;
-use trustbus_security_server::messagelog::settings::TimestampSettings;
+use trustbus_security_server::messagelog::archive;
+use trustbus_security_server::messagelog::settings::{self, TimestampSettings};
 use trustbus_security_server::messagelog::timestamp::Timestamper;
 use trustbus_security_server::messagelog::verifyconf::VerificationConf;
 use trustbus_security_server::messagelog::{MessageLog, MessageLogConfig};
@@ -94,10 +95,10 @@ enum Command {
         #[arg(long)]
         management_url: Option<String>,
     },
-    /// Make an admin API key: prints the key once and the `[[api_keys]]` entry (its SHA-256)
-    /// to add to the configuration.
+    /// Make an API key: prints the key once and the `[[api_keys]]` entry (its SHA-256) to add
+    /// to the configuration. Role `auditor` opens only the auditor API (`/api/v1/audit/`).
     ApiKey {
-        /// `observer` or `system-administrator`.
+        /// `observer`, `system-administrator` or `auditor`.
         #[arg(long, default_value = "observer")]
         role: String,
     },
@@ -751,9 +752,9 @@ fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
 
 fn api_key(role: &str) -> Result<(), String> {
     use ring::rand::SecureRandom;
-    if !matches!(role, "observer" | "system-administrator") {
+    if !matches!(role, "observer" | "system-administrator" | "auditor") {
         return Err(format!(
-            "unknown role {role}: use observer or system-administrator"
+            "unknown role {role}: use observer, system-administrator or auditor"
         ));
     }
     let mut raw = [0u8; 32];
@@ -898,12 +899,29 @@ fn serve(path: &Path) -> Result<(), String> {
     let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
     // The durable message log; opening it runs crash recovery (blocking, before serving).
-    let log = Arc::new(
-        MessageLog::open(MessageLogConfig::new(
-            cfg.server.data_dir.join("messagelog"),
-        ))
-        .map_err(|e| format!("message log: {e}"))?,
-    );
+    let log_dir = cfg.server.data_dir.join("messagelog");
+    let ml = &cfg.message_log;
+    let mut log_cfg = MessageLogConfig::new(&log_dir);
+    log_cfg.durability = ml.durability.to_durability(ml.relaxed_max_delay_ms);
+    if let Some(risk) = ml.durability.risk(ml.relaxed_max_delay_ms) {
+        tracing::warn!("{risk}");
+    }
+    if ml.encrypt_payloads {
+        let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
+        let (key, created) = settings::payload_key_from_token(&token, &pin)?;
+        if created {
+            tracing::warn!(
+                key = key.id(),
+                "created the message-log payload key in the token; back the token up: \
+                 without it the encrypted payloads cannot be read"
+            );
+        }
+        tracing::info!(key = key.id(), "message-log payloads are encrypted at rest");
+        log_cfg.payload_key = Some(Arc::new(key));
+    }
+    let payload_key = log_cfg.payload_key.clone();
+    let log = Arc::new(MessageLog::open(log_cfg).map_err(|e| format!("message log: {e}"))?);
+    let identity = Arc::new(identity);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -936,15 +954,54 @@ fn serve(path: &Path) -> Result<(), String> {
             settings,
             interval,
         ));
-        let state = Arc::new(
-            AppState::new(
-                Arc::new(cfg),
-                Arc::new(identity),
-                client,
-                Arc::new(JournalLog::new(log, timestamper.guard())),
-            )
-            .with_config_file(config_file),
-        );
+        let cfg = Arc::new(cfg);
+        if let Some(a) = &cfg.message_log.archive {
+            let key = archive::ArchiveKey {
+                signer: Arc::new(OwnerKey(identity.clone())),
+                cert_der: identity.sign.cert().der().to_vec(),
+                chain: identity.sign.chain[1..]
+                    .iter()
+                    .map(|c| c.der().to_vec())
+                    .collect(),
+            };
+            let every = Duration::from_secs(a.interval_seconds.max(1));
+            tokio::spawn(archive::archive_periodically(
+                log_dir.clone(),
+                log.store().clone(),
+                payload_key.clone(),
+                a.to_config(),
+                Arc::new(key),
+                every.min(Duration::from_secs(60)),
+                every,
+            ));
+        }
+        let gc = client.clone();
+        let auditor = trustbus_security_server::auditorapi::build(
+            cfg.clone(),
+            log.store().clone(),
+            payload_key,
+            Arc::new(move || {
+                gc.current()
+                    .map(|c| {
+                        c.files
+                            .iter()
+                            .map(|(n, b)| (n.clone(), b.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }),
+            &log_dir.join(trustbus_security_server::auditorapi::TRAIL_FILE),
+        )
+        .map_err(|e| format!("auditor trail: {e}"))?;
+        let mut state = AppState::new(
+            cfg,
+            identity,
+            client,
+            Arc::new(JournalLog::new(log, timestamper.guard())),
+        )
+        .with_config_file(config_file);
+        state.auditor = Some(auditor);
+        let state = Arc::new(state);
         let (_, mut tasks) = trustbus_security_server::run::start(state)
             .await
             .map_err(|e| e.to_string())?;
@@ -957,6 +1014,21 @@ fn serve(path: &Path) -> Result<(), String> {
             _ = shutdown() => Ok(()),
         }
     })
+}
+
+/// The owner's signing key as the archiver's signer (the key stays in the identity).
+struct OwnerKey(Arc<Identity>);
+
+impl trustbus_pki::Signer for OwnerKey {
+    fn algorithm(&self) -> trustbus_pki::SignatureAlgorithm {
+        self.0.sign.key.algorithm()
+    }
+    fn public_key_der(&self) -> &[u8] {
+        trustbus_pki::Signer::public_key_der(&self.0.sign.key)
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, trustbus_pki::SignatureError> {
+        self.0.sign.key.sign(message)
+    }
 }
 
 /// The TSAs and timestamping interval of the current global configuration (none yet: an empty

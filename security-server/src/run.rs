@@ -20,6 +20,8 @@ pub struct Bound {
     pub admin: SocketAddr,
     /// Client proxy over HTTPS, if enabled.
     pub client_proxy_tls: Option<SocketAddr>,
+    /// The auditor API over HTTPS, if enabled (and the server has an auditor API).
+    pub auditor_tls: Option<SocketAddr>,
 }
 
 async fn bind(name: &str, addr: &str) -> std::io::Result<TcpListener> {
@@ -41,11 +43,29 @@ pub async fn start(
         Some(a) => Some(bind("client_proxy_tls", a).await?),
         None => None,
     };
+    // The auditor listener needs the auditor API and the internal TLS certificate.
+    let auditor_tls = match (&l.auditor_tls, &state.auditor, &state.identity.internal) {
+        (Some(a), Some(app), Some((key, chain))) => {
+            let tls = crate::auditorapi::tls_config(key, chain).map_err(std::io::Error::other)?;
+            Some((bind("auditor_tls", a).await?, app.clone(), tls))
+        }
+        (Some(_), _, _) => {
+            return Err(std::io::Error::other(
+                "listen.auditor_tls needs the message log's auditor API and the internal TLS \
+                 certificate",
+            ));
+        }
+        _ => None,
+    };
     let bound = Bound {
         client_proxy: cp.local_addr()?,
         server_proxy: sp.local_addr()?,
         admin: ad.local_addr()?,
         client_proxy_tls: cpt.as_ref().map(|l| l.local_addr()).transpose()?,
+        auditor_tls: auditor_tls
+            .as_ref()
+            .map(|(l, _, _)| l.local_addr())
+            .transpose()?,
     };
     if let Some(a) = bound.client_proxy_tls {
         println!("listening client_proxy_tls https://{a}");
@@ -53,12 +73,18 @@ pub async fn start(
     println!("listening client_proxy http://{}", bound.client_proxy);
     println!("listening server_proxy https://{}", bound.server_proxy);
     println!("listening admin http://{}", bound.admin);
+    if let Some(a) = bound.auditor_tls {
+        println!("listening auditor_tls https://{a}");
+    }
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::clientproxy::serve(state.clone(), cp));
     tasks.spawn(crate::serverproxy::serve(state.clone(), sp));
     tasks.spawn(crate::admin::serve(state.clone(), ad));
     if let Some(l) = cpt {
         tasks.spawn(crate::clientproxy::serve_tls(state.clone(), l));
+    }
+    if let Some((l, app, tls)) = auditor_tls {
+        tasks.spawn(crate::auditorapi::serve_tls(app, tls, l));
     }
     tasks.spawn(ocsp_refresher(state));
     Ok((bound, tasks))

@@ -72,6 +72,8 @@ pub struct AppState {
     pub replay: crate::replay::ReplayGuard,
     /// End users' ID tokens: verifier and key-set cache (its settings are read at start).
     pub citizen: crate::citizen::CitizenVerifier,
+    /// The auditor API (`crate::auditorapi`), when the server has a durable message log.
+    pub auditor: Option<axum::Router>,
 }
 
 /// One version of the local configuration with the backend clients made for its services.
@@ -123,6 +125,7 @@ impl AppState {
             verify_cache: VerifyCache::new(),
             log,
             metrics: Metrics::new(),
+            auditor: None,
         }
     }
 

@@ -143,3 +143,76 @@ async fn archives_chain_verify_alone_and_the_log_continues() {
     other.ca_roots.clear();
     assert!(verify_archive(&a1, &other).is_err());
 }
+
+/// The server's schedule: rounds run by themselves, each archives everything due (several files
+/// when more than `max_records` are due), and later records are picked up by a later round.
+#[tokio::test]
+async fn the_periodic_archiver_archives_what_is_due_round_after_round() {
+    use trustbus_security_server::messagelog::archive::{ArchiveKey, archive_periodically};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("ca")).unwrap();
+    let tsa = TsaServer::start(pki.tsa.clone()).await.unwrap();
+    let conf = VerificationConf::from_shared_params(&pki.shared_params(&tsa.url)).unwrap();
+    let log_dir = dir.path().join("log");
+    let log = Arc::new(MessageLog::open(MessageLogConfig::new(&log_dir)).unwrap());
+    let ts = Timestamper::new(
+        log.store().clone(),
+        TimestampConfig::new(vec![pki.tsa_endpoint(&tsa.url)], Duration::from_secs(60)),
+    );
+    log_exchanges(&pki, &log, 3).await;
+    ts.run_once().await.unwrap();
+
+    let mut cfg = ArchiveConfig::new(dir.path().join("archive"));
+    cfg.retention = Duration::ZERO;
+    cfg.max_records = 2;
+    let key = ArchiveKey {
+        signer: Arc::new(
+            trustbus_pki::KeyPair::from_pkcs8_der(pki.client.key.pkcs8_der()).unwrap(),
+        ),
+        cert_der: pki.client.cert.der().to_vec(),
+        chain: Vec::new(),
+    };
+    let task = tokio::spawn(archive_periodically(
+        log_dir.clone(),
+        log.store().clone(),
+        None,
+        cfg.clone(),
+        Arc::new(key),
+        Duration::from_millis(10),
+        Duration::from_millis(200),
+    ));
+    let adir = dir.path().join("archive");
+    let archives = |want: usize| {
+        let adir = adir.clone();
+        async move {
+            for _ in 0..100 {
+                let mut names: Vec<String> = std::fs::read_dir(&adir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".asice"))
+                    .collect();
+                names.sort();
+                if names.len() >= want {
+                    return names;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("fewer than {want} archive files");
+        }
+    };
+    // Records 1-5 are due (the newest stays live): three files of at most two records.
+    let names = archives(3).await;
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(log.store().get(RecordId(5)).unwrap().is_none());
+    assert!(log.store().get(RecordId(6)).unwrap().is_some());
+    // Later records are archived by a later round once timestamped.
+    log_exchanges(&pki, &log, 1).await;
+    ts.run_once().await.unwrap();
+    let names = archives(4).await;
+    task.abort();
+    let last = std::fs::read(adir.join(&names[3])).unwrap();
+    let s = verify_archive(&last, &conf).unwrap();
+    assert_eq!((s.first_record, s.last_record), (6, 7));
+}

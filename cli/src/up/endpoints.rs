@@ -79,7 +79,8 @@ pub(crate) struct SecurityServer {
     pub(crate) metrics_url: String,
     /// Health check.
     pub(crate) healthz_url: String,
-    /// Auditor API; `null` until the security server offers one.
+    /// Auditor API base (`Authorization: Bearer <api_keys.auditor>`): `records`,
+    /// `records/{id}/evidence`, `exchanges/{request_id}/evidence`, `verificationconf`.
     pub(crate) auditor_url: Option<String>,
     /// Its configuration file.
     pub(crate) config: String,
@@ -124,7 +125,7 @@ pub(crate) struct ApiKeys {
     pub(crate) central_observer: Option<String>,
     /// Security servers' admin API, role `system-administrator`, by server code.
     pub(crate) security_servers: BTreeMap<String, String>,
-    /// Security server auditor role; `null` until an auditor API exists.
+    /// Security servers' auditor API, role `auditor` (the same key on every server).
     pub(crate) auditor: Option<String>,
 }
 
@@ -137,9 +138,11 @@ pub(crate) struct Files {
     pub(crate) tsa_cert: String,
     /// The configuration anchor.
     pub(crate) anchor: String,
-    /// The verification configuration for offline evidence checks; `null` until evidence
-    /// export exists.
+    /// The verification configuration for offline evidence checks (`trustbus verify --conf`),
+    /// downloaded from the consumer's auditor API at start.
     pub(crate) verification_config: Option<String>,
+    /// The auditor key as a header line, for `curl -H @FILE` (mode 0600).
+    pub(crate) auditor_header: String,
     /// The development CA directory (for `trustbus pki issue/revoke --dir`).
     pub(crate) pki_dir: String,
     /// The example SOAP request.
@@ -184,7 +187,7 @@ pub(crate) fn build(layout: &Layout, state: &State, pids: Vec<(String, u32)>) ->
             admin_api_url: format!("{}/api/v1", local(ports.admin)),
             metrics_url: format!("{}/metrics", local(ports.admin)),
             healthz_url: format!("{}/healthz", local(ports.admin)),
-            auditor_url: None,
+            auditor_url: Some(format!("{}/api/v1/audit", local(ports.admin))),
             config: path(layout.security_server(ss.code).join("security-server.toml")),
         })
         .collect();
@@ -228,13 +231,14 @@ pub(crate) fn build(layout: &Layout, state: &State, pids: Vec<(String, u32)>) ->
             central_admin: state.secrets.central_admin_key.clone(),
             central_observer: state.secrets.central_observer_key.clone(),
             security_servers: state.secrets.ss_admin_keys.clone(),
-            auditor: None,
+            auditor: state.secrets.auditor_key.clone(),
         },
         files: Files {
             ca_cert: path(layout.pki().join("ca.pem")),
             tsa_cert: path(layout.pki().join("tsa.pem")),
             anchor: path(layout.anchor()),
-            verification_config: None,
+            verification_config: Some(path(layout.verification_conf())),
+            auditor_header: path(layout.auditor_header()),
             pki_dir: path(layout.pki()),
             soap_request: path(layout.soap_request()),
             logs: path(layout.logs()),

@@ -79,6 +79,18 @@ impl Layout {
     pub(crate) fn endpoints(&self) -> PathBuf {
         self.dir.join("endpoints.json")
     }
+
+    /// `Authorization: Bearer <auditor key>` for `curl -H @FILE` (0600), so the printed
+    /// command works without showing the key.
+    pub(crate) fn auditor_header(&self) -> PathBuf {
+        self.dir.join("auditor-api.header")
+    }
+
+    /// The verification configuration downloaded through the auditor API (for
+    /// `trustbus verify --conf`).
+    pub(crate) fn verification_conf(&self) -> PathBuf {
+        self.dir.join("verificationconf.zip")
+    }
 }
 
 /// The loopback ports of every listener, chosen once.
@@ -133,6 +145,9 @@ pub(crate) struct Secrets {
     /// Each security server's admin API key (role system-administrator), by server code.
     #[serde(default)]
     pub(crate) ss_admin_keys: std::collections::BTreeMap<String, String>,
+    /// The auditor API key (role auditor) of every security server (filled once created).
+    #[serde(default)]
+    pub(crate) auditor_key: Option<String>,
 }
 
 /// Everything `state.json` holds.
@@ -208,6 +223,7 @@ impl State {
                         central_observer_key: None,
                         oidc_client_secret: random_secret()?,
                         ss_admin_keys: Default::default(),
+                        auditor_key: None,
                     },
                     done: Vec::new(),
                 };
@@ -223,15 +239,21 @@ impl State {
         if let Some(k) = self.secrets.ss_admin_keys.get(code) {
             return Ok(k.clone());
         }
-        // The same form `security-server api-key` prints: 32 random bytes in hex.
-        let mut b = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut b)
-            .map_err(|_| UpError::Setup("the system random generator failed".into()))?;
-        let key: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let key = random_api_key()?;
         self.secrets
             .ss_admin_keys
             .insert(code.to_owned(), key.clone());
+        self.save(layout)?;
+        Ok(key)
+    }
+
+    /// The auditor API key of the security servers, created (and saved) on first use.
+    pub(crate) fn auditor_key(&mut self, layout: &Layout) -> Result<String, UpError> {
+        if let Some(k) = &self.secrets.auditor_key {
+            return Ok(k.clone());
+        }
+        let key = random_api_key()?;
+        self.secrets.auditor_key = Some(key.clone());
         self.save(layout)?;
         Ok(key)
     }
@@ -295,6 +317,15 @@ fn free_ports(n: usize) -> Result<Vec<u16>, UpError> {
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()
         .map_err(|e| UpError::Setup(format!("cannot find free loopback ports: {e}")))
+}
+
+/// An API key in the form `security-server api-key` prints: 32 random bytes in hex.
+fn random_api_key() -> Result<String, UpError> {
+    let mut b = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| UpError::Setup("the system random generator failed".into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// 24 random bytes, base64url.

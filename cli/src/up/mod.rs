@@ -9,6 +9,7 @@
 mod central;
 mod children;
 mod endpoints;
+mod evidence;
 mod examples;
 mod layout;
 mod oidc;
@@ -52,8 +53,16 @@ impl UpError {
     }
 }
 
+/// Settings of the instance given on the command line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Options {
+    /// `[message_log.timestamping] failure_window_seconds` of the security servers (their
+    /// default, 600 s, when `None`).
+    pub(crate) timestamping_failure_window: Option<u64>,
+}
+
 /// Runs the instance in `dir` until Ctrl-C or SIGTERM.
-pub(crate) fn run(dir: &Path) -> Result<(), UpError> {
+pub(crate) fn run(dir: &Path, options: &Options) -> Result<(), UpError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -65,7 +74,7 @@ pub(crate) fn run(dir: &Path) -> Result<(), UpError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut children = Children::default();
         let result = tokio::select! {
-            r = up(dir, &mut children, stop_rx) => r.map(|()| true),
+            r = up(dir, options, &mut children, stop_rx) => r.map(|()| true),
             () = signals.recv() => Ok(false),
         };
         if let Ok(true) = result {
@@ -122,6 +131,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 async fn up(
     dir: &Path,
+    options: &Options,
     children: &mut Children,
     stop: watch::Receiver<bool>,
 ) -> Result<(), UpError> {
@@ -157,14 +167,14 @@ async fn up(
     // The two security servers are set up side by side: most of the time goes into their
     // key derivations (PBKDF2), which run in separate processes.
     let ports = state.ports.security_servers.clone();
-    let examples_port = state.ports.examples;
     for ss in &plan::SECURITY_SERVERS {
         state.ss_admin_key(&layout, ss.code)?;
     }
+    state.auditor_key(&layout)?;
     let [(ss1, p1), (ss2, p2)] = [0, 1].map(|i| (&plan::SECURITY_SERVERS[i], &ports[i]));
     let (a, b) = tokio::join!(
-        secserver::prepare(&layout, &state, &ca, ss1, p1, examples_port, &ss_bin),
-        secserver::prepare(&layout, &state, &ca, ss2, p2, examples_port, &ss_bin),
+        secserver::prepare(&layout, &state, &ca, ss1, p1, &ss_bin, options),
+        secserver::prepare(&layout, &state, &ca, ss2, p2, &ss_bin, options),
     );
     record(&layout, &mut state, [a?, b?])?;
     tracing::debug!(elapsed = ?started.elapsed(), "security servers prepared");
@@ -192,10 +202,27 @@ async fn up(
         .map_err(|e| UpError::Setup(format!("endpoints.json: {e}")))?;
     // API keys are inside, so the file is private to the user.
     layout::write_private(&layout.endpoints(), &json)?;
+    if let Some(k) = &endpoints.api_keys.auditor {
+        layout::write_private(
+            &layout.auditor_header(),
+            format!("Authorization: Bearer {k}\n").as_bytes(),
+        )?;
+    }
 
-    ready(&endpoints, Duration::from_secs(30)).await?;
+    let (client, request_id) = ready(&endpoints, Duration::from_secs(30)).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "first exchange answered");
-    print_banner(&layout, &endpoints, started.elapsed());
+    // The third printed command exports this exchange's evidence: wait until it can (the
+    // first timestamping round runs one interval after the servers start).
+    let record = evidence::prepare(
+        &layout,
+        &endpoints,
+        &client,
+        &request_id,
+        Duration::from_secs(60),
+    )
+    .await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "first exchange timestamped");
+    print_banner(&layout, &endpoints, record, started.elapsed());
     Ok(())
 }
 
@@ -279,8 +306,17 @@ async fn start_in_process(
 }
 
 /// Waits until a REST call through both security servers succeeds: the instance is ready
-/// when the first printed command works.
-async fn ready(e: &endpoints::Endpoints, timeout: Duration) -> Result<(), UpError> {
+/// when the first printed command works. Returns the client and the call's request id.
+async fn ready(
+    e: &endpoints::Endpoints,
+    timeout: Duration,
+) -> Result<
+    (
+        trustbus_sdk::client::BusClient<trustbus_sdk::client::HyperTransport>,
+        String,
+    ),
+    UpError,
+> {
     let client = trustbus_sdk::client::BusClient::builder(&e.client_proxy_url, plan::CONSUMER)
         .build()
         .map_err(|err| UpError::Setup(format!("readiness probe: {err}")))?;
@@ -293,7 +329,9 @@ async fn ready(e: &endpoints::Endpoints, timeout: Duration) -> Result<(), UpErro
             .send()
             .await
         {
-            Ok(r) if r.is_success() => return Ok(()),
+            Ok(r) if r.is_success() => {
+                return Ok((client, r.request_id.unwrap_or_default()));
+            }
             Ok(r) => format!("HTTP {}: {}", r.status, r.text()),
             Err(err) => err.to_string(),
         };
@@ -323,8 +361,9 @@ async fn watch_children(children: &mut Children, signals: &mut Signals) {
     }
 }
 
-/// Prints what runs where and the commands to try.
-fn print_banner(layout: &Layout, e: &endpoints::Endpoints, took: Duration) {
+/// Prints what runs where and the commands to try; `record` is the consumer's log record of
+/// the first exchange, whose evidence the third command exports.
+fn print_banner(layout: &Layout, e: &endpoints::Endpoints, record: u64, took: Duration) {
     let cs = &e.central_server;
     let consumer = &e.security_servers[0];
     let person = plan::SERVICES[0].id;
@@ -365,10 +404,9 @@ fn print_banner(layout: &Layout, e: &endpoints::Endpoints, took: Duration) {
          \x20 curl -s -H 'X-Road-Client: {client}' {cp}/r1/{person}/{id}\n\n\
          \x20 # SOAP (X-Road message protocol 4.0): the same as getPerson\n\
          \x20 curl -s -H 'Content-Type: text/xml; charset=utf-8' --data-binary @{soap} {cp}/\n\n\
-         \x20 # Evidence: the consumer's message log (every message signed, hash-chained and\n\
-         \x20 # timestamped), checked offline; evidence export through an auditor API is not\n\
-         \x20 # served by the security server yet\n\
-         \x20 {trustbus} verify-log {log}\n\n\
+         \x20 # Evidence: export the first request from the consumer's message log through its\n\
+         \x20 # auditor API (signed, hash-chained, timestamped) and verify it offline\n\
+         \x20 curl -sf -H @{header} {auditor}/records/{record}/evidence -o evidence.asice && {trustbus} verify evidence.asice --conf {conf}\n\n\
          Press Ctrl-C to stop.\n",
         client = plan::CONSUMER,
         cp = consumer.client_proxy_url,
@@ -377,10 +415,9 @@ fn print_banner(layout: &Layout, e: &endpoints::Endpoints, took: Duration) {
         trustbus = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "trustbus".into()),
-        log = layout
-            .security_server(plan::SECURITY_SERVERS[0].code)
-            .join("data/messagelog")
-            .display(),
+        header = e.files.auditor_header,
+        auditor = consumer.auditor_url.as_deref().unwrap_or_default(),
+        conf = layout.verification_conf().display(),
     ));
     println!("{out}");
 }

@@ -27,9 +27,10 @@ pub(crate) async fn prepare(
     ca: &DevCa,
     ss: &SsPlan,
     ports: &SsPorts,
-    examples_port: u16,
     binary: &Path,
+    options: &super::Options,
 ) -> Result<Option<String>, UpError> {
+    let examples_port = state.ports.examples;
     let dir = layout.security_server(ss.code);
     let setup_log = layout.logs().join("setup.log");
     let pin = pin(state, ss)?;
@@ -83,9 +84,14 @@ pub(crate) async fn prepare(
     let admin_key = state.secrets.ss_admin_keys.get(ss.code).ok_or_else(|| {
         UpError::Setup(format!("state.json has no admin API key for {}", ss.code))
     })?;
+    let auditor_key = state
+        .secrets
+        .auditor_key
+        .as_deref()
+        .ok_or_else(|| UpError::Setup("state.json has no auditor API key".into()))?;
     write_file(
         &config,
-        config_text(ss, ports, examples_port, admin_key).as_bytes(),
+        config_text(ss, ports, examples_port, admin_key, auditor_key, options).as_bytes(),
     )?;
     Ok(completed)
 }
@@ -197,12 +203,23 @@ fn certify(
 /// The server's configuration: loopback listeners, development mode (plain-HTTP clients), a
 /// short poll interval, the hosted client and, on the provider, the example services with
 /// their access rights.
-fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str) -> String {
-    let key_sha256: String = ring::digest::digest(&ring::digest::SHA256, admin_key.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+fn config_text(
+    ss: &SsPlan,
+    ports: &SsPorts,
+    examples_port: u16,
+    admin_key: &str,
+    auditor_key: &str,
+    options: &super::Options,
+) -> String {
+    let sha256 = |k: &str| -> String {
+        ring::digest::digest(&ring::digest::SHA256, k.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let key_sha256 = sha256(admin_key);
+    let auditor_sha256 = sha256(auditor_key);
     let mut t = format!(
         "# Written by `trustbus up` on every start; every option is described in\n\
          # configs/security-server.example.toml.\n\n\
@@ -224,6 +241,10 @@ fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str
          [[api_keys]]\n\
          sha256 = \"{key_sha256}\"\n\
          role = \"system-administrator\"\n\n\
+         # The auditor API key (api_keys.auditor in DIR/endpoints.json): the auditor API only.\n\
+         [[api_keys]]\n\
+         sha256 = \"{auditor_sha256}\"\n\
+         role = \"auditor\"\n\n\
          [[clients]]\n\
          id = \"{client}\"\n\
          connection = \"http\"\n",
@@ -234,6 +255,13 @@ fn config_text(ss: &SsPlan, ports: &SsPorts, examples_port: u16, admin_key: &str
         admin = ports.admin,
         client = ss.client,
     );
+    if let Some(w) = options.timestamping_failure_window {
+        t.push_str(&format!(
+            "\n# trustbus up --timestamping-failure-window: refuse exchanges once timestamping\n\
+             # has failed this long (production default 600 s).\n\
+             [message_log.timestamping]\nfailure_window_seconds = {w}\n"
+        ));
+    }
     if ss.code == plan::SECURITY_SERVERS[plan::PROVIDER].code {
         for s in plan::SERVICES {
             let kind = match s.kind {
@@ -275,7 +303,14 @@ mod tests {
             admin: 3,
         };
         let ss = &plan::SECURITY_SERVERS[plan::PROVIDER];
-        let text = config_text(ss, &ports, 4, "key");
+        let text = config_text(
+            ss,
+            &ports,
+            4,
+            "key",
+            "auditor-key",
+            &crate::up::Options::default(),
+        );
         let cfg = trustbus_security_server::config::Config::parse(&text).unwrap();
         for s in plan::SERVICES {
             let id = trustbus_sdk::id::ServiceId::from_slash(s.id).unwrap();

@@ -531,3 +531,86 @@ pub fn list_archives(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ArchiveError>
     out.sort();
     Ok(out)
 }
+
+/// The owner's signing key and certificate, owned, for the periodic archiver.
+pub struct ArchiveKey {
+    /// The key.
+    pub signer: std::sync::Arc<dyn Signer>,
+    /// Its certificate (DER).
+    pub cert_der: Vec<u8>,
+    /// Intermediate certificates to embed.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// Archives everything due now: [`archive_once`] until it finds nothing more (one file per
+/// `max_records`). Returns what each round wrote.
+pub fn archive_due(
+    log_dir: &Path,
+    store: &dyn LogStore,
+    payload_key: Option<&PayloadKey>,
+    cfg: &ArchiveConfig,
+    key: &ArchiveKey,
+) -> Result<Vec<ArchiveReport>, ArchiveError> {
+    let signer = ArchiveSigner {
+        signer: key.signer.as_ref(),
+        cert_der: &key.cert_der,
+        chain: &key.chain,
+    };
+    let mut out = Vec::new();
+    while let Some(r) = archive_once(
+        log_dir,
+        store,
+        payload_key,
+        cfg,
+        &signer,
+        OffsetDateTime::now_utc(),
+    )? {
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The server's archiving schedule: [`archive_due`] after `first`, then every `every`, until
+/// the task is aborted. A failed round is logged and retried at the next interval (the
+/// records stay live meanwhile).
+pub async fn archive_periodically(
+    log_dir: PathBuf,
+    store: std::sync::Arc<dyn LogStore>,
+    payload_key: Option<std::sync::Arc<PayloadKey>>,
+    cfg: ArchiveConfig,
+    key: std::sync::Arc<ArchiveKey>,
+    first: Duration,
+    every: Duration,
+) {
+    let mut wait = first;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = every;
+        let (log_dir, store, payload_key, cfg, key) = (
+            log_dir.clone(),
+            store.clone(),
+            payload_key.clone(),
+            cfg.clone(),
+            key.clone(),
+        );
+        let round = tokio::task::spawn_blocking(move || {
+            archive_due(&log_dir, store.as_ref(), payload_key.as_deref(), &cfg, &key)
+        })
+        .await;
+        match round {
+            Ok(Ok(reports)) => {
+                for r in reports {
+                    tracing::info!(
+                        file = %r.file.display(),
+                        first = r.first.0,
+                        last = r.last.0,
+                        removed_segments = r.removed_segments.len(),
+                        "message log archived"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "message log archiving failed"),
+            Err(e) => tracing::error!(error = %e, "message log archiving task failed"),
+        }
+    }
+}
