@@ -297,6 +297,10 @@ impl KeyStore {
                 )
             })?;
         let profile = |e: String| bad("certificate_profile_mismatch", e);
+        // The key usage tells the profiles apart (an authentication certificate must never be
+        // taken for a signing one), also offline when no approved CAs are at hand.
+        trustbus_pki::chain::check_purpose(&first, key.usage.purpose())
+            .map_err(|e| profile(format!("not a {} certificate: {e}", key.usage.name())))?;
         let (member, file) = match key.usage {
             Usage::Auth => {
                 let s = trustbus_pki::profile::auth_cert_server(&first)
@@ -388,5 +392,147 @@ impl KeyStore {
             &self.cert_dir,
         )
         .map_err(|e| ChangeError::new(500, "identity_unloadable", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use trustbus_pki::Signer;
+    use trustbus_pki::devca::{IssueRequest, SubjectKey};
+    use trustbus_pki::profile::CertProfile;
+
+    use super::*;
+    use crate::testkit::TestPki;
+
+    fn cid(s: &str) -> ClientId {
+        ClientId::from_slash(s).unwrap()
+    }
+
+    fn certify(pki: &TestPki, profile: CertProfile, member: &str, csr: &str) -> Certificate {
+        let der = pem::parse(csr).unwrap().into_contents();
+        pki.ca
+            .issue(&IssueRequest {
+                profile,
+                member: cid(member),
+                member_name: "Name".into(),
+                server_code: (profile == CertProfile::Auth).then(|| "ss1".to_owned()),
+                key: SubjectKey::Csr(&der),
+                not_before: None,
+                not_after: None,
+            })
+            .unwrap()
+    }
+
+    /// A server directory as `init` + `import-cert` leave it, and its key store.
+    fn setup(dir: &Path, pki: &TestPki) -> KeyStore {
+        let server = SecurityServerId::from_slash("DEV/GOV/1000/ss1").unwrap();
+        let token = SoftToken::open(dir.join("token"))
+            .unwrap()
+            .with_iterations(NonZeroU32::new(1000).unwrap());
+        let (sk, sc) = pki.sign_cert(server.owner()).unwrap();
+        let (ak, ac) = pki.auth_cert(&server).unwrap();
+        token.store(SIGN_KEY_ID, "sign", &sk, "pin").unwrap();
+        token.store(AUTH_KEY_ID, "auth", &ak, "pin").unwrap();
+        let certs = dir.join("certs");
+        std::fs::create_dir_all(&certs).unwrap();
+        Certificate::write_pem_file(&certs.join(SIGN_CERT_FILE), &[sc]).unwrap();
+        Certificate::write_pem_file(&certs.join(AUTH_CERT_FILE), &[ac]).unwrap();
+        KeyStore::open(server, &dir.join("token"), &certs, Some("pin".into())).unwrap()
+    }
+
+    #[test]
+    fn a_new_signing_key_is_certified_installed_and_loaded_by_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(&dir.path().join("ca")).unwrap();
+        let ks = setup(dir.path(), &pki);
+        let before = ks.list().unwrap();
+        assert_eq!(before.len(), 2);
+        assert!(before.iter().all(|k| k.installed.is_some()));
+
+        let (id, member, csr) = ks.generate(Usage::Sign, None, None).unwrap();
+        assert!(id.starts_with("sign."), "{id}");
+        assert_eq!(member, cid("DEV/GOV/1000"));
+        assert!(ks.cert_dir().join(format!("{id}.csr.pem")).exists());
+        let new = ks.list().unwrap().into_iter().find(|k| k.id == id).unwrap();
+        assert_eq!(
+            (new.usage, new.member.clone(), new.installed.is_none()),
+            (Usage::Sign, Some(member), true)
+        );
+
+        // A certificate naming another member, or of the authentication profile, is refused.
+        let other = certify(&pki, CertProfile::Sign, "DEV/GOV/2000", &csr);
+        let e = ks
+            .check_import(vec![other], None, crate::now())
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (400, "certificate_profile_mismatch"),
+            "{e:?}"
+        );
+        let auth = certify(&pki, CertProfile::Auth, "DEV/GOV/1000", &csr);
+        let e = ks.check_import(vec![auth], None, crate::now()).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (400, "certificate_profile_mismatch"),
+            "{e:?}"
+        );
+        let e = ks.check_import(vec![], None, crate::now()).unwrap_err();
+        assert_eq!(e.code, "invalid_certificate");
+
+        let old = Certificate::read_file(&ks.cert_dir().join(SIGN_CERT_FILE)).unwrap();
+        let cert = certify(&pki, CertProfile::Sign, "DEV/GOV/1000", &csr);
+        let plan = ks
+            .check_import(vec![cert.clone()], None, crate::now())
+            .unwrap();
+        assert_eq!(
+            (plan.key_id.as_str(), plan.file.as_str()),
+            (id.as_str(), SIGN_CERT_FILE)
+        );
+        ks.install(&plan).unwrap();
+        let kept = ks
+            .cert_dir()
+            .join(format!("{SIGN_CERT_FILE}.{}.old", old[0].serial_hex()));
+        assert_eq!(Certificate::read_file(&kept).unwrap(), old);
+        // What a restart loads: the new key, found by the certificate's public key.
+        let identity = ks.load_identity().unwrap();
+        assert_eq!(identity.sign.cert(), &cert);
+        assert_eq!(identity.sign.key.public_key_der(), cert.spki_der());
+    }
+
+    #[test]
+    fn member_keys_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(&dir.path().join("ca")).unwrap();
+        let ks = setup(dir.path(), &pki);
+        let m = cid("DEV/GOV/3000");
+        let (id, _, csr) = ks.generate(Usage::Sign, Some(m.clone()), None).unwrap();
+        let listed = ks.list().unwrap().into_iter().find(|k| k.id == id).unwrap();
+        assert_eq!(listed.member, Some(m.clone()));
+        let cert = certify(&pki, CertProfile::Sign, "DEV/GOV/3000", &csr);
+        let plan = ks.check_import(vec![cert], None, crate::now()).unwrap();
+        assert_eq!(plan.file, format!("{}.pem", member_key_id(&m)));
+        ks.install(&plan).unwrap();
+        let identity = ks.load_identity().unwrap();
+        assert!(identity.signer(&m).is_some());
+
+        for (usage, member, code) in [
+            (Usage::Auth, Some("DEV/GOV/3000"), "invalid_request"),
+            (Usage::Sign, Some("DEV/GOV/3000/sub"), "invalid_identifier"),
+            (Usage::Sign, Some("OTHER/GOV/3000"), "invalid_identifier"),
+        ] {
+            let e = ks.generate(usage, member.map(cid), None).unwrap_err();
+            assert_eq!((e.status, e.code), (400, code), "{member:?}");
+        }
+        let locked = KeyStore::open(
+            ks.server().clone(),
+            &dir.path().join("token"),
+            ks.cert_dir(),
+            None,
+        )
+        .unwrap();
+        let e = locked.generate(Usage::Sign, None, None).unwrap_err();
+        assert_eq!((e.status, e.code), (503, "token_locked"));
     }
 }
