@@ -2048,7 +2048,7 @@ fn certify(pki: &TestPki, csr_pem: &str) -> Certificate {
 /// API arrive at the central server as pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_key_rotates_without_restart_and_registration_goes_through_the_api() {
-    let inst = instance().await;
+    let mut inst = instance().await;
     let http = reqwest_like::Client::new();
     let ss2 = &inst._ss2;
     let cons = "DEV/GOV/1000/cons";
@@ -2209,6 +2209,31 @@ async fn signing_key_rotates_without_restart_and_registration_goes_through_the_a
     assert!(journal_holds(&inst.ss_dirs[0], new_cert.der()));
     let on_disk = Certificate::read_file(&inst.ss_dirs[1].join("data/certs/sign.pem")).unwrap();
     assert_eq!(on_disk[0], new_cert);
+
+    // A restart loads the new key (found by the installed certificate's public key).
+    inst._ss2.child.kill().await.unwrap();
+    inst._ss2 = start_ss(&inst.ss_dirs[1]).await;
+    let ss2 = &inst._ss2;
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/keys",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let active: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["active"] == true)
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(active, vec!["auth".to_owned(), new_id.clone()], "{v}");
+    let (status, _, body) = inst.rest("GET", echo, cons, None, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
     // Registration. The active authentication certificate is registered already: the central
     // server's refusal is passed on. A new authentication key's certificate is installed but
