@@ -2349,6 +2349,35 @@ async fn signing_key_rotates_without_restart_and_registration_goes_through_the_a
     .await;
     assert!(ok, "{out}");
     assert!(out.contains("\"pending\""), "{out}");
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/clients/DEV/GOV/2000/nosuch/registration",
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+    let (status, doc) = admin(&http, ss2, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/api/v1/keys", "get"),
+        ("/api/v1/keys", "post"),
+        ("/api/v1/certificates", "post"),
+        ("/api/v1/registration", "post"),
+        ("/api/v1/clients/{id}/registration", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"]["200"].is_object()
+                || doc["paths"][path][method]["responses"]["201"].is_object(),
+            "{path} {method}"
+        );
+    }
     let snap = inst.registry.snapshot();
     let pending: Vec<_> = snap
         .requests
