@@ -410,7 +410,9 @@ fn check_is_ca(c: &Certificate) -> Result<(), ChainError> {
     Ok(())
 }
 
-fn check_purpose(c: &Certificate, purpose: Purpose) -> Result<(), ChainError> {
+/// Checks that `c`'s key usage and extended key usage fit `purpose` (as [`TrustStore::validate`]
+/// does for the end-entity certificate).
+pub fn check_purpose(c: &Certificate, purpose: Purpose) -> Result<(), ChainError> {
     let wrong = |reason| ChainError::WrongKeyUsage {
         subject: c.subject().to_owned(),
         purpose,

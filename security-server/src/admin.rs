@@ -67,7 +67,7 @@ pub(crate) fn text(status: u16, body: String, ct: &str) -> http::Response<OutBod
 /// Why the server cannot exchange messages right now, if it cannot.
 pub fn health(state: &AppState) -> Result<(), String> {
     let view = state.view(Origin::ClientProxy).map_err(|f| f.message)?;
-    match state.identity.sign.ocsp() {
+    match state.identity().sign.ocsp() {
         // A stapled response peers would find stale means every exchange would fail.
         Some((_, CertStatus::Good, this_update))
             if crate::now() - this_update > view.ocsp_freshness =>
@@ -80,7 +80,7 @@ pub fn health(state: &AppState) -> Result<(), String> {
         Some((_, s, _)) => return Err(format!("signing certificate OCSP status {s:?}")),
         None => return Err("no OCSP response for the signing certificate yet".into()),
     }
-    if state.identity.auth.ocsp().is_none() {
+    if state.identity().auth.ocsp().is_none() {
         return Err("no OCSP response for the authentication certificate yet".into());
     }
     Ok(())
@@ -125,7 +125,7 @@ pub fn diagnostics(state: &AppState) -> String {
         state
             .view(Origin::ClientProxy)
             .ok()
-            .and_then(|v| v.server(&state.identity.server).map(|s| v.hosts(s, c)))
+            .and_then(|v| v.server(&state.identity().server).map(|s| v.hosts(s, c)))
             .unwrap_or(false)
     };
     let clients: Vec<serde_json::Value> = state
@@ -135,10 +135,10 @@ pub fn diagnostics(state: &AppState) -> String {
         .map(|c| serde_json::json!({ "id": c.id.to_slash(), "registered": registered(&c.id) }))
         .collect();
     serde_json::json!({
-        "server": state.identity.server.to_slash(),
+        "server": state.identity().server.to_slash(),
         "global_configuration": conf,
-        "signing_certificate": ocsp(&state.identity.sign),
-        "authentication_certificate": ocsp(&state.identity.auth),
+        "signing_certificate": ocsp(&state.identity().sign),
+        "authentication_certificate": ocsp(&state.identity().auth),
         "clients": clients,
         "healthy": health(state).is_ok(),
     })
@@ -162,7 +162,7 @@ pub(crate) async fn connection_test(state: &AppState, query: &str) -> (u16, serd
             .ok_or("no such security server in global configuration")?;
         state
             .pool
-            .probe(&view, &state.identity, &server)
+            .probe(&view, &state.identity(), &server)
             .await
             .map(|subject| (server.address.clone(), subject))
             .map_err(|f| format!("{}: {}", f.code.render(state.dialect()), f.message))
@@ -194,7 +194,7 @@ fn route(state: &AppState, path: &str) -> http::Response<OutBody> {
                     state.metrics.globalconf_age.set((now - g).whole_seconds());
                 }
             }
-            if let Some((_, _, this_update)) = state.identity.sign.ocsp() {
+            if let Some((_, _, this_update)) = state.identity().sign.ocsp() {
                 state
                     .metrics
                     .ocsp_age

@@ -131,7 +131,9 @@ pub async fn handle(
             ));
         }
     };
-    let result = if parts.method == http::Method::GET {
+    let result = if crate::adminkeys::handles(&parts.method, &path) {
+        crate::adminkeys::handle(state, &parts.method, &path, &body).await
+    } else if parts.method == http::Method::GET {
         read(state, &path, parts.uri.query().unwrap_or("")).await
     } else {
         write(state, &parts.method, &path, &body).await
@@ -189,8 +191,8 @@ async fn read(state: &AppState, path: &str, query: &str) -> Result<(u16, Value),
     let cfg = state.cfg();
     let body: Value = match path {
         "/api/v1/server" => json!({
-            "id": state.identity.server.to_slash(),
-            "owner": state.identity.owner.to_slash(),
+            "id": state.identity().server.to_slash(),
+            "owner": state.identity().owner.to_slash(),
             "server_code": cfg.server.server_code,
         }),
         "/api/v1/clients" => {
@@ -1214,6 +1216,17 @@ fn path_param(name: &str, what: &str) -> Value {
 
 /// The OpenAPI 3 description of this API.
 pub fn openapi() -> Value {
+    let mut doc = openapi_core();
+    if let (Some(paths), Value::Object(more)) = (
+        doc["paths"].as_object_mut(),
+        crate::adminkeys::openapi_paths(),
+    ) {
+        paths.extend(more);
+    }
+    doc
+}
+
+fn openapi_core() -> Value {
     let w = ["400", "404", "409", "500", "503"];
     let error_response = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let endpoint = json!({ "type": "object", "required": ["method", "path"], "additionalProperties": false, "properties": {
@@ -1227,14 +1240,14 @@ pub fn openapi() -> Value {
       "components": {
         "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer" } },
         "responses": {
-          "E400": error_response("invalid input; code is one of invalid_request, invalid_identifier, invalid_endpoint, invalid_subject, invalid_url, invalid_certificate_hash, invalid_configuration, invalid_description, not_in_description, endpoints_need_rest, unknown_client, unknown_local_group"),
+          "E400": error_response("invalid input; code is one of invalid_request, invalid_identifier, invalid_endpoint, invalid_subject, invalid_url, invalid_certificate_hash, invalid_configuration, invalid_description, not_in_description, endpoints_need_rest, unknown_client, unknown_local_group, invalid_certificate, certificate_not_for_a_key, certificate_profile_mismatch, certificate_not_trusted, certificate_not_good, cannot_sign_request"),
           "E401": error_response("no or unknown API key (code unauthenticated)"),
           "E403": error_response("the key's role may not do this (code forbidden)"),
           "E404": error_response("no such object or route (code not_found)"),
           "E409": error_response("conflict: already_exists, in_use, whole_service_grant, no_description, configuration_changed_on_disk"),
-          "E500": error_response("the change could not be written (configuration_not_written, configuration_unreadable, description_not_stored)"),
-          "E502": error_response("a WSDL or OpenAPI URL could not be read (description_unavailable)"),
-          "E503": error_response("started without a configuration file (read_only)")
+          "E500": error_response("the change could not be written (configuration_not_written, configuration_unreadable, description_not_stored, key_store_error, identity_unloadable)"),
+          "E502": error_response("a WSDL or OpenAPI URL could not be read (description_unavailable); OCSP responder or central server failed (ocsp_unavailable, central_server_refused)"),
+          "E503": error_response("started without a configuration file (read_only), without its token (keys_unavailable, token_locked), without global configuration (no_global_configuration, no_management_service)")
         },
         "schemas": {
           "Error": { "type": "object", "required": ["code", "message"], "properties": { "code": { "type": "string" }, "message": { "type": "string" } } },

@@ -1,5 +1,6 @@
 //! A client of the admin REST API, for the `security-server` subcommands that manage a
-//! running server (`clients`, `services`, `access`, `local-groups`, `diagnostics`).
+//! running server (`clients`, `services`, `access`, `local-groups`, `keys`, `certificates`,
+//! `registration`, `diagnostics`).
 
 use std::time::Duration;
 

@@ -63,6 +63,26 @@ impl std::fmt::Debug for KeyCert {
 }
 
 impl KeyCert {
+    /// A key with its certificate chain (end-entity first) and no OCSP response yet.
+    pub fn new(key: KeyPair, chain: Vec<Certificate>) -> Self {
+        Self {
+            key,
+            chain,
+            ocsp: RwLock::new(None),
+        }
+    }
+
+    /// A copy (the private key is copied through its PKCS#8 form), with the OCSP response.
+    pub fn duplicate(&self) -> Result<Self, IdentityError> {
+        let key = KeyPair::from_pkcs8_der(self.key.pkcs8_der())
+            .map_err(|e| IdentityError::Token(e.to_string()))?;
+        Ok(Self {
+            key,
+            chain: self.chain.clone(),
+            ocsp: RwLock::new(self.ocsp()),
+        })
+    }
+
     /// The end-entity certificate.
     pub fn cert(&self) -> &Certificate {
         &self.chain[0]
@@ -104,7 +124,32 @@ pub fn member_key_id(member: &ClientId) -> String {
     format!("sign-{}", &trustbus_pki::cert::to_hex(h.as_ref())[..16])
 }
 
-fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
+/// The certificate files of hosted members' signing keys: `sign-*.pem`, CSRs excluded.
+fn member_cert_files(cert_dir: &Path) -> Result<Vec<std::path::PathBuf>, IdentityError> {
+    let rd = match std::fs::read_dir(cert_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(IdentityError::Cert(
+                cert_dir.display().to_string(),
+                e.to_string(),
+            ));
+        }
+    };
+    let mut out: Vec<_> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("sign-") && n.ends_with(".pem") && !n.ends_with(".csr.pem")
+            })
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+pub(crate) fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
     let certs = Certificate::read_file(path)
         .map_err(|e| IdentityError::Cert(path.display().to_string(), e.to_string()))?;
     if certs.is_empty() {
@@ -117,8 +162,10 @@ fn load_chain(path: &Path) -> Result<Vec<Certificate>, IdentityError> {
 }
 
 impl Identity {
-    /// Loads both keys from `token_dir` with `pin` and the certificates from `cert_dir`, and
-    /// checks that they belong together and to `server`.
+    /// Loads the certificates from `cert_dir` (`sign.pem`, `auth.pem`, and `sign-*.pem` of
+    /// hosted members) and, with `pin`, the token key each certificate is for (found by its
+    /// public key, so a rotated key with a new id is picked up), and checks that they belong
+    /// together and to `server`.
     pub fn load(
         server: SecurityServerId,
         token_dir: &Path,
@@ -126,14 +173,22 @@ impl Identity {
         cert_dir: &Path,
     ) -> Result<Self, IdentityError> {
         let token = SoftToken::open(token_dir).map_err(|e| IdentityError::Token(e.to_string()))?;
-        let sign_key = token
-            .load(SIGN_KEY_ID, pin)
+        let keys = token
+            .list()
             .map_err(|e| IdentityError::Token(e.to_string()))?;
-        let auth_key = token
-            .load(AUTH_KEY_ID, pin)
-            .map_err(|e| IdentityError::Token(e.to_string()))?;
+        let key_for = |chain: &[Certificate], fallback: &str| {
+            let id = keys
+                .iter()
+                .find(|k| chain.first().is_some_and(|c| k.public_key == c.spki_der()))
+                .map_or(fallback, |k| k.id.as_str());
+            token
+                .load(id, pin)
+                .map_err(|e| IdentityError::Token(e.to_string()))
+        };
         let sign = load_chain(&cert_dir.join(SIGN_CERT_FILE))?;
         let auth = load_chain(&cert_dir.join(AUTH_CERT_FILE))?;
+        let sign_key = key_for(&sign, SIGN_KEY_ID)?;
+        let auth_key = key_for(&auth, AUTH_KEY_ID)?;
         let mut id = Self::new(server, sign_key, sign, auth_key, auth)?;
         let internal_cert = cert_dir.join(INTERNAL_CERT_FILE);
         if internal_cert.exists() {
@@ -142,19 +197,14 @@ impl Identity {
                 .map_err(|e| IdentityError::Token(e.to_string()))?;
             id.internal = Some((key, load_chain(&internal_cert)?));
         }
-        let other_keys = token
-            .list()
-            .map_err(|e| IdentityError::Token(e.to_string()))?;
-        for k in other_keys.iter().filter(|k| k.id.starts_with("sign-")) {
-            let cert_file = cert_dir.join(format!("{}.pem", k.id));
-            if !cert_file.exists() {
-                tracing::warn!(key = %k.id, "member signing key without a certificate yet");
-                continue;
-            }
-            let key = token
-                .load(&k.id, pin)
-                .map_err(|e| IdentityError::Token(e.to_string()))?;
-            id.add_member_key(key, load_chain(&cert_file)?)?;
+        for file in member_cert_files(cert_dir)? {
+            let chain = load_chain(&file)?;
+            let stem = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            id.add_member_key(key_for(&chain, &stem)?, chain)?;
         }
         Ok(id)
     }
@@ -214,6 +264,31 @@ impl Identity {
             },
             internal: None,
             members: Vec::new(),
+        })
+    }
+
+    /// A copy with the same keys, certificates and OCSP responses (to change one key of it
+    /// while the original keeps serving).
+    pub fn duplicate(&self) -> Result<Self, IdentityError> {
+        let internal = match &self.internal {
+            Some((k, c)) => Some((
+                KeyPair::from_pkcs8_der(k.pkcs8_der())
+                    .map_err(|e| IdentityError::Token(e.to_string()))?,
+                c.clone(),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            server: self.server.clone(),
+            owner: self.owner.clone(),
+            sign: self.sign.duplicate()?,
+            auth: self.auth.duplicate()?,
+            internal,
+            members: self
+                .members
+                .iter()
+                .map(|(m, k)| Ok((m.clone(), k.duplicate()?)))
+                .collect::<Result<_, IdentityError>>()?,
         })
     }
 

@@ -136,6 +136,28 @@ enum Command {
         #[command(subcommand)]
         action: GroupsAction,
     },
+    /// Token keys of a running server (admin API): list, or generate a key and its CSR.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Certificates of a running server (admin API): install one issued for a token key; a
+    /// signing certificate is used for the next message, without a restart.
+    Certificates {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: CertificatesAction,
+    },
+    /// Registration with the central server, through a running server (admin API).
+    Registration {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        action: RegistrationAction,
+    },
     /// Diagnostics of a running server (admin API): configuration, certificates, clients;
     /// optionally a connection test to another security server and the TSAs.
     Diagnostics {
@@ -159,6 +181,58 @@ struct AdminArgs {
     /// The API key (default: $TRUSTBUS_ADMIN_API_KEY).
     #[arg(long, global = true)]
     api_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// List the token's keys with their certificates and which are active.
+    List,
+    /// Generate a key in the server's token and print its CSR (JSON field `csr`).
+    Generate {
+        /// `auth` or `sign`.
+        #[arg(long)]
+        usage: String,
+        /// For a signing key: the member, `INSTANCE/CLASS/CODE` (default: the owner).
+        #[arg(long)]
+        member: Option<String>,
+        /// The name in the certificate subject (default: the member code).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also write the CSR (PEM) to this file.
+        #[arg(long)]
+        csr_out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertificatesAction {
+    /// List the active certificates with their OCSP status.
+    List,
+    /// Install a certificate (PEM file, end-entity first) issued for a token key.
+    Import {
+        /// The PEM file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistrationAction {
+    /// Send the management request registering the installed authentication certificate
+    /// (with --address), or a hosted client (with --client).
+    Submit {
+        /// The address other security servers reach this server proxy at (`host:port`).
+        #[arg(long, required_unless_present = "client", conflicts_with = "client")]
+        address: Option<String>,
+        /// The client, `INSTANCE/CLASS/MEMBER/SUBSYSTEM`.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Whether the server, its certificates and clients are in global configuration.
+    Status {
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +466,43 @@ fn run(cmd: Command) -> Result<(), String> {
         Command::Services { admin, action } => admin_call(&admin, services_request(action)?),
         Command::Access { admin, action } => admin_call(&admin, access_request(action)?),
         Command::LocalGroups { admin, action } => admin_call(&admin, groups_request(action)),
+        Command::Keys { admin, action } => keys_command(&admin, action),
+        Command::Certificates { admin, action } => {
+            use http::Method;
+            let req = match action {
+                CertificatesAction::List => (Method::GET, "certificates".into(), None),
+                CertificatesAction::Import { file } => {
+                    let pem = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                    (
+                        Method::POST,
+                        "certificates".into(),
+                        Some(serde_json::json!({ "pem": pem })),
+                    )
+                }
+            };
+            admin_call(&admin, req)
+        }
+        Command::Registration { admin, action } => {
+            use http::Method;
+            let req = match action {
+                RegistrationAction::Submit {
+                    client: Some(c), ..
+                } => (Method::POST, format!("clients/{c}/registration"), None),
+                RegistrationAction::Submit { address, .. } => (
+                    Method::POST,
+                    "registration".into(),
+                    Some(serde_json::json!({ "address": address })),
+                ),
+                RegistrationAction::Status { client: Some(c) } => {
+                    (Method::GET, format!("clients/{c}/registration"), None)
+                }
+                RegistrationAction::Status { client: None } => {
+                    (Method::GET, "registration".into(), None)
+                }
+            };
+            admin_call(&admin, req)
+        }
         Command::Diagnostics {
             admin,
             connection,
@@ -410,9 +521,44 @@ fn run(cmd: Command) -> Result<(), String> {
 /// One admin API call: method, path below `/api/v1/`, JSON body.
 type AdminRequest = (http::Method, String, Option<serde_json::Value>);
 
+/// `keys list|generate`; `generate --csr-out` also writes the CSR to a file.
+fn keys_command(args: &AdminArgs, action: KeysAction) -> Result<(), String> {
+    use http::Method;
+    match action {
+        KeysAction::List => admin_call(args, (Method::GET, "keys".into(), None)),
+        KeysAction::Generate {
+            usage,
+            member,
+            name,
+            csr_out,
+        } => {
+            let body = serde_json::json!({ "usage": usage, "member": member, "name": name });
+            let v = admin_value(args, (Method::POST, "keys".into(), Some(body)))?;
+            if let Some(f) = csr_out {
+                let csr = v["csr"].as_str().unwrap_or_default();
+                std::fs::write(&f, csr)
+                    .map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+                eprintln!("wrote the CSR to {}", f.display());
+            }
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(())
+        }
+    }
+}
+
 /// Makes the call and prints the JSON answer; an error answer is printed to stderr and fails
 /// the command (a failed diagnostics test prints its JSON too).
-fn admin_call(args: &AdminArgs, (method, path, body): AdminRequest) -> Result<(), String> {
+fn admin_call(args: &AdminArgs, req: AdminRequest) -> Result<(), String> {
+    let v = admin_value(args, req)?;
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+/// Makes the call; the JSON answer.
+fn admin_value(
+    args: &AdminArgs,
+    (method, path, body): AdminRequest,
+) -> Result<serde_json::Value, String> {
     use trustbus_security_server::adminclient::{
         ADMIN_URL_ENV, API_KEY_ENV, AdminClient, DEFAULT_ADMIN_URL,
     };
@@ -432,10 +578,7 @@ fn admin_call(args: &AdminArgs, (method, path, body): AdminRequest) -> Result<()
         .map_err(|e| e.to_string())?;
     let client = AdminClient::new(&url, &key);
     match rt.block_on(client.call(method, &path, body.as_ref())) {
-        Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            Ok(())
-        }
+        Ok(v) => Ok(v),
         Err(e) => {
             if let Some(b) = e.body.as_ref().filter(|b| b.get("ok").is_some()) {
                 println!("{}", serde_json::to_string_pretty(b).unwrap_or_default());
@@ -722,32 +865,51 @@ fn add_member(cfg: &Config, member: &str, name: Option<String>) -> Result<(), St
 
 fn import_cert(file: &Path, cfg: &Config) -> Result<(), String> {
     let certs = Certificate::read_file(file).map_err(|e| e.to_string())?;
-    let first = certs.first().ok_or("no certificate in the file")?;
-    let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
-    let keys = token.list().map_err(|e| e.to_string())?;
-    let key = keys
-        .iter()
-        .find(|k| k.public_key == first.spki_der())
-        .ok_or("the certificate is not for a key in the token")?;
-    let member_file;
-    let out = match key.id.as_str() {
-        identity::AUTH_KEY_ID => identity::AUTH_CERT_FILE,
-        identity::SIGN_KEY_ID => identity::SIGN_CERT_FILE,
-        other if other.starts_with("sign-") => {
-            member_file = format!("{other}.pem");
-            member_file.as_str()
-        }
-        other => return Err(format!("unexpected key {other}")),
-    };
-    let dir = cfg.server.data_dir.join("certs");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Certificate::write_pem_file(&dir.join(out), &certs).map_err(|e| e.to_string())?;
+    let server = cfg.server_id().map_err(|e| e.to_string())?;
+    let ks = trustbus_security_server::keystore::KeyStore::open(
+        server,
+        &cfg.token_dir(),
+        &cfg.server.data_dir.join("certs"),
+        None,
+    )?;
+    // The chain is checked against the approved CAs when a global configuration copy is at
+    // hand (before the first start there may be none).
+    let view = global_conf_copy(cfg).map(trustbus_security_server::gcview::GcView::new);
+    if view.is_none() {
+        eprintln!(
+            "warning: no global configuration downloaded yet; the issuing CA was not checked"
+        );
+    }
+    let plan = ks
+        .check_import(certs, view.as_ref(), trustbus_security_server::now())
+        .map_err(|e| format!("{}: {}", e.code, e.message))?;
+    let path = ks
+        .install(&plan)
+        .map_err(|e| format!("{}: {}", e.code, e.message))?;
     println!(
-        "installed {} as {}",
-        first.subject(),
-        dir.join(out).display()
+        "installed {} (key {}) as {}",
+        plan.chain[0].subject(),
+        plan.key_id,
+        path.display()
     );
     Ok(())
+}
+
+/// The last verified global configuration in the data directory, if any.
+fn global_conf_copy(
+    cfg: &Config,
+) -> Option<Arc<trustbus_central_server::confclient::GlobalConfiguration>> {
+    let anchor = std::fs::read(&cfg.globalconf.anchor).ok()?;
+    let anchor = Anchor::from_bytes(&anchor).ok()?;
+    ConfClient::new(
+        anchor,
+        &cfg.globalconf_dir(),
+        HttpFetcher::new(Duration::from_secs(10)),
+        Box::new(CmsDirectoryVerifier),
+    )
+    .ok()?
+    .current()
+    .ok()
 }
 
 fn api_key(role: &str) -> Result<(), String> {
@@ -922,6 +1084,13 @@ fn serve(path: &Path) -> Result<(), String> {
     let payload_key = log_cfg.payload_key.clone();
     let log = Arc::new(MessageLog::open(log_cfg).map_err(|e| format!("message log: {e}"))?);
     let identity = Arc::new(identity);
+    // The PIN stays in memory for key generation through the admin API (see keystore.rs).
+    let keys = trustbus_security_server::keystore::KeyStore::open(
+        identity.server.clone(),
+        &cfg.token_dir(),
+        &cfg.server.data_dir.join("certs"),
+        Some(pin),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -999,7 +1168,8 @@ fn serve(path: &Path) -> Result<(), String> {
             client,
             Arc::new(JournalLog::new(log, timestamper.guard())),
         )
-        .with_config_file(config_file);
+        .with_config_file(config_file)
+        .with_keys(keys);
         state.auditor = Some(auditor);
         let state = Arc::new(state);
         let (_, mut tasks) = trustbus_security_server::run::start(state)

@@ -44,7 +44,8 @@ pub async fn start(
         None => None,
     };
     // The auditor listener needs the auditor API and the internal TLS certificate.
-    let auditor_tls = match (&l.auditor_tls, &state.auditor, &state.identity.internal) {
+    let identity = state.identity();
+    let auditor_tls = match (&l.auditor_tls, &state.auditor, &identity.internal) {
         (Some(a), Some(app), Some((key, chain))) => {
             let tls = crate::auditorapi::tls_config(key, chain).map_err(std::io::Error::other)?;
             Some((bind("auditor_tls", a).await?, app.clone(), tls))
@@ -95,7 +96,7 @@ pub async fn start(
 async fn ocsp_refresher(state: Arc<AppState>) -> std::io::Result<()> {
     loop {
         let wait = match state.view(Origin::ClientProxy) {
-            Ok(v) => match state.identity.refresh_ocsp(&v, &state.http).await {
+            Ok(v) => match state.identity().refresh_ocsp(&v, &state.http).await {
                 Ok(()) => {
                     let q = v.ocsp_freshness.whole_seconds() / 4;
                     Duration::from_secs(u64::try_from(q.clamp(5, 300)).unwrap_or(60))

@@ -52,8 +52,12 @@ pub struct AppState {
     live: std::sync::RwLock<Arc<Live>>,
     /// The configuration file admin API changes are written to (none: changes refused).
     pub config_file: Option<crate::confstore::ConfigFile>,
-    /// Own keys and certificates.
-    pub identity: Arc<Identity>,
+    /// Own keys and certificates; swapped whole when a new certificate is imported (take it
+    /// once per request with [`AppState::identity`]).
+    identity: std::sync::RwLock<Arc<Identity>>,
+    /// The token and certificate files with the PIN, for key generation and certificate import
+    /// through the admin API (none: those routes answer 503).
+    pub keys: Option<crate::keystore::KeyStore>,
     /// Global configuration.
     pub conf: Arc<dyn ConfSource>,
     /// Indexed view of the current version.
@@ -96,7 +100,7 @@ pub struct BackendClient {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("server", &self.identity.server)
+            .field("server", &self.identity().server)
             .finish_non_exhaustive()
     }
 }
@@ -119,7 +123,8 @@ impl AppState {
             config_file: None,
             http: HttpClient::new(connect),
             pool: SsPool::new(connect),
-            identity,
+            identity: std::sync::RwLock::new(identity),
+            keys: None,
             conf,
             views: ViewCache::default(),
             verify_cache: VerifyCache::new(),
@@ -133,6 +138,28 @@ impl AppState {
     pub fn with_config_file(mut self, file: crate::confstore::ConfigFile) -> Self {
         self.config_file = Some(file);
         self
+    }
+
+    /// Keys and certificate files the admin API may manage (see [`crate::keystore`]).
+    pub fn with_keys(mut self, keys: crate::keystore::KeyStore) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The current identity: own keys and certificates.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `identity` the one every new message is signed with.
+    pub fn replace_identity(&self, identity: Arc<Identity>) {
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = identity;
     }
 
     /// The current local configuration.

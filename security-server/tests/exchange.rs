@@ -344,6 +344,8 @@ struct Instance {
     pki: Arc<TestPki>,
     ss2_port: u16,
     is_cert: (KeyPair, Certificate),
+    /// The central server's registry (management requests).
+    registry: Arc<Registry>,
 }
 
 async fn instance() -> Instance {
@@ -561,14 +563,24 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
         })
         .unwrap();
     let publisher = Publisher::open(&cs.join("published"), 10).unwrap();
+    // The management service (mutual TLS, certificate published in private parameters);
+    // nothing is approved automatically, so requests stay pending.
+    let mgmt_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mgmt_base = format!(
+        "https://{}/managementservice/v1",
+        mgmt_l.local_addr().unwrap()
+    );
+    let mgmt_key = KeyPair::generate(trustbus_pki::KeyKind::EcdsaP256).unwrap();
+    let (mgmt_cert, mgmt_ca) =
+        trustbus_central_server::tlsconf::issue_management_cert(&mgmt_key, "DEV").unwrap();
     let gc = Arc::new(GlobalConf::new(
         registry.clone(),
         keys,
         publisher,
         ManagementService {
-            address: "http://127.0.0.1:1".into(),
-            tls_cert: None,
-            tls_ca_cert: None,
+            address: mgmt_base,
+            tls_cert: Some(trustbus_central_server::util::b64(&mgmt_cert)),
+            tls_ca_cert: Some(trustbus_central_server::util::b64(&mgmt_ca)),
         },
         vec![],
     ));
@@ -576,12 +588,26 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
     let cs_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cs_addr = cs_l.local_addr().unwrap();
     let state = CsState {
-        registry,
+        registry: registry.clone(),
         globalconf: gc.clone(),
         auto_approve: Arc::new(AutoApprove(Default::default())),
         refresh_interval_seconds: 1,
         max_management_body: 1 << 20,
     };
+    {
+        use trustbus_central_server::tlsconf;
+        let tls =
+            tlsconf::management_server_config(registry.clone(), &mgmt_key, &mgmt_cert).unwrap();
+        let listener = tlsconf::TlsListener::new(mgmt_l, tls, "management").unwrap();
+        let router = api::management_router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<tlsconf::PeerCert>(),
+            )
+            .await
+        });
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let router = api::public_router(state);
     tokio::spawn(async move {
@@ -622,6 +648,7 @@ subject = "SUBSYSTEM:DEV/GOV/1000/cons"
         pki,
         ss2_port: p2,
         is_cert,
+        registry,
     }
 }
 
@@ -1983,4 +2010,417 @@ async fn admin_api_changes_take_effect_without_restart() {
     assert_eq!(std::fs::read_to_string(&config_path).unwrap(), edited);
     inst.rest_fault("GET", secret, cons, "Server.ServerProxy.AccessDenied")
         .await;
+}
+
+/// Whether any journal file of the message log under `ss_dir` holds `needle` (a certificate's
+/// DER: every logged message carries its signer's certificate in the CMS signature).
+fn journal_holds(ss_dir: &Path, needle: &[u8]) -> bool {
+    let dir = ss_dir.join("data/messagelog/journal");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .any(|b| b.windows(needle.len()).any(|w| w == needle))
+}
+
+/// The CA certifies a CSR of `ss` for member DEV/GOV/2000.
+fn certify(pki: &TestPki, csr_pem: &str) -> Certificate {
+    use trustbus_pki::devca::{IssueRequest, SubjectKey};
+    let der = pem::parse(csr_pem).unwrap().into_contents();
+    pki.ca
+        .issue(&IssueRequest {
+            profile: trustbus_pki::profile::CertProfile::Sign,
+            member: cid("DEV/GOV/2000"),
+            member_name: "Provider".into(),
+            server_code: None,
+            key: SubjectKey::Csr(&der),
+            not_before: None,
+            not_after: None,
+        })
+        .unwrap()
+}
+
+/// Key rotation through the provider's admin API and CLI, without a restart: a new signing key
+/// is generated, its CSR certified by the CA, the certificate imported, and the very next
+/// response is signed with it (the consumer's message log holds the new certificate only after
+/// that exchange). Certificates for no token key or from an unapproved CA are refused with
+/// stable codes, the observer may not change keys, and registration requests sent through the
+/// API arrive at the central server as pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_key_rotates_without_restart_and_registration_goes_through_the_api() {
+    let mut inst = instance().await;
+    let http = reqwest_like::Client::new();
+    let ss2 = &inst._ss2;
+    let cons = "DEV/GOV/1000/cons";
+    let echo = "/r1/DEV/GOV/2000/prov/echo/persons/7";
+    let old_sign =
+        Certificate::read_file(&inst.ss_dirs[1].join("data/certs/sign.pem")).unwrap()[0].clone();
+
+    // The observer lists keys: the initial signing and auth keys are the active ones.
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/keys",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let keys = v.as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{v}");
+    let sign = keys.iter().find(|k| k["id"] == "sign").unwrap();
+    assert_eq!(sign["usage"], "sign");
+    assert_eq!(sign["member"], "DEV/GOV/2000");
+    assert_eq!(sign["active"], true);
+    assert_eq!(sign["certificate"]["serial"], old_sign.serial_hex());
+    assert_eq!(sign["ocsp"]["status"], "good");
+    let auth = keys.iter().find(|k| k["id"] == "auth").unwrap();
+    assert_eq!(
+        (auth["usage"].as_str(), auth["active"].as_bool()),
+        (Some("auth"), Some(true))
+    );
+    // ... but may not generate keys or import certificates.
+    for (path, body) in [
+        ("/api/v1/keys", serde_json::json!({ "usage": "sign" })),
+        (
+            "/api/v1/certificates",
+            serde_json::json!({ "pem": old_sign.to_pem() }),
+        ),
+        (
+            "/api/v1/registration",
+            serde_json::json!({ "address": "127.0.0.1:1" }),
+        ),
+    ] {
+        let (status, v) = admin(&http, ss2, "POST", path, Some("test-api-key"), Some(body)).await;
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}"
+        );
+    }
+    let (status, _, body) = inst.rest("GET", echo, cons, None, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // A new signing key through the CLI; the CSR goes to a file.
+    let tmp = tempfile::tempdir().unwrap();
+    let csr_file = tmp.path().join("sign.csr.pem");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &[
+            "keys",
+            "generate",
+            "--usage",
+            "sign",
+            "--csr-out",
+            csr_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let new_id = serde_json::from_str::<serde_json::Value>(&out[..=out.rfind('}').unwrap()])
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(new_id.starts_with("sign."), "{new_id}");
+    let csr = std::fs::read_to_string(&csr_file).unwrap();
+    let new_cert = certify(&inst.pki, &csr);
+
+    // Refused: a certificate for no key of the token; the same key certified by a CA that
+    // global configuration does not approve; nothing is installed.
+    let (_, stray) = inst.pki.sign_cert(&cid("DEV/GOV/2000")).unwrap();
+    let other_ca = TestPki::new(&tmp.path().join("other-ca")).unwrap();
+    for (cert, code) in [
+        (stray, "certificate_not_for_a_key"),
+        (certify(&other_ca, &csr), "certificate_not_trusted"),
+    ] {
+        let (status, v) = admin(
+            &http,
+            ss2,
+            "POST",
+            "/api/v1/certificates",
+            Some(ADMIN_KEY),
+            Some(serde_json::json!({ "pem": cert.to_pem() })),
+        )
+        .await;
+        assert_eq!((status, v["code"].as_str()), (400, Some(code)), "{v}");
+    }
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/certificates",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "pem": "not a certificate" })),
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("invalid_certificate")),
+        "{v}"
+    );
+    let on_disk = Certificate::read_file(&inst.ss_dirs[1].join("data/certs/sign.pem")).unwrap();
+    assert_eq!(on_disk[0], old_sign);
+    assert!(!journal_holds(&inst.ss_dirs[0], new_cert.der()));
+
+    // Imported through the CLI: active at once.
+    let cert_file = tmp.path().join("sign.pem");
+    Certificate::write_pem_file(&cert_file, std::slice::from_ref(&new_cert)).unwrap();
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["certificates", "import", cert_file.to_str().unwrap()],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("\"active\": true"), "{out}");
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/keys",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let by_id = |id: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id(&new_id)["active"], true, "{v}");
+    assert_eq!(
+        by_id(&new_id)["certificate"]["serial"],
+        new_cert.serial_hex()
+    );
+    assert_eq!(by_id(&new_id)["ocsp"]["status"], "good");
+    assert_eq!(by_id("sign")["active"], false, "{v}");
+
+    // The next exchange is signed with the new certificate: the consumer verified and logged
+    // the provider's response with it.
+    let (status, _, body) = inst.rest("GET", echo, cons, None, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(journal_holds(&inst.ss_dirs[0], new_cert.der()));
+    let on_disk = Certificate::read_file(&inst.ss_dirs[1].join("data/certs/sign.pem")).unwrap();
+    assert_eq!(on_disk[0], new_cert);
+
+    // A restart loads the new key (found by the installed certificate's public key).
+    inst._ss2.child.kill().await.unwrap();
+    inst._ss2 = start_ss(&inst.ss_dirs[1]).await;
+    let ss2 = &inst._ss2;
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/keys",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let active: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["active"] == true)
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(active, vec!["auth".to_owned(), new_id.clone()], "{v}");
+    let (status, _, body) = inst.rest("GET", echo, cons, None, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // Registration. The active authentication certificate is registered already: the central
+    // server's refusal is passed on. A new authentication key's certificate is installed but
+    // not used until registered and the server restarted; its registration, and a new
+    // client's, arrive at the central server pending an officer's approval.
+    let register = serde_json::json!({ "address": format!("127.0.0.1:{}", inst.ss2_port) });
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/registration",
+        Some(ADMIN_KEY),
+        Some(register.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (502, Some("central_server_refused")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate_registration"),
+        "{v}"
+    );
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/registration",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "address": "no port" })),
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/keys",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "usage": "auth" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let der = pem::parse(v["csr"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    let new_auth = inst
+        .pki
+        .ca
+        .issue(&trustbus_pki::devca::IssueRequest {
+            profile: trustbus_pki::profile::CertProfile::Auth,
+            member: cid("DEV/GOV/2000"),
+            member_name: "Provider".into(),
+            server_code: Some("ss2".into()),
+            key: trustbus_pki::devca::SubjectKey::Csr(&der),
+            not_before: None,
+            not_after: None,
+        })
+        .unwrap();
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/certificates",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "pem": new_auth.to_pem() })),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["usage"].as_str(), v["active"].as_bool()),
+        (Some("auth"), Some(false)),
+        "{v}"
+    );
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/registration",
+        Some(ADMIN_KEY),
+        Some(register),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["submitted"]["state"], "pending", "{v}");
+    assert_eq!(v["auth_certificate"]["sha256"], new_auth.fingerprint_hex());
+    // Exchanges still use the registered authentication certificate.
+    let (status, _, body) = inst.rest("GET", echo, cons, None, &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/clients",
+        Some(ADMIN_KEY),
+        Some(serde_json::json!({ "id": "DEV/GOV/2000/newsub", "connection": "http" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (ok, out) = ss_cli(
+        ss2,
+        ADMIN_KEY,
+        &["registration", "submit", "--client", "DEV/GOV/2000/newsub"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("\"pending\""), "{out}");
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "POST",
+        "/api/v1/clients/DEV/GOV/2000/nosuch/registration",
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+    let (status, doc) = admin(&http, ss2, "GET", "/api/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/api/v1/keys", "get"),
+        ("/api/v1/keys", "post"),
+        ("/api/v1/certificates", "post"),
+        ("/api/v1/registration", "post"),
+        ("/api/v1/clients/{id}/registration", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"]["200"].is_object()
+                || doc["paths"][path][method]["responses"]["201"].is_object(),
+            "{path} {method}"
+        );
+    }
+    let snap = inst.registry.snapshot();
+    let pending: Vec<_> = snap
+        .requests
+        .values()
+        .map(|r| (format!("{:?}", r.request_type), format!("{:?}", r.state)))
+        .collect();
+    assert!(
+        pending.contains(&("AuthCertRegistration".into(), "Pending".into())),
+        "{pending:?}"
+    );
+    assert!(
+        pending.contains(&("ClientRegistration".into(), "Pending".into())),
+        "{pending:?}"
+    );
+    let (status, v) = admin(
+        &http,
+        ss2,
+        "GET",
+        "/api/v1/registration",
+        Some("test-api-key"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["active_auth_certificate"]["registered"], true, "{v}");
+    assert_eq!(
+        v["installed_auth_certificate"]["sha256"],
+        new_auth.fingerprint_hex(),
+        "{v}"
+    );
+    assert_eq!(v["installed_auth_certificate"]["registered"], false, "{v}");
+    let (ok, out) = ss_cli(
+        ss2,
+        "test-api-key",
+        &["registration", "status", "--client", "DEV/GOV/2000/prov"],
+    )
+    .await;
+    assert!(ok && out.contains("\"registered\": true"), "{out}");
+    let (ok, out) = ss_cli(
+        ss2,
+        "test-api-key",
+        &["registration", "status", "--client", "DEV/GOV/2000/newsub"],
+    )
+    .await;
+    assert!(ok && out.contains("\"registered\": false"), "{out}");
 }

@@ -540,9 +540,9 @@ async fn trust_decisions_and_message_log() {
     s.consumer_log.set_failing(None);
 
     // A stale OCSP response stapled by the consumer is refused by the provider.
-    let sign = s.consumer.identity.sign.cert().clone();
-    let good = s.consumer.identity.sign.ocsp().unwrap();
-    s.consumer.identity.sign.set_ocsp(
+    let sign = s.consumer.identity().sign.cert().clone();
+    let good = s.consumer.identity().sign.ocsp().unwrap();
+    s.consumer.identity().sign.set_ocsp(
         s.pki.ocsp(&sign, now - time::Duration::hours(2)),
         CertStatus::Good,
         now - time::Duration::hours(2),
@@ -560,7 +560,7 @@ async fn trust_decisions_and_message_log() {
     // the revoked response anyway is refused by the provider.
     s.pki.ca.revoke(&sign, CrlReason::KeyCompromise).unwrap();
     let revoked = s.pki.ocsp(&sign, now);
-    s.consumer.identity.sign.set_ocsp(
+    s.consumer.identity().sign.set_ocsp(
         revoked.clone(),
         CertStatus::Revoked {
             at: now,
@@ -571,11 +571,11 @@ async fn trust_decisions_and_message_log() {
     s.fault("Server.ClientProxy.CannotCreateSignature.CertValidation")
         .await;
     s.consumer
-        .identity
+        .identity()
         .sign
         .set_ocsp(revoked, CertStatus::Good, now);
     s.fault("Server.ServerProxy.CertValidation").await;
-    s.consumer.identity.sign.set_ocsp(good.0, good.1, good.2);
+    s.consumer.identity().sign.set_ocsp(good.0, good.1, good.2);
     // The provider counted the refusals by outcome.
     let m = s.provider.metrics.render();
     assert!(

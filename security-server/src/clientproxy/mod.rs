@@ -80,7 +80,8 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
 /// Serves HTTPS on `listener` with the internal certificate; client certificates are asked
 /// for but optional, and matched per request against the client's registered ones.
 pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
-    let (key, chain) = state.identity.internal.as_ref().ok_or_else(|| {
+    let identity = state.identity();
+    let (key, chain) = identity.internal.as_ref().ok_or_else(|| {
         std::io::Error::other("no internal TLS certificate (security-server init creates one)")
     })?;
     let tls_id = trustbus_pki::tls::TlsIdentity::new(chain, key).map_err(std::io::Error::other)?;
@@ -236,7 +237,7 @@ fn check_client(
         }
     }
     // Requests are signed with the client member's key.
-    if state.identity.signer(&client.owner()).is_none() {
+    if state.identity().signer(&client.owner()).is_none() {
         return Err(crate::verify::fault(
             Origin::ClientProxy,
             ErrorKind::CannotCreateSignature,
@@ -247,7 +248,7 @@ fn check_client(
             ),
         ));
     }
-    let here = view.server(&state.identity.server);
+    let here = view.server(&state.identity().server);
     if !here.is_some_and(|s| view.hosts(s, client)) {
         return Err(cp(
             ErrorKind::UnknownMember,
@@ -383,7 +384,7 @@ async fn exchange(
         .header(PROTOCOL_HEADER, PROTOCOL)
         .body(body)
         .map_err(|e| cp(ErrorKind::InternalError, e.to_string()))?;
-    let sent = match state.pool.send(view, &state.identity, servers, req).await {
+    let sent = match state.pool.send(view, &state.identity(), servers, req).await {
         Ok(s) => s,
         Err(f) => {
             // A streamed body that failed on our side explains the failure better.

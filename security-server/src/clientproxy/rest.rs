@@ -122,16 +122,16 @@ async fn run(
         }
         Some(len) if len > lim.spill_threshold_bytes as u64 => {
             // Fail before streaming, not after the whole body, when signing cannot succeed.
-            state
-                .identity
-                .ready_signer(&meta.client.owner(), Origin::ClientProxy)?;
+            // One identity for the check and the signature (a key rotation may swap it).
+            let identity = state.identity();
+            identity.ready_signer(&meta.client.owner(), Origin::ClientProxy)?;
             let (content_type, body, done) = crate::message::seal_streaming(
                 meta.clone(),
                 head,
                 CT_REST_REQUEST,
                 body,
                 len,
-                state.identity.clone(),
+                identity,
                 Origin::ClientProxy,
             );
             let out = super::Outgoing::Streamed {
@@ -158,7 +158,7 @@ async fn run(
                 head,
                 CT_REST_REQUEST,
                 body,
-                &state.identity,
+                &state.identity(),
                 Origin::ClientProxy,
                 crate::now(),
             )?;

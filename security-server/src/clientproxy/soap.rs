@@ -147,7 +147,7 @@ async fn run(
         request.bytes().to_vec(),
         CT_SOAP,
         body,
-        &state.identity,
+        &state.identity(),
         Origin::ClientProxy,
         crate::now(),
     )?;

@@ -53,7 +53,8 @@ impl PeerPolicy for AnyRegistered {
 
 /// Serves the server proxy on `listener` until the task is dropped.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
-    let id = &state.identity;
+    // The authentication key changes only at restart (docs/operator-guide.md, rotating keys).
+    let id = state.identity();
     let tls_id = TlsIdentity::new(&id.auth.chain, &id.auth.key).map_err(std::io::Error::other)?;
     let cfg = ss_server_config(tls_id, Arc::new(AnyRegistered(state.clone())))
         .map_err(std::io::Error::other)?;
@@ -270,7 +271,7 @@ async fn exchange(
     let provider = meta.service.provider();
     if cfg.client(provider).is_none()
         || !view
-            .server(&state.identity.server)
+            .server(&state.identity().server)
             .is_some_and(|s| view.hosts(s, provider))
     {
         return Err(sp(
@@ -406,7 +407,7 @@ async fn finish(state: &AppState, prepared: Prepared) -> Result<http::Response<O
         prepared.head,
         prepared.head_type,
         prepared.body,
-        &state.identity,
+        &state.identity(),
         Origin::ServerProxy,
         crate::now(),
     )?;
