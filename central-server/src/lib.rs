@@ -30,6 +30,7 @@ pub mod management;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod supervised;
 pub mod tlsconf;
 pub mod util;
 

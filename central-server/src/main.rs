@@ -366,10 +366,14 @@ fn serve(config: &Config) -> Result<(), Error> {
                 tokio::select! {
                     _ = ctrl_c => {}
                     _ = term.recv() => {}
+                    () = trustbus_central_server::supervised::parent_gone() => {}
                 }
             }
             #[cfg(not(unix))]
-            let _ = ctrl_c.await;
+            tokio::select! {
+                _ = ctrl_c => {}
+                () = trustbus_central_server::supervised::parent_gone() => {}
+            }
             let _ = tx.send(true);
         });
         // The first listener that fails (for example a port in use) stops the server.

@@ -340,3 +340,49 @@ fn serve_answers_ocsp_tsa_health_and_ca_to_openssl() {
     );
     assert!(!ok_v, "a timestamp over other data must not verify: {v}");
 }
+
+/// docs/pki.md §6, run as written with bash in an empty directory: a CA, a signing
+/// certificate, an authentication certificate for an openssl CSR, openssl's checks, revocation.
+#[test]
+fn pki_doc_commands_work_as_written() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pki.md"))
+        .unwrap();
+    let marker = "<!-- pki-doc-test: commands -->\n```sh\n";
+    let start = doc.find(marker).expect("marker in docs/pki.md") + marker.len();
+    let end = start + doc[start..].find("\n```").unwrap();
+    let block = &doc[start..end];
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_trustbus")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", block])
+        .env("PATH", path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{block}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ss1.pem: OK\n"), "{stdout}");
+    assert!(stdout.contains("sign1.pem: OK\n"), "{stdout}");
+    // The CSR said CN=ignored: the subject comes from --member/--server/--name.
+    assert!(
+        stdout.contains(
+            "subject=C = DEV, O = Tax Board, businessCategory = GOV, serialNumber = 1234, CN = ss1\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("): keyCompromise\n"), "{stdout}");
+    let index = std::fs::read_to_string(dir.path().join("devca/index.json")).unwrap();
+    assert!(index.contains("keyCompromise"), "{index}");
+    for f in ["sign1.pem", "sign1.key", "ss1.pem"] {
+        assert!(dir.path().join(f).is_file(), "{f} written");
+    }
+}

@@ -210,6 +210,11 @@ impl Up {
             .to_owned()
     }
 
+    /// The process id of `trustbus up` itself.
+    pub fn up_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The pid of a child by name (`central-server`, `ss1`, ...).
     pub fn pid(&self, name: &str) -> u32 {
         self.endpoints["processes"]
@@ -389,7 +394,13 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Resul
 /// The bodies of the fenced `sh` blocks of docs/operator-guide.md that follow a line
 /// `<!-- e2e: TAG -->`, in order.
 pub fn operator_guide_blocks(tag: &str) -> Vec<String> {
-    let path = workspace_root().join("docs/operator-guide.md");
+    doc_blocks("operator-guide.md", tag)
+}
+
+/// The bodies of the fenced `sh` blocks of `docs/FILE` that follow a line
+/// `<!-- e2e: TAG -->`, in order.
+pub fn doc_blocks(file: &str, tag: &str) -> Vec<String> {
+    let path = workspace_root().join("docs").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let marker = format!("<!-- e2e: {tag} -->");
     let mut out = Vec::new();
@@ -407,9 +418,6 @@ pub fn operator_guide_blocks(tag: &str) -> Vec<String> {
         let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
         out.push(block.join("\n"));
     }
-    assert!(
-        !out.is_empty(),
-        "no block marked {marker} in docs/operator-guide.md"
-    );
+    assert!(!out.is_empty(), "no block marked {marker} in docs/{file}");
     out
 }

@@ -383,6 +383,8 @@ fn tsa_outage(up: &Up) {
     };
     let before = failures();
     let t0 = Instant::now();
+    let cp = up.get("/client_proxy_url");
+    let path = format!("DEV/GOV/1002/registry/persons/{PERSON}");
     // A loopback port nobody listens on: the TSA is unreachable.
     set_tsa_url(up, &format!("http://127.0.0.1:{}/tsa", free_port()));
     eventually(
@@ -392,13 +394,15 @@ fn tsa_outage(up: &Up) {
             if failures() > before {
                 Ok(())
             } else {
+                // A round only calls the TSA when records are pending (the development
+                // instance timestamps every second): keep exchanging until the security
+                // server has the new configuration and its round fails.
+                let _ = rest(&cp, CONSUMER, &path);
                 Err("no failure logged yet".into())
             }
         },
     );
     // Inside the window: still served, and logged.
-    let cp = up.get("/client_proxy_url");
-    let path = format!("DEV/GOV/1002/registry/persons/{PERSON}");
     let r = rest(&cp, CONSUMER, &path);
     assert_eq!(r.status, 200, "inside the window: {}", r.text());
     let backlog = r.header("x-road-request-id").unwrap().to_owned();
@@ -525,6 +529,114 @@ fn admin_apis(up: &Up) {
     assert_eq!(r.status, 200, "{}", r.text());
     let r = http("GET", &format!("{ss1}/server"), &[], b"").unwrap();
     assert_eq!(r.status, 401, "{}", r.text());
+}
+
+/// docs/endpoints.md "Reading it", executed as written from the directory holding
+/// `trustbus-dev/`: the client proxy URL, the registered security servers, auditor records.
+fn endpoints_doc(up: &Up, cwd: &std::path::Path) {
+    let script = trustbus_integration_tests::doc_blocks("endpoints.md", "endpoints").join("\n");
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("PATH", path_with_binaries())
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp = up.get("/client_proxy_url");
+    assert!(text.starts_with(&format!("{cp}\n")), "{text}");
+    for id in ["DEV/GOV/1001/ss1", "DEV/GOV/1002/ss2"] {
+        assert!(text.contains(id), "{id} listed: {text}");
+    }
+    assert!(text.contains("\"request_sent\""), "auditor records: {text}");
+}
+
+/// docs/operator-guide.md §4, executed as written against the running instance (from the
+/// directory holding `trustbus-dev/`): access to `statistics` is denied, granted, revoked;
+/// then a new service is published for a local group, disabled and enabled, a client added
+/// and the diagnostics run.
+fn operator_guide_access(up: &Up, cwd: &std::path::Path) {
+    assert_eq!(
+        up.dir,
+        cwd.join("trustbus-dev"),
+        "the guide names the directory"
+    );
+    let prelude = operator_guide_blocks("admin-env").join("\n");
+    let run = |tag: &str| -> String {
+        let script = format!("{prelude}\n{}", operator_guide_blocks(tag).join("\n"));
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("PATH", path_with_binaries())
+            .env_remove("TRUSTBUS_ADMIN_URL")
+            .env_remove("TRUSTBUS_ADMIN_API_KEY")
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "guide block {tag}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let cp = up.get("/client_proxy_url");
+    let statistics = || rest(&cp, CONSUMER, "DEV/GOV/1002/registry/statistics");
+
+    let text = run("access");
+    // What the comments promise, in order: no grant, denied, granted and answered.
+    let at = |needle: &str, from: usize| -> usize {
+        text[from..]
+            .find(needle)
+            .map(|i| from + i)
+            .unwrap_or_else(|| panic!("{needle:?} after byte {from} of:\n{text}"))
+    };
+    let listed = at("\"id\": \"DEV/GOV/1002/registry/statistics\"", 0);
+    // `access list` prints no grant, then curl the refusal.
+    let denied = at(
+        "\n]\n[]\n{\"type\":\"Server.ServerProxy.AccessDenied\"",
+        listed,
+    );
+    let granted = at("\"subject\": \"SUBSYSTEM:DEV/GOV/1001/tax-portal\"", denied);
+    let answered = at("{\"population\":", granted);
+    // `access revoke` prints the grants left: none.
+    assert!(text[answered..].ends_with("}[]\n"), "{text}");
+    // The revoke applies at once.
+    assert_eq!(bus_error(&statistics()), "Server.ServerProxy.AccessDenied");
+
+    let text = run("publish");
+    assert!(
+        text.contains("\"family_name\":\"Maasikas\""),
+        "the person through the new service:\n{text}"
+    );
+    for promised in [
+        "\"disabled_notice\": \"upgrade until 14:00\",\n  \"enabled\": false",
+        "\"connection\": \"https-auth\"",
+        "\"peer_certificate\": \"C=DEV, O=Ministry of Finance, businessCategory=GOV, serialNumber=1001, CN=ss1\"",
+        "\"name\": \"Trustbus development TSA\",\n      \"ok\": true",
+    ] {
+        assert!(text.contains(promised), "{promised:?} in:\n{text}");
+    }
+    let r = rest(
+        &cp,
+        CONSUMER,
+        &format!("DEV/GOV/1002/registry/people/{PERSON}"),
+    );
+    assert_eq!(r.status, 200, "enabled again: {}", r.text());
+    let key = format!("Bearer {}", up.get("/api_keys/security_servers/ss2"));
+    let ss2 = up.get("/security_servers/1/admin_api_url");
+    let r = http(
+        "GET",
+        &format!("{ss2}/clients"),
+        &[("Authorization", &key)],
+        b"",
+    )
+    .unwrap();
+    assert!(r.text().contains("DEV/GOV/1002/archive"), "{}", r.text());
 }
 
 /// Logs the citizen in at the example OpenID provider (authorization code + PKCE), verifies
@@ -833,6 +945,8 @@ fn development_instance_end_to_end() {
     printed_commands_work(&up);
     rest_and_soap(&up);
     admin_apis(&up);
+    endpoints_doc(&up, tmp.path());
+    operator_guide_access(&up, tmp.path());
     g2c(&up);
     evidence_through_auditor_api(&up, &tmp.path().join("evidence"));
 

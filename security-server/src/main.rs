@@ -1239,7 +1239,9 @@ async fn follow_globalconf(
     }
 }
 
+/// Ctrl-C, SIGTERM, or (under `trustbus up`) the supervising process gone.
 async fn shutdown() {
+    let parent_gone = trustbus_central_server::supervised::parent_gone();
     #[cfg(unix)]
     {
         if let Ok(mut term) =
@@ -1248,9 +1250,13 @@ async fn shutdown() {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                () = parent_gone => {}
             }
             return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = parent_gone => {}
+    }
 }

@@ -1,7 +1,8 @@
 //! Child processes: the server binaries next to `trustbus`, one-shot setup commands, and the
 //! long-running servers with their output in `DIR/logs/`. Every child is stopped on every exit
 //! path: [`Children::stop_all`] on a normal or signalled shutdown, and `kill_on_drop` as the
-//! last resort when `trustbus up` fails half-way or panics.
+//! last resort when `trustbus up` fails half-way or panics. If `trustbus up` itself is killed
+//! (SIGKILL, OOM), the servers see their standard input closed and stop on their own.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -107,7 +108,11 @@ pub(crate) async fn run_once(
     }
 }
 
-/// A long-running child.
+/// Makes `central-server serve` and `security-server serve` stop when their standard input
+/// reaches end of file (`trustbus_central_server::supervised`).
+const EXIT_WITH_PARENT_ENV: &str = "TRUSTBUS_EXIT_WITH_PARENT";
+
+/// A long-running child (its `stdin` pipe stays open as long as this does).
 struct Running {
     name: String,
     child: Child,
@@ -141,10 +146,14 @@ impl Children {
             .open(&log_path)
             .map_err(UpError::io(&log_path))?;
         let stderr = log.try_clone().map_err(UpError::io(&log_path))?;
+        // The child's standard input is a pipe this process holds open and never writes: when
+        // `trustbus up` dies by any means (SIGKILL included) the kernel closes it, and the
+        // servers, told by TRUSTBUS_EXIT_WITH_PARENT, stop at its end of file.
         let mut child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .env(EXIT_WITH_PARENT_ENV, "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true)

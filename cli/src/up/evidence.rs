@@ -92,6 +92,6 @@ pub(crate) async fn prepare(
                 format!("not exportable within {} s: {last}", timeout.as_secs()),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
