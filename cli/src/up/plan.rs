@@ -69,7 +69,7 @@ pub(crate) struct ServicePlan {
 pub(crate) const PROVIDER: usize = 1;
 
 /// The example services.
-pub(crate) const SERVICES: [ServicePlan; 4] = [
+pub(crate) const SERVICES: [ServicePlan; 5] = [
     ServicePlan {
         id: "DEV/GOV/1002/registry/persons",
         kind: Kind::Rest,
@@ -98,6 +98,14 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         backend_path: "/statistics",
         granted_to: &[],
         name: "not_granted",
+    },
+    // What `scripts/bench` sends through the bus: the same POST echo as its direct baseline.
+    ServicePlan {
+        id: "DEV/GOV/1002/registry/echo",
+        kind: Kind::Rest,
+        backend_path: "/echo",
+        granted_to: &[CONSUMER],
+        name: "echo",
     },
 ];
 
