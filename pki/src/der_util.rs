@@ -328,7 +328,7 @@ mod tests {
             Err(CertError::BadSignature),
             "the changed certificate's own signature no longer verifies"
         );
-        let mut broken = der.clone();
+        let mut broken = der;
         broken[0] = 0x31;
         assert_eq!(
             ParsedCert::from_der(&broken).map(|_| ()),

@@ -49,6 +49,9 @@ pub struct Verified {
 /// purpose. The OCSP response the result rests on is compared byte for byte in the entry.
 type CheckKey = ([u8; 32], u64, u8);
 
+/// The OCSP responses a passed check rests on, each with when it must be re-checked.
+type GoodResponses = Vec<(Vec<u8>, OffsetDateTime)>;
+
 /// At most this many OCSP responses are remembered per certificate (they are refreshed every few
 /// minutes; older ones simply expire).
 const RESPONSES_PER_CERT: usize = 4;
@@ -64,7 +67,7 @@ const RESPONSES_PER_CERT: usize = 4;
 /// cannot change a decision.
 #[derive(Debug, Default)]
 pub struct VerifyCache {
-    ok_until: Mutex<HashMap<CheckKey, Vec<(Vec<u8>, OffsetDateTime)>>>,
+    ok_until: Mutex<HashMap<CheckKey, GoodResponses>>,
     certs: Mutex<HashMap<Vec<u8>, Certificate>>,
 }
 
