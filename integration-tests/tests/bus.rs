@@ -485,6 +485,28 @@ fn rest_and_soap(up: &Up) {
     );
     assert!(text.contains("requestHash"), "{text}");
 
+    // The echo service the benchmark uses returns exactly what it was sent.
+    assert_eq!(
+        up.get("/services/echo"),
+        "DEV/GOV/1002/registry/echo",
+        "endpoints.json names the echo service"
+    );
+    let body: Vec<u8> = (0..1024u32).map(|i| (i % 251) as u8).collect();
+    let r = http(
+        "POST",
+        &format!("{cp}/r1/DEV/GOV/1002/registry/echo"),
+        &[
+            ("X-Road-Client", CONSUMER),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, body, "echoed byte for byte");
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert!(r.header("x-road-request-hash").is_some(), "{:?}", r.headers);
+
     // Default deny: statistics is not granted to anyone.
     let r = rest(&cp, CONSUMER, "DEV/GOV/1002/registry/statistics");
     assert_eq!(

@@ -499,13 +499,12 @@ pub(crate) fn check_signed_data(
     if ci.content_type != oids::ID_SIGNED_DATA {
         return Err(CmsError::Malformed("not a SignedData".into()));
     }
-    let sd_der = ci.content.to_der().map_err(malformed("SignedData"))?;
-    let sd = SignedDataRaw::from_der(&sd_der).map_err(malformed("SignedData"))?;
+    // Decoded straight from the ContentInfo's bytes (no re-encoding).
+    let sd: SignedDataRaw = ci.content.decode_as().map_err(malformed("SignedData"))?;
 
     // Raw SignerInfo bytes: the signature covers the signed attributes exactly as received.
     let walk = |_| CmsError::Malformed("SignedData".into());
-    let sd_tlv = der_util::read_single(&sd_der).map_err(walk)?;
-    let sd_parts = der_util::children(sd_tlv.value).map_err(walk)?;
+    let sd_parts = der_util::children(ci.content.value()).map_err(walk)?;
     let infos = sd_parts
         .last()
         .ok_or(CmsError::Malformed("SignedData".into()))?;
@@ -520,7 +519,11 @@ pub(crate) fn check_signed_data(
         .ok_or(CmsError::MissingAttribute("signed attributes"))?;
     let mut to_verify = signed_raw.raw.to_vec();
     to_verify[0] = 0x31; // [0] IMPLICIT SET OF -> SET OF, as RFC 5652 5.4 says
-    let si = SignerInfo::from_der(info_raw.raw).map_err(malformed("SignerInfo"))?;
+    // The one SignerInfo, already decoded with the SignedData from the same bytes.
+    let si = match sd.signer_infos.as_slice() {
+        [si] => si,
+        _ => return Err(CmsError::Malformed("exactly one signer expected".into())),
+    };
     let signed = si
         .signed_attrs
         .as_ref()
@@ -636,7 +639,11 @@ pub(crate) fn check_signed_data(
         signature_value: si.signature.as_bytes().to_vec(),
         digest_alg,
         has_ess,
-        unsigned_attrs: si.unsigned_attrs.map(|a| a.into_vec()).unwrap_or_default(),
+        unsigned_attrs: si
+            .unsigned_attrs
+            .as_ref()
+            .map(|a| a.as_slice().to_vec())
+            .unwrap_or_default(),
     })
 }
 

@@ -5,6 +5,9 @@
 //! subset of DER that certificates, OCSP responses and CMS use is accepted: single-byte tags and
 //! definite lengths of at most four length bytes. Anything else is rejected, never guessed at.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use const_oid::ObjectIdentifier;
 use der::Decode;
 use time::OffsetDateTime;
@@ -132,8 +135,35 @@ pub(crate) fn generalized_time(t: OffsetDateTime) -> Option<der::asn1::Generaliz
 pub(crate) struct ParsedCert {
     /// The certificate's DER as received.
     pub(crate) der: Vec<u8>,
-    /// The decoded certificate.
-    pub(crate) cert: Certificate,
+    /// The decoded certificate (shared: the same bytes always decode to the same value).
+    pub(crate) cert: Arc<Certificate>,
+}
+
+/// Decoded certificates by their DER. Every signed message carries its signer's certificate,
+/// and decoding it is a third of the non-cryptographic cost of checking a signature; decoding
+/// is a pure function of the bytes, so reusing the result cannot change any decision.
+static DECODED: Mutex<Option<HashMap<Vec<u8>, Arc<Certificate>>>> = Mutex::new(None);
+
+/// Bound on [`DECODED`]; when full it starts over.
+const MAX_DECODED: usize = 1024;
+
+fn decode_cached(der_bytes: &[u8]) -> Result<Arc<Certificate>, CertError> {
+    if let Some(c) = DECODED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(der_bytes))
+    {
+        return Ok(c.clone());
+    }
+    let cert = Arc::new(Certificate::from_der(der_bytes).map_err(|_| CertError::Malformed)?);
+    let mut guard = DECODED.lock().unwrap_or_else(|e| e.into_inner());
+    let m = guard.get_or_insert_with(HashMap::new);
+    if m.len() >= MAX_DECODED {
+        m.clear();
+    }
+    m.insert(der_bytes.to_vec(), cert.clone());
+    Ok(cert)
 }
 
 /// Why a certificate could not be used.
@@ -148,7 +178,7 @@ pub(crate) enum CertError {
 impl ParsedCert {
     /// Parses a DER certificate.
     pub(crate) fn from_der(der_bytes: &[u8]) -> Result<Self, CertError> {
-        let cert = Certificate::from_der(der_bytes).map_err(|_| CertError::Malformed)?;
+        let cert = decode_cached(der_bytes)?;
         Ok(Self {
             der: der_bytes.to_vec(),
             cert,
@@ -264,5 +294,45 @@ mod tests {
         assert!(read_tlv(&[0x30, 0x85, 0, 0, 0, 0, 1]).is_err());
         assert!(read_tlv(&[0x1f, 0x01, 0x00]).is_err());
         assert!(read_tlv(&[0x30, 0x80]).is_err());
+    }
+
+    /// The decode cache is keyed by the exact bytes: a certificate changed in one byte after its
+    /// twin was decoded is decoded afresh, and a broken one is still refused.
+    #[test]
+    fn decoded_certificates_are_keyed_by_exact_bytes() {
+        let ck = rcgen::generate_simple_self_signed(vec!["cache-test".into()]).unwrap();
+        let der = ck.cert.der().to_vec();
+        let first = ParsedCert::from_der(&der).unwrap();
+        let again = ParsedCert::from_der(&der).unwrap();
+        assert!(
+            Arc::ptr_eq(&first.cert, &again.cert),
+            "served from the cache"
+        );
+        first.verify_issued_by(&first).unwrap();
+
+        // The subject's common name (rcgen's default) comes after the issuer's.
+        let at = der
+            .windows(11)
+            .rposition(|w| w == b"signed cert")
+            .expect("the subject name in the DER");
+        let mut changed = der.clone();
+        changed[at] = b'b';
+        let other = ParsedCert::from_der(&changed).unwrap();
+        assert!(!Arc::ptr_eq(&first.cert, &other.cert));
+        assert_ne!(
+            first.cert.tbs_certificate.subject,
+            other.cert.tbs_certificate.subject
+        );
+        assert_eq!(
+            other.verify_issued_by(&other),
+            Err(CertError::BadSignature),
+            "the changed certificate's own signature no longer verifies"
+        );
+        let mut broken = der;
+        broken[0] = 0x31;
+        assert_eq!(
+            ParsedCert::from_der(&broken).map(|_| ()),
+            Err(CertError::Malformed)
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! Verification of a received `trustbus/1` message, before anything reaches a backend or an
 //! information system (docs/protocol.md §5.5 lists the checks and their fault codes).
 //!
-//! Certificate chain and OCSP results are cached by (certificate fingerprint, SHA-256 of the
-//! OCSP response, configuration version): the hot path then costs the manifest comparison, one
-//! CMS signature check and a few hash lookups.
+//! Certificate chain and OCSP results are cached by (certificate fingerprint, configuration
+//! version, purpose) and the exact OCSP response bytes, and parsed certificates by their DER: the
+//! hot path then costs the manifest comparison, one CMS signature check and a few lookups.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,11 +45,34 @@ pub struct Verified {
     pub signing_time: OffsetDateTime,
 }
 
-/// Remembers certificate checks that passed, until they would need re-checking.
+/// Cache key of a passed certificate check: certificate fingerprint, configuration version and
+/// purpose. The OCSP response the result rests on is compared byte for byte in the entry.
+type CheckKey = ([u8; 32], u64, u8);
+
+/// The OCSP responses a passed check rests on, each with when it must be re-checked.
+type GoodResponses = Vec<(Vec<u8>, OffsetDateTime)>;
+
+/// At most this many OCSP responses are remembered per certificate (they are refreshed every few
+/// minutes; older ones simply expire).
+const RESPONSES_PER_CERT: usize = 4;
+
+/// Remembers certificate checks that passed, until they would need re-checking, and the parsed
+/// form of certificates seen in signatures.
+///
+/// A passed check is only reused for the very same certificate (fingerprint), the very same OCSP
+/// response bytes, the same configuration version and purpose, and only before the earliest of
+/// the response's `nextUpdate`, its freshness limit and the certificate's expiry: a new, revoked
+/// or stale response, another certificate or a new configuration goes through the full check.
+/// Parsing is a pure function of the DER bytes, so the certificate cache, keyed by those bytes,
+/// cannot change a decision.
 #[derive(Debug, Default)]
 pub struct VerifyCache {
-    ok_until: Mutex<HashMap<[u8; 32], OffsetDateTime>>,
+    ok_until: Mutex<HashMap<CheckKey, GoodResponses>>,
+    certs: Mutex<HashMap<Vec<u8>, Certificate>>,
 }
+
+/// Bound on cached parsed certificates (signers of all members that talk to this server).
+const MAX_CERTS: usize = 4096;
 
 impl VerifyCache {
     /// An empty cache.
@@ -57,39 +80,61 @@ impl VerifyCache {
         Self::default()
     }
 
-    fn key(cert: &Certificate, ocsp: &[u8], version: u64, purpose: Purpose) -> [u8; 32] {
-        let mut c = ring::digest::Context::new(&ring::digest::SHA256);
-        c.update(cert.fingerprint());
-        c.update(ring::digest::digest(&ring::digest::SHA256, ocsp).as_ref());
-        c.update(&version.to_be_bytes());
-        c.update(&[purpose as u8]);
-        let mut k = [0u8; 32];
-        k.copy_from_slice(c.finish().as_ref());
-        k
+    fn key(cert: &Certificate, version: u64, purpose: Purpose) -> CheckKey {
+        (*cert.fingerprint(), version, purpose as u8)
     }
 
-    fn hit(&self, key: &[u8; 32], now: OffsetDateTime) -> bool {
+    fn hit(&self, key: &CheckKey, ocsp: &[u8], now: OffsetDateTime) -> bool {
         let m = self.ok_until.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(key).is_some_and(|until| now < *until)
+        m.get(key).is_some_and(|rs| {
+            rs.iter()
+                .any(|(r, until)| r.as_slice() == ocsp && now < *until)
+        })
     }
 
-    fn put(&self, key: [u8; 32], until: OffsetDateTime) {
+    fn put(&self, key: CheckKey, ocsp: &[u8], until: OffsetDateTime, now: OffsetDateTime) {
         let mut m = self.ok_until.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() > 10_000 {
             m.clear();
         }
-        m.insert(key, until);
+        let rs = m.entry(key).or_default();
+        rs.retain(|(r, u)| now < *u && r.as_slice() != ocsp);
+        if rs.len() >= RESPONSES_PER_CERT {
+            rs.remove(0);
+        }
+        rs.push((ocsp.to_vec(), until));
     }
 
-    /// Number of cached results (diagnostics, tests).
+    /// The certificate with this DER, parsed once.
+    pub fn certificate(&self, der: &[u8]) -> Result<Certificate, trustbus_pki::cert::CertError> {
+        if let Some(c) = self
+            .certs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(der)
+        {
+            return Ok(c.clone());
+        }
+        let c = Certificate::from_der(der)?;
+        let mut m = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_CERTS {
+            m.clear();
+        }
+        m.insert(der.to_vec(), c.clone());
+        Ok(c)
+    }
+
+    /// Number of cached check results (diagnostics, tests).
     pub fn len(&self) -> usize {
         self.ok_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .len()
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
-    /// Whether nothing is cached.
+    /// Whether no check result is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -118,8 +163,9 @@ pub fn check_certificate(
             format!("no OCSP response for certificate {}", cert.subject()),
         ));
     }
+    let key = VerifyCache::key(cert, view.version(), purpose);
     for r in responses {
-        if cache.hit(&VerifyCache::key(cert, r, view.version(), purpose), now) {
+        if cache.hit(&key, r, now) {
             return Ok(r.clone());
         }
     }
@@ -156,7 +202,7 @@ pub fn check_certificate(
                     if let Some(c) = chain.valid_until() {
                         until = until.min(c);
                     }
-                    cache.put(VerifyCache::key(cert, r, view.version(), purpose), until);
+                    cache.put(key, r, until, now);
                     return Ok(r.clone());
                 }
                 CertStatus::Revoked { at, .. } => {
@@ -240,7 +286,7 @@ pub fn verify_message(
             format!("signature is malformed: {e}"),
         ),
     })?;
-    let signer = Certificate::from_der(v.signer_cert.clone()).map_err(|e| {
+    let signer = cache.certificate(&v.signer_cert).map_err(|e| {
         sigv(
             ErrorKind::MalformedSignature,
             format!("signer certificate: {e}"),
@@ -269,7 +315,7 @@ pub fn verify_message(
     let extra: Vec<Certificate> = v
         .chain
         .iter()
-        .filter_map(|c| Certificate::from_der(c.clone()).ok())
+        .filter_map(|c| cache.certificate(c).ok())
         .collect();
     let ocsp = check_certificate(
         view,

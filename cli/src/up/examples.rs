@@ -2,9 +2,10 @@
 //! register (`GET /persons/{id}`), the same as a SOAP service (`getPerson`), a citizen's own
 //! records (`GET /citizen/my-records`, for a bus-verified end user only) and a statistics
 //! service that no one is granted (to show access denied). They are written with the SDK's
-//! provider support, as an agency would write them.
+//! provider support, as an agency would write them. An echo service (`POST /echo`) gives the
+//! benchmark the same work through the bus as its direct baseline.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,21 @@ pub(crate) fn router() -> Router {
         .route("/citizen/my-records", get(my_records))
         .route("/statistics", get(statistics))
         .route("/statistics/{*rest}", get(statistics))
+        .route("/echo", post(echo))
+        .route("/echo/{*rest}", post(echo))
+}
+
+/// `POST /echo`: the request body back, streamed (a 1 GiB benchmark body is never held in
+/// memory), with the request's `Content-Type` and `Content-Length`.
+async fn echo(req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let mut resp = Response::new(Body::new(body));
+    for h in [header::CONTENT_TYPE, header::CONTENT_LENGTH] {
+        if let Some(v) = parts.headers.get(&h) {
+            resp.headers_mut().insert(h, v.clone());
+        }
+    }
+    resp
 }
 
 /// The one person the example register knows, by national id.

@@ -71,7 +71,7 @@ pub(crate) struct ServicePlan {
 pub(crate) const PROVIDER: usize = 1;
 
 /// The example services.
-pub(crate) const SERVICES: [ServicePlan; 4] = [
+pub(crate) const SERVICES: [ServicePlan; 5] = [
     ServicePlan {
         id: "DEV/GOV/1002/registry/persons",
         kind: Kind::Rest,
@@ -105,6 +105,14 @@ pub(crate) const SERVICES: [ServicePlan; 4] = [
         granted_to: &[],
         name: "not_granted",
         verified_user_acr: None,
+    },
+    // What `scripts/bench` sends through the bus: the same POST echo as its direct baseline.
+    ServicePlan {
+        id: "DEV/GOV/1002/registry/echo",
+        kind: Kind::Rest,
+        backend_path: "/echo",
+        granted_to: &[CONSUMER],
+        name: "echo",
     },
 ];
 

@@ -203,7 +203,7 @@ impl<S: RevocationSource> OcspResponder<S> {
             .sign(&tbs_der)
             .map_err(|e| OcspError::Encoding(e.to_string()))?;
         let certs = if self.delegated {
-            Some(vec![self.responder.cert.clone()])
+            Some(vec![(*self.responder.cert).clone()])
         } else {
             None
         };

@@ -416,3 +416,122 @@ fn message_is_an_evidence_container_without_resigning() {
     let v = c.verify_signature(f.now).unwrap();
     assert_eq!(v.signer_cert, f.a.1.der());
 }
+
+/// Verifies `msg` as a request from `client()` with `cache` at `at`, rendering a fault's code.
+fn verify_with(f: &Fx, cache: &VerifyCache, msg: &ReceivedMessage, at: OffsetDateTime) -> String {
+    match verify_message(
+        &f.view,
+        cache,
+        msg,
+        &client().owner(),
+        Origin::ServerProxy,
+        at,
+    ) {
+        Ok(_) => "ok".into(),
+        Err(e) => e.code.render(FaultDialect::Classic),
+    }
+}
+
+#[test]
+fn warm_cache_still_refuses_a_revoked_certificate() {
+    let f = fx();
+    let cache = VerifyCache::new();
+    let good = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    assert_eq!(verify_with(&f, &cache, &good, f.now), "ok");
+    assert_eq!(cache.len(), 1);
+    f.pki
+        .ca
+        .revoke(&f.a.1, trustbus_pki::revocation::CrlReason::KeyCompromise)
+        .unwrap();
+    // Same certificate, same signer, a new response that says revoked: not served from cache.
+    let revoked = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    assert_eq!(
+        verify_with(&f, &cache, &revoked, f.now),
+        "Server.ServerProxy.CertValidation"
+    );
+    // The good result stays cached for the good response only.
+    assert_eq!(verify_with(&f, &cache, &good, f.now), "ok");
+}
+
+#[test]
+fn warm_cache_still_refuses_a_stale_response() {
+    let f = fx();
+    let cache = VerifyCache::new();
+    let good = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    assert_eq!(verify_with(&f, &cache, &good, f.now), "ok");
+    let stale = message(
+        &f.a,
+        Some(f.pki.ocsp(&f.a.1, f.now - Duration::hours(2))),
+        false,
+        f.now,
+    );
+    assert_eq!(
+        verify_with(&f, &cache, &stale, f.now),
+        "Server.ServerProxy.CertValidation.IncorrectValidationInfo"
+    );
+}
+
+#[test]
+fn warm_cache_still_refuses_another_certificate_of_the_same_member() {
+    let f = fx();
+    let cache = VerifyCache::new();
+    let good = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    assert_eq!(verify_with(&f, &cache, &good, f.now), "ok");
+    // A new key and certificate for the same member, revoked at once: its own check runs.
+    let renewed = f.pki.sign_cert(&client().owner()).unwrap();
+    assert_eq!(renewed.1.subject(), f.a.1.subject());
+    f.pki
+        .ca
+        .revoke(
+            &renewed.1,
+            trustbus_pki::revocation::CrlReason::KeyCompromise,
+        )
+        .unwrap();
+    let msg = message(&renewed, Some(f.pki.ocsp(&renewed.1, f.now)), false, f.now);
+    assert_eq!(
+        verify_with(&f, &cache, &msg, f.now),
+        "Server.ServerProxy.CertValidation"
+    );
+    // The first certificate's good response does not vouch for the renewed certificate.
+    let borrowed = message(&renewed, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    assert_eq!(
+        verify_with(&f, &cache, &borrowed, f.now),
+        "Server.ServerProxy.CertValidation.IncorrectValidationInfo"
+    );
+    // A certificate of the same member from a CA that is not approved.
+    let dir = tempfile::tempdir().unwrap();
+    let other = TestPki::new(dir.path()).unwrap();
+    let rogue = other.sign_cert(&client().owner()).unwrap();
+    let msg = message(&rogue, Some(other.ocsp(&rogue.1, f.now)), false, f.now);
+    assert_eq!(
+        verify_with(&f, &cache, &msg, f.now),
+        "Server.ServerProxy.CertValidation.InvalidCertPath"
+    );
+}
+
+#[test]
+fn warm_cache_does_not_outlive_the_configuration_that_approved_the_ca() {
+    let f = fx();
+    let cache = VerifyCache::new();
+    let good = message(&f.a, Some(f.pki.ocsp(&f.a.1, f.now)), false, f.now);
+    assert_eq!(verify_with(&f, &cache, &good, f.now), "ok");
+    // Version 2 of the configuration no longer approves the CA.
+    let ss = SecurityServerId::from_slash("DEV/GOV/1/ss1").unwrap();
+    let (_, auth) = f.pki.auth_cert(&ss).unwrap();
+    let mut shared = shared_params(
+        &[client()],
+        vec![server_entry(&ss, "127.0.0.1:1", &auth, &[client()])],
+        f.pki.approved_ca("http://127.0.0.1:1/ocsp"),
+    );
+    shared.approved_cas.clear();
+    let v2 = GcView::new(global_conf(shared, 2, f.now + Duration::hours(1)));
+    let r = verify_message(
+        &v2,
+        &cache,
+        &good,
+        &client().owner(),
+        Origin::ServerProxy,
+        f.now,
+    );
+    assert_eq!(code(r), "Server.ServerProxy.CertValidation.InvalidCertPath");
+}
