@@ -113,6 +113,7 @@ pub(crate) const SERVICES: [ServicePlan; 5] = [
         backend_path: "/echo",
         granted_to: &[CONSUMER],
         name: "echo",
+        verified_user_acr: None,
     },
 ];
 
