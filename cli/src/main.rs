@@ -44,6 +44,10 @@ enum Command {
         /// shorter to try the fail-closed behaviour.
         #[arg(long, value_name = "SECONDS")]
         timestamping_failure_window: Option<u64>,
+        /// `off` starts the security servers with the message log switched off (for the
+        /// benchmark's cost-of-logging row only): exchanges are then not recorded or provable.
+        #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+        message_log: String,
     },
 }
 
@@ -66,10 +70,12 @@ fn main() -> ExitCode {
         Command::Up {
             dir,
             timestamping_failure_window,
+            message_log,
         } => up::run(
             &dir,
             &up::Options {
                 timestamping_failure_window,
+                message_log_off: message_log == "off",
             },
         )
         .map_err(|e| e.to_string()),

@@ -95,3 +95,48 @@ fn large_body_is_streamed() {
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["bytes_received"], 32u64 << 20);
 }
+
+/// `trustbus-bench` with the bus (durable message log) and the bus with the message log off,
+/// in one short run: both rows are measured without errors and the ratio "logging on /
+/// logging off" is reported. Checks the shape only, never the numbers' size.
+#[test]
+fn bench_measures_the_cost_of_the_message_log() {
+    assert!(
+        trustbus_integration_tests::security_server_available(),
+        "the security-server binary found is not this workspace's build"
+    );
+    let trustbus = trustbus_integration_tests::bin_dir().join("trustbus");
+    let out = Command::new(env!("CARGO_BIN_EXE_trustbus-bench"))
+        .arg("--trustbus")
+        .arg(&trustbus)
+        .args(["--only", "bus,bus-log-off", "--json"])
+        .args(["--concurrency", "2", "--duration", "1", "--warmup", "0.2"])
+        .args(["--settle", "0"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run trustbus-bench");
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["missing"], serde_json::json!({}), "{r}");
+    let targets: Vec<&str> = r["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["bus", "bus-log-off"], "{r}");
+    for c in r["cells"].as_array().unwrap() {
+        check(&c["load"], "rest");
+        assert!(c["load"]["requests_per_second"].as_f64().unwrap() > 0.0);
+    }
+    for k in [
+        "bus/bus-log-off throughput",
+        "bus/bus-log-off p50 latency",
+        "bus/bus-log-off machine CPU per exchange",
+    ] {
+        let v = r["ratios"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {k} in {r}"));
+        assert!(v.is_finite() && v > 0.0, "{k}: {v}");
+    }
+}

@@ -26,6 +26,7 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                     if req.uri().path().starts_with(crate::auditorapi::PREFIX) {
                         return Ok::<_, std::convert::Infallible>(match &state.auditor {
                             Some(app) => crate::auditorapi::handle(app, req).await,
+                            None if !state.log.recording() => crate::auditorapi::logging_disabled(),
                             None => crate::auditorapi::not_available(),
                         });
                     }
@@ -140,9 +141,24 @@ pub fn diagnostics(state: &AppState) -> String {
         "signing_certificate": ocsp(&state.identity().sign),
         "authentication_certificate": ocsp(&state.identity().auth),
         "clients": clients,
+        "message_log": message_log(state),
         "healthy": health(state).is_ok(),
     })
     .to_string()
+}
+
+/// Whether exchanges are recorded; with the log switched off, a warning that says what that
+/// costs.
+fn message_log(state: &AppState) -> serde_json::Value {
+    if state.log.recording() {
+        serde_json::json!({ "enabled": true })
+    } else {
+        serde_json::json!({
+            "enabled": false,
+            "warning": "the message log is switched off ([message_log] enabled = false): \
+                        exchanges are not recorded and cannot be proven",
+        })
+    }
 }
 
 /// `GET /diagnostics/connection?server=INSTANCE/CLASS/MEMBER/CODE`: a mutual TLS handshake

@@ -212,14 +212,26 @@ pub fn tls_config(
 
 /// The auditor API answer when the server runs without one (tests with an in-memory log).
 pub fn not_available() -> http::Response<OutBody> {
+    error_answer(404, "not_found", "this server has no message log to audit")
+}
+
+/// The answer when the message log is switched off (`[message_log] enabled = false`): 503
+/// `message_log_disabled`, so an auditor is never shown an empty search as if nothing happened.
+pub fn logging_disabled() -> http::Response<OutBody> {
+    error_answer(
+        503,
+        "message_log_disabled",
+        "the message log is switched off on this server ([message_log] enabled = false): \
+         exchanges are not recorded and there is no evidence to audit",
+    )
+}
+
+fn error_answer(status: u16, code: &str, message: &str) -> http::Response<OutBody> {
     let mut r = http::Response::new(full(
-        serde_json::json!({
-            "code": "not_found",
-            "message": "this server has no message log to audit"
-        })
-        .to_string(),
+        serde_json::json!({ "code": code, "message": message }).to_string(),
     ));
-    *r.status_mut() = http::StatusCode::NOT_FOUND;
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

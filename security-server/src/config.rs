@@ -126,6 +126,12 @@ impl Default for EndUserIdentitySection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageLogSection {
+    /// Whether exchanges are logged at all (default true). `false` is for benchmarks and test
+    /// environments only: nothing is recorded, so no exchange can be proven afterwards; the
+    /// server warns at start, `/diagnostics` and `/metrics` show it, and the auditor API
+    /// answers 503 `message_log_disabled`.
+    #[serde(default = "d_enabled")]
+    pub enabled: bool,
     /// `sync` (default: an exchange is acknowledged only after the fdatasync covering its
     /// records) or `relaxed` (acknowledged after the write; see
     /// [`crate::messagelog::settings::DurabilitySetting`] for what is at risk).
@@ -150,9 +156,14 @@ fn d_relaxed_delay() -> u64 {
     10
 }
 
+fn d_enabled() -> bool {
+    true
+}
+
 impl Default for MessageLogSection {
     fn default() -> Self {
         Self {
+            enabled: d_enabled(),
             durability: Default::default(),
             relaxed_max_delay_ms: d_relaxed_delay(),
             encrypt_payloads: false,
@@ -756,6 +767,14 @@ mod tests {
         let c = Config::parse(base).unwrap();
         assert_eq!(c.message_log.relaxed_max_delay_ms, 10);
         assert!(!c.message_log.encrypt_payloads);
+        assert!(
+            c.message_log.enabled,
+            "the message log is on unless switched off"
+        );
+        let c = Config::parse(&format!("{base}[message_log]\nenabled = false\n")).unwrap();
+        assert!(!c.message_log.enabled);
+        let c = Config::parse(&format!("{base}[message_log]\nenabled = true\n")).unwrap();
+        assert!(c.message_log.enabled);
         let c = Config::parse(&format!(
             "{base}[message_log]\ndurability = \"relaxed\"\nrelaxed_max_delay_ms = 50\n\
              encrypt_payloads = true\n[[api_keys]]\nsha256 = \"00\"\nrole = \"auditor\"\n"
@@ -769,6 +788,8 @@ mod tests {
         for bad in [
             "[message_log]\ndurability = \"sometimes\"\n",
             "[message_log]\nrelaxed_max_delay_ms = 0\n",
+            "[message_log]\nenabled = \"off\"\n",
+            "[message_log]\nenable = false\n",
             "[[api_keys]]\nsha256 = \"00\"\nrole = \"superuser\"\n",
         ] {
             assert!(Config::parse(&format!("{base}{bad}")).is_err(), "{bad}");

@@ -106,6 +106,28 @@ pub type LogFuture<'a> = Pin<Box<dyn Future<Output = Result<(), LogFailed>> + Se
 pub trait MessageLogSink: Send + Sync {
     /// Stores `entry`; the exchange continues only after `Ok`.
     fn log(&self, entry: LogEntry) -> LogFuture<'_>;
+
+    /// Whether entries are recorded at all (false only for [`NoLog`]); diagnostics, metrics
+    /// and the auditor API report it.
+    fn recording(&self) -> bool {
+        true
+    }
+}
+
+/// The sink of `[message_log] enabled = false` (benchmarks, test environments): every entry is
+/// dropped at once and nothing is kept, in memory or on disk, so no exchange can be proven.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLog;
+
+impl MessageLogSink for NoLog {
+    fn log(&self, entry: LogEntry) -> LogFuture<'_> {
+        drop(entry);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn recording(&self) -> bool {
+        false
+    }
 }
 
 /// An in-memory log with the real contract (tests, development).
@@ -273,5 +295,18 @@ mod tests {
             "Server.ClientProxy.LoggingFailed"
         );
         assert_eq!(log.entries().len(), 1);
+        assert!(log.recording());
+    }
+
+    #[tokio::test]
+    async fn no_log_accepts_everything_and_says_it_records_nothing() {
+        let log = NoLog;
+        assert!(!log.recording());
+        let sink: &dyn MessageLogSink = &log;
+        for _ in 0..3 {
+            assert_eq!(sink.log(entry()).await, Ok(()));
+        }
+        // A zero-sized sink: there is nowhere for entries to accumulate.
+        assert_eq!(size_of::<NoLog>(), 0);
     }
 }

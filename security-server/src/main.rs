@@ -14,7 +14,7 @@ use trustbus_pki::{Certificate, KeyKind, KeyPair};
 use trustbus_sdk::id::{ClientId, SecurityServerId};
 use trustbus_security_server::config::Config;
 use trustbus_security_server::identity::{self, Identity};
-use trustbus_security_server::logsink::JournalLog;
+use trustbus_security_server::logsink::{JournalLog, MessageLogSink, NoLog};
 use trustbus_security_server::messagelog::archive;
 use trustbus_security_server::messagelog::settings::{self, TimestampSettings};
 use trustbus_security_server::messagelog::timestamp::Timestamper;
@@ -1061,28 +1061,40 @@ fn serve(path: &Path) -> Result<(), String> {
     let anchor = Anchor::from_bytes(&anchor).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(cfg.globalconf_dir()).map_err(|e| e.to_string())?;
     // The durable message log; opening it runs crash recovery (blocking, before serving).
+    // With `enabled = false` nothing is opened or created under `log_dir`.
     let log_dir = cfg.server.data_dir.join("messagelog");
     let ml = &cfg.message_log;
-    let mut log_cfg = MessageLogConfig::new(&log_dir);
-    log_cfg.durability = ml.durability.to_durability(ml.relaxed_max_delay_ms);
-    if let Some(risk) = ml.durability.risk(ml.relaxed_max_delay_ms) {
-        tracing::warn!("{risk}");
-    }
-    if ml.encrypt_payloads {
-        let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
-        let (key, created) = settings::payload_key_from_token(&token, &pin)?;
-        if created {
-            tracing::warn!(
-                key = key.id(),
-                "created the message-log payload key in the token; back the token up: \
-                 without it the encrypted payloads cannot be read"
-            );
+    let (log, payload_key) = if ml.enabled {
+        let mut log_cfg = MessageLogConfig::new(&log_dir);
+        log_cfg.durability = ml.durability.to_durability(ml.relaxed_max_delay_ms);
+        if let Some(risk) = ml.durability.risk(ml.relaxed_max_delay_ms) {
+            tracing::warn!("{risk}");
         }
-        tracing::info!(key = key.id(), "message-log payloads are encrypted at rest");
-        log_cfg.payload_key = Some(Arc::new(key));
-    }
-    let payload_key = log_cfg.payload_key.clone();
-    let log = Arc::new(MessageLog::open(log_cfg).map_err(|e| format!("message log: {e}"))?);
+        if ml.encrypt_payloads {
+            let token = SoftToken::open(cfg.token_dir()).map_err(|e| e.to_string())?;
+            let (key, created) = settings::payload_key_from_token(&token, &pin)?;
+            if created {
+                tracing::warn!(
+                    key = key.id(),
+                    "created the message-log payload key in the token; back the token up: \
+                     without it the encrypted payloads cannot be read"
+                );
+            }
+            tracing::info!(key = key.id(), "message-log payloads are encrypted at rest");
+            log_cfg.payload_key = Some(Arc::new(key));
+        }
+        let payload_key = log_cfg.payload_key.clone();
+        let log = Arc::new(MessageLog::open(log_cfg).map_err(|e| format!("message log: {e}"))?);
+        (Some(log), payload_key)
+    } else {
+        tracing::warn!(
+            "MESSAGE LOG SWITCHED OFF ([message_log] enabled = false): exchanges are NOT \
+             recorded, no evidence exists and no exchange through this server can be proven; \
+             no timestamping, no archiving, the auditor API answers 503. For benchmarks and \
+             test environments only"
+        );
+        (None, None)
+    };
     let identity = Arc::new(identity);
     // The PIN stays in memory for key generation through the admin API (see keystore.rs).
     let keys = trustbus_security_server::keystore::KeyStore::open(
@@ -1111,66 +1123,26 @@ fn serve(path: &Path) -> Result<(), String> {
         }
         let interval = Duration::from_secs(cfg.globalconf.poll_interval_seconds.max(1));
         tokio::spawn(client.clone().run(interval));
-        let settings = cfg.message_log.timestamping.clone();
-        let timestamper = Arc::new(Timestamper::new(
-            log.store().clone(),
-            settings.to_config(&verification_conf(&client)),
-        ));
-        tokio::spawn(timestamper.spawn());
-        tokio::spawn(follow_globalconf(
-            client.clone(),
-            timestamper.clone(),
-            settings,
-            interval,
-        ));
         let cfg = Arc::new(cfg);
-        if let Some(a) = &cfg.message_log.archive {
-            let key = archive::ArchiveKey {
-                signer: Arc::new(OwnerKey(identity.clone())),
-                cert_der: identity.sign.cert().der().to_vec(),
-                chain: identity.sign.chain[1..]
-                    .iter()
-                    .map(|c| c.der().to_vec())
-                    .collect(),
-            };
-            let every = Duration::from_secs(a.interval_seconds.max(1));
-            tokio::spawn(archive::archive_periodically(
-                log_dir.clone(),
-                log.store().clone(),
-                payload_key.clone(),
-                a.to_config(),
-                Arc::new(key),
-                every.min(Duration::from_secs(60)),
-                every,
-            ));
-        }
-        let gc = client.clone();
-        let auditor = trustbus_security_server::auditorapi::build(
-            cfg.clone(),
-            log.store().clone(),
-            payload_key,
-            Arc::new(move || {
-                gc.current()
-                    .map(|c| {
-                        c.files
-                            .iter()
-                            .map(|(n, b)| (n.clone(), b.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }),
-            &log_dir.join(trustbus_security_server::auditorapi::TRAIL_FILE),
-        )
-        .map_err(|e| format!("auditor trail: {e}"))?;
-        let mut state = AppState::new(
-            cfg,
-            identity,
-            client,
-            Arc::new(JournalLog::new(log, timestamper.guard())),
-        )
-        .with_config_file(config_file)
-        .with_keys(keys);
-        state.auditor = Some(auditor);
+        let (sink, auditor): (Arc<dyn MessageLogSink>, _) = match log {
+            Some(log) => {
+                let (sink, auditor) = start_message_log(
+                    &cfg,
+                    &client,
+                    &identity,
+                    log,
+                    &log_dir,
+                    payload_key,
+                    interval,
+                )?;
+                (sink, Some(auditor))
+            }
+            None => (Arc::new(NoLog), None),
+        };
+        let mut state = AppState::new(cfg, identity, client, sink)
+            .with_config_file(config_file)
+            .with_keys(keys);
+        state.auditor = auditor;
         let state = Arc::new(state);
         let (_, mut tasks) = trustbus_security_server::run::start(state)
             .await
@@ -1184,6 +1156,70 @@ fn serve(path: &Path) -> Result<(), String> {
             _ = shutdown() => Ok(()),
         }
     })
+}
+
+/// Starts what runs on the durable message log (timestamping, archiving when configured) and
+/// builds the sink the proxies log through and the auditor API over the log.
+fn start_message_log(
+    cfg: &Arc<Config>,
+    client: &Arc<ConfClient<HttpFetcher>>,
+    identity: &Arc<Identity>,
+    log: Arc<MessageLog>,
+    log_dir: &Path,
+    payload_key: Option<Arc<trustbus_security_server::messagelog::PayloadKey>>,
+    interval: Duration,
+) -> Result<(Arc<dyn MessageLogSink>, axum::Router), String> {
+    let settings = cfg.message_log.timestamping.clone();
+    let timestamper = Arc::new(Timestamper::new(
+        log.store().clone(),
+        settings.to_config(&verification_conf(client)),
+    ));
+    tokio::spawn(timestamper.spawn());
+    tokio::spawn(follow_globalconf(
+        client.clone(),
+        timestamper.clone(),
+        settings,
+        interval,
+    ));
+    if let Some(a) = &cfg.message_log.archive {
+        let key = archive::ArchiveKey {
+            signer: Arc::new(OwnerKey(identity.clone())),
+            cert_der: identity.sign.cert().der().to_vec(),
+            chain: identity.sign.chain[1..]
+                .iter()
+                .map(|c| c.der().to_vec())
+                .collect(),
+        };
+        let every = Duration::from_secs(a.interval_seconds.max(1));
+        tokio::spawn(archive::archive_periodically(
+            log_dir.to_path_buf(),
+            log.store().clone(),
+            payload_key.clone(),
+            a.to_config(),
+            Arc::new(key),
+            every.min(Duration::from_secs(60)),
+            every,
+        ));
+    }
+    let gc = client.clone();
+    let auditor = trustbus_security_server::auditorapi::build(
+        cfg.clone(),
+        log.store().clone(),
+        payload_key,
+        Arc::new(move || {
+            gc.current()
+                .map(|c| {
+                    c.files
+                        .iter()
+                        .map(|(n, b)| (n.clone(), b.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }),
+        &log_dir.join(trustbus_security_server::auditorapi::TRAIL_FILE),
+    )
+    .map_err(|e| format!("auditor trail: {e}"))?;
+    Ok((Arc::new(JournalLog::new(log, timestamper.guard())), auditor))
 }
 
 /// The owner's signing key as the archiver's signer (the key stays in the identity).

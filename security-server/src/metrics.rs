@@ -19,6 +19,8 @@ pub struct Metrics {
     pub globalconf_age: IntGauge,
     /// Age of the stapled OCSP response of the signing certificate, seconds (set on scrape).
     pub ocsp_age: IntGauge,
+    /// 1 while exchanges are recorded in the message log, 0 when it is switched off.
+    pub message_log_enabled: IntGauge,
 }
 
 impl Default for Metrics {
@@ -65,12 +67,18 @@ impl Metrics {
             "Seconds since thisUpdate of the signing certificate's stapled OCSP response",
         )
         .expect("static metric definition");
+        let message_log_enabled = IntGauge::new(
+            "trustbus_ss_message_log_enabled",
+            "1 if exchanges are recorded in the message log, 0 if it is switched off",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(tls_handshake_failures.clone()),
             Box::new(globalconf_age.clone()),
             Box::new(ocsp_age.clone()),
+            Box::new(message_log_enabled.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -81,6 +89,7 @@ impl Metrics {
             tls_handshake_failures,
             globalconf_age,
             ocsp_age,
+            message_log_enabled,
         }
     }
 

@@ -116,6 +116,8 @@ impl AppState {
         let connect = Duration::from_millis(cfg.limits.connect_timeout_ms);
         let backends = backend_clients(&cfg, None);
         let window = i64::try_from(cfg.limits.request_timeout_seconds).unwrap_or(i64::MAX / 2);
+        let metrics = Metrics::new();
+        metrics.message_log_enabled.set(i64::from(log.recording()));
         Self {
             replay: crate::replay::ReplayGuard::new(time::Duration::seconds(window)),
             citizen: crate::citizen::CitizenVerifier::new(&cfg.end_user_identity, connect),
@@ -129,7 +131,7 @@ impl AppState {
             views: ViewCache::default(),
             verify_cache: VerifyCache::new(),
             log,
-            metrics: Metrics::new(),
+            metrics,
             auditor: None,
         }
     }

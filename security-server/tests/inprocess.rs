@@ -527,6 +527,14 @@ async fn trust_decisions_and_message_log() {
     assert_eq!(d["signing_certificate"]["ocsp_status"], "Good");
     assert_eq!(d["clients"][0]["registered"], true);
     assert_eq!(d["healthy"], true);
+    assert_eq!(d["message_log"], serde_json::json!({ "enabled": true }));
+    assert!(
+        s.consumer
+            .metrics
+            .render()
+            .lines()
+            .any(|l| l == "trustbus_ss_message_log_enabled 1")
+    );
 
     // Provider's log fails: the exchange stops before the backend.
     s.provider_log.set_failing(Some("disk full"));

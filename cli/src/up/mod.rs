@@ -59,6 +59,8 @@ pub(crate) struct Options {
     /// `[message_log.timestamping] failure_window_seconds` of the security servers (their
     /// default, 600 s, when `None`).
     pub(crate) timestamping_failure_window: Option<u64>,
+    /// `--message-log off`: `[message_log] enabled = false` in the security servers' files.
+    pub(crate) message_log_off: bool,
 }
 
 /// Runs the instance in `dir` until Ctrl-C or SIGTERM.
@@ -213,14 +215,21 @@ async fn up(
     tracing::debug!(elapsed = ?started.elapsed(), "first exchange answered");
     // The third printed command exports this exchange's evidence: wait until it can (the
     // first timestamping round runs one interval after the servers start).
-    let record = evidence::prepare(
-        &layout,
-        &endpoints,
-        &client,
-        &request_id,
-        Duration::from_secs(60),
-    )
-    .await?;
+    // With the log off there is no evidence to wait for (and none to export).
+    let record = if options.message_log_off {
+        None
+    } else {
+        Some(
+            evidence::prepare(
+                &layout,
+                &endpoints,
+                &client,
+                &request_id,
+                Duration::from_secs(60),
+            )
+            .await?,
+        )
+    };
     tracing::debug!(elapsed = ?started.elapsed(), "first exchange timestamped");
     print_banner(&layout, &endpoints, record, started.elapsed());
     Ok(())
@@ -362,8 +371,8 @@ async fn watch_children(children: &mut Children, signals: &mut Signals) {
 }
 
 /// Prints what runs where and the commands to try; `record` is the consumer's log record of
-/// the first exchange, whose evidence the third command exports.
-fn print_banner(layout: &Layout, e: &endpoints::Endpoints, record: u64, took: Duration) {
+/// the first exchange, whose evidence the third command exports (`None`: message log off).
+fn print_banner(layout: &Layout, e: &endpoints::Endpoints, record: Option<u64>, took: Duration) {
     let cs = &e.central_server;
     let consumer = &e.security_servers[0];
     let person = plan::SERVICES[0].id;
@@ -404,20 +413,28 @@ fn print_banner(layout: &Layout, e: &endpoints::Endpoints, record: u64, took: Du
          \x20 curl -s -H 'X-Road-Client: {client}' {cp}/r1/{person}/{id}\n\n\
          \x20 # SOAP (X-Road message protocol 4.0): the same as getPerson\n\
          \x20 curl -s -H 'Content-Type: text/xml; charset=utf-8' --data-binary @{soap} {cp}/\n\n\
-         \x20 # Evidence: export the first request from the consumer's message log through its\n\
-         \x20 # auditor API (signed, hash-chained, timestamped) and verify it offline\n\
-         \x20 curl -sf -H @{header} {auditor}/records/{record}/evidence -o evidence.asice && {trustbus} verify evidence.asice --conf {conf}\n\n\
+         {evidence}\
          Press Ctrl-C to stop.\n",
         client = plan::CONSUMER,
         cp = consumer.client_proxy_url,
         id = plan::EXAMPLE_PERSON,
         soap = e.files.soap_request,
-        trustbus = std::env::current_exe()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "trustbus".into()),
-        header = e.files.auditor_header,
-        auditor = consumer.auditor_url.as_deref().unwrap_or_default(),
-        conf = layout.verification_conf().display(),
+        evidence = match record {
+            Some(record) => format!(
+                "\x20 # Evidence: export the first request from the consumer's message log through its\n\
+                 \x20 # auditor API (signed, hash-chained, timestamped) and verify it offline\n\
+                 \x20 curl -sf -H @{header} {auditor}/records/{record}/evidence -o evidence.asice && {trustbus} verify evidence.asice --conf {conf}\n\n",
+                trustbus = std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "trustbus".into()),
+                header = e.files.auditor_header,
+                auditor = consumer.auditor_url.as_deref().unwrap_or_default(),
+                conf = layout.verification_conf().display(),
+            ),
+            None => "WARNING: --message-log off: the security servers record NOTHING; no exchange \
+                     can be proven and there is no evidence to export.\n\n"
+                .to_owned(),
+        },
     ));
     println!("{out}");
 }

@@ -255,6 +255,13 @@ fn config_text(
         admin = ports.admin,
         client = ss.client,
     );
+    if options.message_log_off {
+        t.push_str(
+            "\n# trustbus up --message-log off: NOTHING IS LOGGED; exchanges cannot be proven.\n\
+             # For the benchmark's cost-of-logging measurement only.\n\
+             [message_log]\nenabled = false\n",
+        );
+    }
     if let Some(w) = options.timestamping_failure_window {
         t.push_str(&format!(
             "\n# trustbus up --timestamping-failure-window: refuse exchanges once timestamping\n\
@@ -328,5 +335,27 @@ mod tests {
             .find(|s| s.name == "citizen_records")
             .unwrap();
         assert_eq!(citizen.verified_user_acr, Some("substantial"));
+    }
+
+    #[test]
+    fn message_log_off_writes_enabled_false() {
+        let ports = SsPorts {
+            client_proxy: 1,
+            server_proxy: 2,
+            admin: 3,
+        };
+        let ss = &plan::SECURITY_SERVERS[0];
+        let parse = |options: &crate::up::Options| {
+            let text = config_text(ss, &ports, 4, "key", "auditor-key", options);
+            trustbus_security_server::config::Config::parse(&text).unwrap()
+        };
+        assert!(parse(&crate::up::Options::default()).message_log.enabled);
+        // Both flags: `[message_log]` must come before `[message_log.timestamping]`.
+        let cfg = parse(&crate::up::Options {
+            timestamping_failure_window: Some(20),
+            message_log_off: true,
+        });
+        assert!(!cfg.message_log.enabled);
+        assert_eq!(cfg.message_log.timestamping.failure_window_seconds, 20);
     }
 }

@@ -18,7 +18,7 @@ use trustbus_integration_tests::procstat;
 type Error = Box<dyn std::error::Error>;
 
 /// Benchmark the bus against a direct call and a two-hop nginx mTLS chain, in the same run.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "trustbus-bench")]
 struct Args {
     /// Connections of the closed loop.
@@ -36,7 +36,7 @@ struct Args {
     /// rest or soap (the baselines get the same request bytes).
     #[arg(long, default_value = "rest")]
     protocol: String,
-    /// Run only these targets: bus, nginx, direct (repeat or comma-separate).
+    /// Run only these targets: bus, nginx, direct, bus-log-off (repeat or comma-separate).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Pace every target at this many requests/s instead of running flat out (for latency at
@@ -572,8 +572,8 @@ fn real_main(args: &Args) -> Result<(), Error> {
         return Err(format!("--protocol {}: use rest or soap", args.protocol).into());
     }
     for o in &args.only {
-        if !["bus", "nginx", "direct"].contains(&o.as_str()) {
-            return Err(format!("--only {o}: use bus, nginx or direct").into());
+        if !["bus", "nginx", "direct", LOG_OFF].contains(&o.as_str()) {
+            return Err(format!("--only {o}: use bus, nginx, direct or {LOG_OFF}").into());
         }
     }
     let want = |t: &str| args.only.is_empty() || args.only.iter().any(|o| o == t);
@@ -667,7 +667,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
     if want("direct") {
         runs.push(Run {
             name: "direct",
-            url: echo_url,
+            url: echo_url.clone(),
             client: client.into(),
             service: service.into(),
             bus: false,
@@ -776,6 +776,25 @@ fn real_main(args: &Args) -> Result<(), Error> {
         }
     }
 
+    if want(LOG_OFF) {
+        // Sequentially: the logging instance is stopped first, so the two never compete.
+        drop(bus_inst.take());
+        std::thread::sleep(Duration::from_secs_f64(args.settle.max(0.0)));
+        match measure_log_off(args, &work, &echo_url, &loadgen, echo.pid()) {
+            Ok((cell, note)) => {
+                cells.push(cell);
+                // The bus row may already have said the same about its instance.
+                if !notes.iter().any(|n| n.contains("no echo service")) {
+                    notes.extend(note);
+                }
+            }
+            Err(e) => {
+                eprintln!("{LOG_OFF} row missing: {e}");
+                missing.insert(LOG_OFF.to_owned(), e);
+            }
+        }
+    }
+
     let rps = |t: &str| {
         cells.iter().find(|c| c.target == t).map(|c| {
             (
@@ -798,6 +817,19 @@ fn real_main(args: &Args) -> Result<(), Error> {
                 ratios.insert(format!("bus/{base} machine CPU per exchange"), b.2 / o.2);
             }
         }
+    }
+    if let (Some(on), Some(off)) = (rps("bus"), rps(LOG_OFF))
+        && off.0 > 0.0
+        && off.1 > 0.0
+        && off.2 > 0.0
+    {
+        // Logging on / logging off: the cost of the durable message log.
+        ratios.insert(format!("bus/{LOG_OFF} throughput"), on.0 / off.0);
+        ratios.insert(format!("bus/{LOG_OFF} p50 latency"), on.1 / off.1);
+        ratios.insert(
+            format!("bus/{LOG_OFF} machine CPU per exchange"),
+            on.2 / off.2,
+        );
     }
     if let (Some(n), Some(d)) = (rps("nginx"), rps("direct"))
         && d.0 > 0.0
@@ -843,6 +875,88 @@ fn real_main(args: &Args) -> Result<(), Error> {
         let _ = fs::remove_dir_all(&work);
     }
     Ok(())
+}
+
+/// The target name of the bus with its message log switched off.
+const LOG_OFF: &str = "bus-log-off";
+
+/// The cost-of-logging row: a second `trustbus up` instance (in `WORK/log-off`, with the
+/// user's `--up-arg`s plus `--message-log off`) measured with the same load as the bus row.
+/// Returns the cell and a note when the request shape had to change.
+fn measure_log_off(
+    args: &Args,
+    work: &Path,
+    echo_url: &str,
+    loadgen: &Path,
+    echo_pid: u32,
+) -> Result<(Cell, Option<String>), String> {
+    if args.bus_endpoints.is_some() || args.bus_url.is_some() {
+        return Err(
+            "needs an instance the benchmark starts itself (not --bus-endpoints/--bus-url)".into(),
+        );
+    }
+    let dir = work.join("log-off");
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut a = args.clone();
+    a.up_args
+        .extend(["--message-log".to_owned(), "off".to_owned()]);
+    eprintln!("starting the bus instance with the message log off");
+    let b = start_bus(&a, &dir, echo_url)?;
+    let soap = args.protocol == "soap";
+    let e = &b.endpoints;
+    let svc = if soap {
+        &e.soap_service
+    } else {
+        &e.rest_service
+    };
+    let (Some(url), Some(client), Some(service)) = (&e.client_proxy, &e.client, svc) else {
+        return Err(format!(
+            "the instance's endpoints lack a client proxy, client or {} service (found {e:?})",
+            args.protocol
+        ));
+    };
+    // The same shape the bus row gets: GET on the example register without an echo service.
+    let (shape, note) = if !soap && !e.rest_service_echoes {
+        (
+            Shape {
+                get: true,
+                rest_path: args.bus_rest_path.clone(),
+                payload: 0,
+            },
+            Some(format!(
+                "{LOG_OFF}: the instance has no echo service: sent GET {}",
+                args.bus_rest_path
+            )),
+        )
+    } else {
+        (
+            Shape {
+                get: false,
+                rest_path: String::new(),
+                payload: args.payload,
+            },
+            None,
+        )
+    };
+    let mut procs = vec![("echo".to_owned(), echo_pid)];
+    procs.extend(b.processes());
+    let run = Run {
+        name: LOG_OFF,
+        url: url.clone(),
+        client: client.clone(),
+        service: service.clone(),
+        bus: true,
+        check_echo: false,
+        procs,
+        service_is_soap: soap,
+    };
+    wait_ready(loadgen, &shape, &run)?;
+    eprintln!(
+        "load: {LOG_OFF} ({}s warm-up + {}s, c{}, {} B, {})",
+        args.warmup, args.duration, args.concurrency, args.payload, args.protocol
+    );
+    let cell = run_cell(loadgen, args, &shape, &run).map_err(|e| e.to_string())?;
+    Ok((cell, note))
 }
 
 fn ms(us: f64) -> String {
