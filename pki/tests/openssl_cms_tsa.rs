@@ -12,7 +12,6 @@ use trustbus_pki::tsa::{self, MessageImprint, TsaResponder, TspError};
 
 const POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.3.4.1");
 
-
 #[test]
 fn openssl_verifies_our_tsa_replies() {
     let ca = Ca::new("TS CA");

@@ -217,12 +217,17 @@ fn auditor_key_command_from_the_operator_guide() {
     let marker = "<!-- cli-doc-test: auditor-key -->\n```sh\n";
     let start = doc.find(marker).expect("marker in docs/operator-guide.md") + marker.len();
     let block = &doc[start..start + doc[start..].find("\n```").unwrap()];
-    assert!(block.starts_with("security-server api-key --role auditor"), "{block}");
+    assert!(
+        block.starts_with("security-server api-key --role auditor"),
+        "{block}"
+    );
     let out = Command::new("bash")
         .arg("-euo")
         .arg("pipefail")
         .arg("-c")
-        .arg(format!("security-server() {{ \"$SS_EXE\" \"$@\"; }}\n{block}"))
+        .arg(format!(
+            "security-server() {{ \"$SS_EXE\" \"$@\"; }}\n{block}"
+        ))
         .env("SS_EXE", common::ss_exe())
         .output()
         .unwrap();
