@@ -374,19 +374,19 @@ async fn verify_archive_and_verify_log_from_the_archived_head() {
     .unwrap()
     .unwrap();
     log.close().await.unwrap();
-    let conf = dir.path().join("vc.zip");
+    let archive_dir = report.file.parent().unwrap();
     let files = vec![("shared-params.json".to_owned(), pki.shared_params(&tsa.url))];
-    std::fs::write(&conf, verifyconf::export_zip(&files).unwrap()).unwrap();
+    std::fs::write(
+        archive_dir.join("verificationconf.zip"),
+        verifyconf::export_zip(&files).unwrap(),
+    )
+    .unwrap();
 
-    let o = trustbus(
-        &[
-            "verify-archive",
-            report.file.to_str().unwrap(),
-            "--conf",
-            conf.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    // docs/auditor-guide.md §6, as written, next to the archive file
+    let block = guide_block("verify-archive");
+    let name = report.file.file_name().unwrap().to_str().unwrap();
+    assert!(block.contains(name), "the guide names {name}: {block}");
+    let o = run_block(&block, archive_dir);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     let anchor = out

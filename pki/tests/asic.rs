@@ -128,6 +128,17 @@ fn round_trip_and_openssl_after_unzip() {
     assert!(ok, "{dgst}");
     let b64 = base64_std(&s.read("d.bin"));
     assert!(manifest.contains(&b64), "{manifest}");
+
+    // docs/trust-services.md §5, as written, in a fresh directory
+    let s = Scratch::new();
+    s.write("evidence.asice", &zip);
+    s.write("ca.pem", &ca.id.cert_pem);
+    let (ok, out) = fixtures::run_doc_block(s.dir.path(), "asic", &[]);
+    assert!(ok, "{out}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("mimetype"), "{out}");
+    assert_eq!(lines.next(), Some(b64.as_str()), "{out}");
+    assert!(out.contains("Verification successful"), "{out}");
 }
 
 fn base64_std(b: &[u8]) -> String {

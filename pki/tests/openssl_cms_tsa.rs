@@ -4,31 +4,13 @@
 mod fixtures;
 
 use const_oid::ObjectIdentifier;
-use fixtures::{Ca, Scratch, openssl};
+use fixtures::{Ca, Scratch, doc_block, openssl, run_doc_block};
 use time::OffsetDateTime;
 use trustbus_pki::DigestAlgorithm;
 use trustbus_pki::cms::{CmsError, CmsSigner, verify_detached};
 use trustbus_pki::tsa::{self, MessageImprint, TsaResponder, TspError};
 
 const POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.3.4.1");
-
-const TS_CONF: &str = "\
-[ tsa ]
-default_tsa = tsa_config1
-
-[ tsa_config1 ]
-serial = ./tsaserial
-crypto_device = builtin
-signer_digest = sha256
-default_policy = 1.2.3.4.1
-other_policies = 1.2.3.4.5
-digests = sha256, sha384, sha512
-accuracy = secs:1, millisecs:500, microsecs:100
-ordering = no
-tsa_name = yes
-ess_cert_id_chain = no
-ess_cert_id_alg = sha256
-";
 
 #[test]
 fn openssl_verifies_our_tsa_replies() {
@@ -40,6 +22,18 @@ fn openssl_verifies_our_tsa_replies() {
     s.write("tsa.pem", &tsa_id.cert_pem);
     s.write("f", b"the data to be stamped\n");
     s.write("g", b"other data\n");
+
+    // docs/trust-services.md §2, as written: openssl's query, our reply, openssl's checks
+    let (ok, out) = run_doc_block(s.dir.path(), "ts-query", &[]);
+    assert!(ok, "{out}");
+    s.write(
+        "reply.tsr",
+        tsa.respond(&s.read("q.tsq"), OffsetDateTime::now_utc()),
+    );
+    let (ok, out) = run_doc_block(s.dir.path(), "ts-verify", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Verification: OK"), "{out}");
+    assert!(out.contains("Status: Granted."), "{out}");
 
     for (cert_flag, digest) in [("-cert", "-sha256"), ("-no_nonce", "-sha512")] {
         let (ok, out) = openssl(
@@ -108,13 +102,27 @@ fn openssl_tsa_tokens_verify_with_ours() {
     let ca = Ca::new("TS CA");
     let tsa_id = ca.issue_tsa("openssl TSA");
     let s = Scratch::new();
-    s.write("ts.cnf", TS_CONF);
+    // the configuration docs/trust-services.md shows
+    s.write("ts.cnf", doc_block("ts-cnf"));
     s.write("tsaserial", "01\n");
     s.write("tsa.pem", &tsa_id.cert_pem);
     s.write("tsa.key", &tsa_id.signer.pkcs8_pem);
     let data = b"merkle root to stamp";
     s.write("f", data);
     let approved = vec![tsa_id.cert_der];
+
+    // docs/trust-services.md §2, as written: openssl as the TSA, our verifier
+    let (ok, out) = run_doc_block(s.dir.path(), "ts-openssl-tsa", &[]);
+    assert!(ok, "{out}");
+    let token = tsa::parse_reply(&s.read("r.tsr")).unwrap();
+    let v = tsa::verify_token(
+        &token,
+        &MessageImprint::of(DigestAlgorithm::Sha256, data),
+        &approved,
+    )
+    .unwrap();
+    assert_eq!(v.policy, POLICY);
+
     for (digest, alg) in [
         ("-sha256", DigestAlgorithm::Sha256),
         ("-sha384", DigestAlgorithm::Sha384),
@@ -198,6 +206,11 @@ fn openssl_verifies_our_cms_signatures() {
         .sign_detached(&data, OffsetDateTime::now_utc(), None)
         .unwrap();
     s.write("sig.p7s", &sig);
+    // docs/trust-services.md §4, as written
+    let (ok, out) = run_doc_block(s.dir.path(), "cms", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Verification successful"), "{out}");
+    assert!(out.contains("id-smime-aa-signingCertificateV2"), "{out}");
     let verify = |content: &str| {
         openssl(
             s.dir.path(),

@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 
-use fixtures::{Ca, Scratch, hex_upper, openssl};
+use fixtures::{Ca, Scratch, hex_upper, openssl, run_doc_block};
 use time::{Duration, OffsetDateTime};
 use trustbus_pki::DigestAlgorithm;
 use trustbus_pki::ocsp::{self, CertStatus, MemoryRevocationSource, OcspError, OcspResponder};
@@ -97,7 +97,8 @@ fn openssl_client_against_our_responder() {
         "ocsp", "-issuer", "ca.pem", "-cert", "c.pem", "-url", &url, "-CAfile", "ca.pem",
     ];
 
-    let (ok, out) = openssl(s.dir.path(), &args);
+    // docs/trust-services.md §1, as written
+    let (ok, out) = run_doc_block(s.dir.path(), "ocsp-client", &[("PORT", &port.to_string())]);
     assert!(ok, "{out}");
     assert!(out.contains("Response verify OK"), "{out}");
     assert!(out.contains("c.pem: good"), "{out}");
@@ -170,9 +171,12 @@ fn openssl_responses_verify_with_ours() {
         let req = ocsp::build_request(cert, issuer, hash).unwrap();
         s.write("req.der", &req);
 
-        // good, delegated responder
+        // good, delegated responder: the commands of docs/trust-services.md §1, as written
         s.write("index.txt", index_line(&serial_hex, None));
-        let resp = openssl_respond(&s, "rsigner.pem", "rsigner.key");
+        std::fs::remove_file(s.path("resp.der")).ok();
+        let (ok, out) = run_doc_block(s.dir.path(), "ocsp-responder", &[]);
+        assert!(ok && out.contains("Cert Status: good"), "{out}");
+        let resp = s.read("resp.der");
         let now = OffsetDateTime::now_utc();
         let v = ocsp::verify_response(&resp, cert, issuer, now, fresh).unwrap();
         assert_eq!(v.status, CertStatus::Good);

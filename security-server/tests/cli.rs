@@ -204,3 +204,68 @@ fn admin_subcommands_report_missing_key_and_unreachable_server() {
     );
     assert!(!ok && err.contains("write METHOD /path"), "{err}");
 }
+
+/// operator-guide.md §6, run as written: `api-key --role auditor` prints a key and the
+/// `[[api_keys]]` entry; with that entry in the configuration the key opens the auditor API
+/// and is refused by the admin API, and a key it did not print opens nothing.
+#[test]
+fn auditor_key_command_from_the_operator_guide() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-guide.md"),
+    )
+    .unwrap();
+    let marker = "<!-- cli-doc-test: auditor-key -->\n```sh\n";
+    let start = doc.find(marker).expect("marker in docs/operator-guide.md") + marker.len();
+    let block = &doc[start..start + doc[start..].find("\n```").unwrap()];
+    assert!(
+        block.starts_with("security-server api-key --role auditor"),
+        "{block}"
+    );
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(format!(
+            "security-server() {{ \"$SS_EXE\" \"$@\"; }}\n{block}"
+        ))
+        .env("SS_EXE", common::ss_exe())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let key = stdout.trim();
+    assert_eq!(key.len(), 64, "{stdout}");
+    let entry = &stderr[stderr.find("[[api_keys]]").expect("entry printed")..];
+    assert!(entry.contains("role = \"auditor\""), "{entry}");
+
+    let cfg = trustbus_security_server::config::Config::parse(&format!(
+        "[server]\nowner = \"DEV/GOV/1\"\nserver_code = \"s\"\ndata_dir = \"d\"\n\
+         [globalconf]\nanchor = \"a\"\n{entry}"
+    ))
+    .unwrap();
+    let headers = |k: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {k}").parse().unwrap(),
+        );
+        h
+    };
+    use trustbus_security_server::auditorapi::{decide, is_auditor_key};
+    use trustbus_security_server::messagelog::auditor::AuthDecision;
+    assert!(matches!(
+        decide(&cfg, &headers(key), &http::Extensions::new()),
+        AuthDecision::Auditor(who) if who.starts_with("api-key#1:")
+    ));
+    // The admin API refuses exactly the keys this says are auditor keys.
+    assert!(is_auditor_key(&cfg, &headers(key)));
+    let other = "0".repeat(64);
+    assert_eq!(
+        decide(&cfg, &headers(&other), &http::Extensions::new()),
+        AuthDecision::Unauthenticated
+    );
+    assert!(!is_auditor_key(&cfg, &headers(&other)));
+}
