@@ -1,5 +1,11 @@
 //! Replay protection on the server proxy: a request's signing time must be recent, and the
-//! same signature is accepted once within that window.
+//! same signed manifest is accepted once within that window.
+//!
+//! The key is the manifest, not the signature bytes: an ECDSA signature `(r, s)` can be
+//! rewritten as `(r, n - s)` and a CMS structure re-encoded without breaking verification, so a
+//! guard keyed on the signature would let such a copy through. Every manifest names the
+//! request id the consumer's security server draws afresh for each exchange, so two legitimate
+//! requests never share one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,7 +13,7 @@ use std::sync::Mutex;
 use time::{Duration, OffsetDateTime};
 use trustbus_sdk::fault::{ErrorKind, Fault, Origin};
 
-/// Signatures seen recently.
+/// Manifests of requests seen recently.
 #[derive(Debug)]
 pub struct ReplayGuard {
     window: Duration,
@@ -23,11 +29,11 @@ impl ReplayGuard {
         }
     }
 
-    /// Admits a request signed at `signing_time` with signature bytes `signature`, or refuses it
-    /// with `Server.ServerProxy.InvalidMessage` when too old or already seen.
+    /// Admits a request whose verified signature over `manifest` was made at `signing_time`,
+    /// or refuses it with `Server.ServerProxy.InvalidMessage` when too old or already seen.
     pub fn admit(
         &self,
-        signature: &[u8],
+        manifest: &[u8],
         signing_time: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), Fault> {
@@ -39,7 +45,7 @@ impl ReplayGuard {
             ));
         }
         let mut key = [0u8; 32];
-        key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, signature).as_ref());
+        key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, manifest).as_ref());
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.window;
         if seen.len() > 100_000 {

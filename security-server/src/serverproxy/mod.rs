@@ -233,7 +233,7 @@ async fn exchange(
     )?;
     state
         .replay
-        .admit(&msg.signature, verified.signing_time, now)?;
+        .admit(&msg.manifest, verified.signing_time, now)?;
     // Labelled only after verification, so peers cannot create metric series at will.
     *labels = (
         meta.client.to_slash(),
