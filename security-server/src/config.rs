@@ -666,6 +666,14 @@ impl Config {
                 )));
             }
         }
+        if let Some(a) = &self.message_log.archive {
+            let most = crate::messagelog::archive::MAX_RECORDS_PER_FILE;
+            if a.max_records == 0 || a.max_records > most {
+                return Err(ConfigError::Invalid(format!(
+                    "message_log.archive.max_records must be 1 to {most}"
+                )));
+            }
+        }
         if self.message_log.relaxed_max_delay_ms == 0
             || self.message_log.relaxed_max_delay_ms > 10_000
         {
@@ -788,6 +796,8 @@ mod tests {
         for bad in [
             "[message_log]\ndurability = \"sometimes\"\n",
             "[message_log]\nrelaxed_max_delay_ms = 0\n",
+            "[message_log.archive]\ndir = \"/a\"\nmax_records = 10001\n",
+            "[message_log.archive]\ndir = \"/a\"\nmax_records = 0\n",
             "[message_log]\nenabled = \"off\"\n",
             "[message_log]\nenable = false\n",
             "[[api_keys]]\nsha256 = \"00\"\nrole = \"superuser\"\n",

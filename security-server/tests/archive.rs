@@ -224,3 +224,44 @@ async fn the_periodic_archiver_archives_what_is_due_round_after_round() {
     let s = verify_archive(&last, &conf).unwrap();
     assert_eq!((s.first_record, s.last_record), (6, 7));
 }
+
+/// The archiver's default file size is above what a generic container reader accepts (1,000
+/// entries); `verify_archive` must read every file the archiver may write. (The whole-server
+/// crash test first hit this with a 1,329-record archive.)
+#[tokio::test]
+async fn an_archive_of_more_than_a_thousand_records_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("ca")).unwrap();
+    let tsa = TsaServer::start(pki.tsa.clone()).await.unwrap();
+    let conf = VerificationConf::from_shared_params(&pki.shared_params(&tsa.url)).unwrap();
+    let log_dir = dir.path().join("log");
+    let log = Arc::new(MessageLog::open(MessageLogConfig::new(&log_dir)).unwrap());
+    log_exchanges(&pki, &log, 505).await;
+    let tsc = TimestampConfig::new(vec![pki.tsa_endpoint(&tsa.url)], Duration::from_secs(60));
+    Timestamper::new(log.store().clone(), tsc)
+        .run_once()
+        .await
+        .unwrap();
+    let mut cfg = ArchiveConfig::new(dir.path().join("archive"));
+    cfg.retention = Duration::ZERO;
+    let signer = ArchiveSigner {
+        signer: &pki.client.key,
+        cert_der: pki.client.cert.der(),
+        chain: &[],
+    };
+    let store = log.store().clone();
+    let now = time::OffsetDateTime::now_utc();
+    let report = archive_once(&log_dir, store.as_ref(), None, &cfg, &signer, now)
+        .unwrap()
+        .unwrap();
+    // 1,010 records; the newest stays live.
+    assert_eq!((report.first, report.last), (RecordId(1), RecordId(1009)));
+    let name = std::fs::read_dir(dir.path().join("archive"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "asice"))
+        .unwrap();
+    let s = verify_archive(&std::fs::read(name).unwrap(), &conf).unwrap();
+    assert_eq!((s.first_record, s.last_record), (1, 1009));
+}

@@ -48,6 +48,22 @@ pub const LINKING_FILE: &str = "linking.json";
 pub const LINKING_FORMAT: &str = "trustbus-archive-linking/1";
 const STATE_FILE: &str = "STATE.json";
 
+/// Most records one archive file may hold: [`verify_archive`] reads files with limits sized
+/// for this many, so the archiver never writes a file its own verifier refuses.
+pub const MAX_RECORDS_PER_FILE: usize = 10_000;
+
+/// Entries of an archive file besides the records (`linking.json`, manifest, signature,
+/// `mimetype`), with room to spare.
+const NON_RECORD_ENTRIES: usize = 16;
+
+/// Container limits for reading an archive file of up to [`MAX_RECORDS_PER_FILE`] records.
+pub fn archive_limits() -> AsicLimits {
+    AsicLimits {
+        max_entries: MAX_RECORDS_PER_FILE + NON_RECORD_ENTRIES,
+        ..AsicLimits::default()
+    }
+}
+
 /// Settings of the archiver.
 #[derive(Debug, Clone)]
 pub struct ArchiveConfig {
@@ -55,7 +71,7 @@ pub struct ArchiveConfig {
     pub dir: PathBuf,
     /// Records younger than this stay live (X-Road's `keep-records-for`, 30 days by default).
     pub retention: Duration,
-    /// Most records in one archive file.
+    /// Most records in one archive file (1 to [`MAX_RECORDS_PER_FILE`]; clamped).
     pub max_records: usize,
 }
 
@@ -65,7 +81,7 @@ impl ArchiveConfig {
         Self {
             dir: dir.into(),
             retention: Duration::from_secs(30 * 24 * 3600),
-            max_records: 10_000,
+            max_records: MAX_RECORDS_PER_FILE,
         }
     }
 }
@@ -241,8 +257,9 @@ pub fn archive_once(
         Err(e) => return Err(io(format!("read {}", state_path.display()))(e)),
     };
     // Records archived by an earlier round that crashed before removing them.
+    let per_file = cfg.max_records.clamp(1, MAX_RECORDS_PER_FILE);
     let leftovers: Vec<_> = store
-        .range(RecordId(1), cfg.max_records.max(1))?
+        .range(RecordId(1), per_file)?
         .into_iter()
         .take_while(|r| r.id.0 <= state.last_record)
         .collect();
@@ -256,7 +273,7 @@ pub fn archive_once(
     let cutoff = now - cfg.retention;
     let from = RecordId(state.last_record + 1);
     let mut picked = Vec::new();
-    for raw in store.range(from, cfg.max_records.max(1))? {
+    for raw in store.range(from, per_file)? {
         let rec = record::decode(&raw.bytes)?;
         if raw.id.0 > stamped_through || raw.id.0 >= newest || rec.meta.logged_at > cutoff {
             break;
@@ -436,7 +453,7 @@ pub fn verify_archive(
     conf: &VerificationConf,
 ) -> Result<ArchiveSummary, ArchiveError> {
     let bad = |s: String| ArchiveError::Invalid(s);
-    let c = AsicContainer::read(bytes, &AsicLimits::default())?;
+    let c = AsicContainer::read(bytes, &archive_limits())?;
     let now = OffsetDateTime::now_utc();
     let sig = c.verify_signature(now)?;
     let signer = Certificate::from_der(sig.signer_cert.clone())
