@@ -935,7 +935,8 @@ async fn peer_replays_and_tampering_are_refused_at_the_server_proxy() {
     let s = setup().await;
     let replay = "Server.ServerProxy.InvalidMessage";
 
-    // 1. A valid request is served once; the same bytes again are a replay.
+    // 1. A valid request is served once; the same signed parts again (only the multipart
+    // boundary differs) are a replay.
     let req = signed_request(&s, &cid("DEV/GOV/1000"));
     s.peer_accepted(&req).await;
     let a = s.peer_refused("replay", &req, replay).await;
