@@ -595,3 +595,402 @@ async fn trust_decisions_and_message_log() {
         "{m}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A malicious peer security server: it holds a registered authentication certificate (the
+// consumer server's own) and speaks `trustbus/1` to the provider's server proxy directly, so it
+// can replay, re-encode and tamper with messages in ways the client proxy never would.
+
+/// The parts of one signed request, before framing.
+#[derive(Clone)]
+struct RawRequest {
+    meta: Vec<u8>,
+    head: Vec<u8>,
+    body: Vec<u8>,
+    manifest: Vec<u8>,
+    signature: Vec<u8>,
+    auth_ocsp: Vec<Vec<u8>>,
+}
+
+/// A REST `POST` from `DEV/GOV/1000/cons` to the echo service with a fresh request id, sealed
+/// by the consumer's security server with the signing key of `signer`.
+fn signed_request(s: &Setup, signer: &ClientId) -> RawRequest {
+    use trustbus_sdk::rest::{Headers, RequestHeaderPart, RestRequest, XRoadHeaders};
+    use trustbus_security_server::transport::encode::{ObjectDigest, manifest};
+    use trustbus_security_server::transport::{
+        CT_JSON, CT_REST_BODY, CT_REST_REQUEST, MESSAGE_JSON, Metadata, PAYLOAD_BODY, PAYLOAD_HEAD,
+        PROTOCOL, PayloadKind,
+    };
+    let rr = RestRequest::parse("POST", "/r1/DEV/GOV/2000/prov/echo/transfer").unwrap();
+    let headers = Headers::new()
+        .with("x-road-client", "DEV/GOV/1000/cons")
+        .with("content-type", "application/json");
+    let xroad = XRoadHeaders::from_headers(&headers).unwrap();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let head = RequestHeaderPart::for_transport(&rr, &headers, &xroad, &request_id)
+        .to_bytes()
+        .unwrap();
+    let body = br#"{"amount":100}"#.to_vec();
+    let meta = Metadata {
+        protocol: PROTOCOL.into(),
+        kind: PayloadKind::Rest,
+        direction: Direction::Request,
+        message_id: xroad.message_id,
+        request_id,
+        client: cid("DEV/GOV/1000/cons"),
+        service: rr.service().clone(),
+        user: None,
+        issue: None,
+        represented_party: None,
+        target_server: None,
+        content_type: None,
+        soap_action: None,
+        request_hash: None,
+        status: None,
+    }
+    .to_bytes();
+    let manifest = manifest(&[
+        ObjectDigest::of(MESSAGE_JSON, CT_JSON, &meta),
+        ObjectDigest::of(PAYLOAD_HEAD, CT_REST_REQUEST, &head),
+        ObjectDigest::of(PAYLOAD_BODY, CT_REST_BODY, &body),
+    ]);
+    let id = s.consumer.identity();
+    let (signature, _) = id
+        .sign_manifest(
+            signer,
+            &manifest,
+            trustbus_sdk::Origin::ClientProxy,
+            trustbus_security_server::now(),
+        )
+        .unwrap();
+    RawRequest {
+        meta,
+        head,
+        body,
+        manifest,
+        signature,
+        auth_ocsp: id.auth_ocsp(),
+    }
+}
+
+impl RawRequest {
+    /// The HTTP content type and body of the framed message, with a fresh boundary.
+    fn frame(&self) -> (String, Vec<u8>) {
+        use trustbus_security_server::transport::encode::Encoder;
+        use trustbus_security_server::transport::{
+            CT_JSON, CT_REST_BODY, CT_REST_REQUEST, MESSAGE_JSON, PAYLOAD_BODY, PAYLOAD_HEAD,
+        };
+        let enc = Encoder::new();
+        let mut out = enc.part(MESSAGE_JSON, CT_JSON, &self.meta);
+        out.extend(enc.part(PAYLOAD_HEAD, CT_REST_REQUEST, &self.head));
+        out.extend(enc.part(PAYLOAD_BODY, CT_REST_BODY, &self.body));
+        out.extend(enc.trailer(&self.manifest, &self.signature, &self.auth_ocsp));
+        (enc.content_type(), out)
+    }
+}
+
+/// What the provider's server proxy answered a peer.
+struct PeerAnswer {
+    status: u16,
+    content_type: String,
+    error: Option<String>,
+    message: String,
+}
+
+/// Sends `raw` to the provider's server proxy over mutual TLS as the consumer's server.
+async fn send_as_peer(s: &Setup, raw: &RawRequest) -> PeerAnswer {
+    use trustbus_security_server::transport::{EXCHANGE_PATH, PROTOCOL, PROTOCOL_HEADER};
+    let view = s.consumer.view(trustbus_sdk::Origin::ClientProxy).unwrap();
+    let provider = view
+        .server(&SecurityServerId::from_slash("DEV/GOV/2000/ss2").unwrap())
+        .unwrap()
+        .clone();
+    let (ct, body) = raw.frame();
+    let req = http::Request::post(EXCHANGE_PATH)
+        .header(http::header::HOST, "trustbus-security-server")
+        .header(http::header::CONTENT_TYPE, ct)
+        .header(PROTOCOL_HEADER, PROTOCOL)
+        .body(trustbus_security_server::httpc::full(body))
+        .unwrap();
+    let sent = tokio::time::timeout(
+        Duration::from_secs(20),
+        s.consumer
+            .pool
+            .send(&view, &s.consumer.identity(), &[provider], req),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let r = sent.response;
+    let header = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (status, content_type, error) = (
+        r.status().as_u16(),
+        header("content-type").unwrap_or_default(),
+        header("x-road-error"),
+    );
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let message = trustbus_sdk::rest::parse_error_body(&body)
+        .map(|(_, m, _)| m)
+        .unwrap_or_default();
+    PeerAnswer {
+        status,
+        content_type,
+        error,
+        message,
+    }
+}
+
+impl Setup {
+    /// Sends `raw` as a peer and expects the provider to refuse it with `code` before calling
+    /// the backend.
+    async fn peer_refused(&self, case: &str, raw: &RawRequest, code: &str) -> PeerAnswer {
+        let before = self.calls.load(Ordering::SeqCst);
+        let a = send_as_peer(self, raw).await;
+        assert_eq!(
+            a.error.as_deref(),
+            Some(code),
+            "{case}: HTTP {} {}",
+            a.status,
+            a.message
+        );
+        assert_ne!(a.status, 200);
+        assert_eq!(
+            self.calls.load(Ordering::SeqCst),
+            before,
+            "{case}: backend must not be called"
+        );
+        a
+    }
+
+    /// Sends `raw` as a peer and expects a signed response after exactly one backend call.
+    async fn peer_accepted(&self, raw: &RawRequest) {
+        let before = self.calls.load(Ordering::SeqCst);
+        let a = send_as_peer(self, raw).await;
+        assert_eq!((a.status, a.error.as_deref()), (200, None), "{}", a.message);
+        assert!(
+            a.content_type.starts_with("multipart/mixed"),
+            "{}",
+            a.content_type
+        );
+        assert_eq!(self.calls.load(Ordering::SeqCst), before + 1);
+    }
+}
+
+/// The order of the P-256 group, big-endian.
+const P256_N: [u8; 32] = [
+    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+];
+
+/// Tag, header length and content length of the DER element at the start of `d` (low tag
+/// numbers and definite lengths only, which is all DER CMS uses).
+fn der_tlv(d: &[u8]) -> (u8, usize, usize) {
+    let tag = d[0];
+    assert_ne!(tag & 0x1f, 0x1f, "high tag numbers are not expected");
+    match d[1] {
+        l if l < 0x80 => (tag, 2, l as usize),
+        0x80 => panic!("indefinite length is not DER"),
+        l => {
+            let n = (l & 0x7f) as usize;
+            let len = d[2..2 + n]
+                .iter()
+                .fold(0usize, |a, &b| (a << 8) | b as usize);
+            (tag, 2 + n, len)
+        }
+    }
+}
+
+fn der_element(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The minimal DER INTEGER content for the unsigned big-endian `v`.
+fn der_uint(v: &[u8]) -> Vec<u8> {
+    let v: Vec<u8> = v.iter().copied().skip_while(|&b| b == 0).collect();
+    let mut out = Vec::new();
+    if v.first().is_none_or(|&b| b & 0x80 != 0) {
+        out.push(0);
+    }
+    out.extend(v);
+    out
+}
+
+/// `ECDSA-Sig-Value (r, s)` in `content` rewritten as `(r, n - s)`, if `content` is one.
+fn malleate_ecdsa(content: &[u8]) -> Option<Vec<u8>> {
+    if content.len() < 2 || content[0] != 0x30 {
+        return None;
+    }
+    let (_, hl, cl) = der_tlv(content);
+    if hl + cl != content.len() {
+        return None;
+    }
+    let inner = &content[hl..];
+    let mut ints = Vec::new();
+    let mut i = 0;
+    while i < inner.len() {
+        let (tag, h, c) = der_tlv(&inner[i..]);
+        if tag != 0x02 || i + h + c > inner.len() {
+            return None;
+        }
+        ints.push(&inner[i + h..i + h + c]);
+        i += h + c;
+    }
+    let [r, s] = ints[..] else { return None };
+    if !(20..=33).contains(&r.len()) || !(20..=33).contains(&s.len()) {
+        return None;
+    }
+    let s = s.strip_prefix(&[0]).unwrap_or(s);
+    let mut s32 = [0u8; 32];
+    s32[32 - s.len()..].copy_from_slice(s);
+    // n - s on 32-byte big-endian numbers (0 < s < n, so no final borrow).
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for k in (0..32).rev() {
+        let d = P256_N[k] as i16 - s32[k] as i16 - borrow;
+        (out[k], borrow) = if d < 0 {
+            ((d + 256) as u8, 1)
+        } else {
+            (d as u8, 0)
+        };
+    }
+    assert_eq!(borrow, 0);
+    let mut seq = der_element(0x02, r);
+    seq.extend(der_element(0x02, &der_uint(&out)));
+    Some(der_element(0x30, &seq))
+}
+
+/// Re-encodes the DER elements in `d`, replacing the content of every OCTET STRING that holds
+/// an ECDSA signature value by its malleated twin; lengths of enclosing elements follow.
+fn rewrite_der(d: &[u8], hits: &mut usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < d.len() {
+        let (tag, hl, cl) = der_tlv(&d[i..]);
+        let content = &d[i + hl..i + hl + cl];
+        let content = if tag & 0x20 != 0 {
+            rewrite_der(content, hits)
+        } else if tag == 0x04
+            && let Some(m) = malleate_ecdsa(content)
+        {
+            *hits += 1;
+            m
+        } else {
+            content.to_vec()
+        };
+        out.extend(der_element(tag, &content));
+        i += hl + cl;
+    }
+    out
+}
+
+/// The CMS signature `cms` with its SignerInfo's ECDSA value `(r, s)` replaced by `(r, n - s)`:
+/// a different byte string that still verifies.
+fn malleated(cms: &[u8]) -> Vec<u8> {
+    let mut hits = 0;
+    let out = rewrite_der(cms, &mut hits);
+    assert_eq!(hits, 1, "exactly one ECDSA signature value in the CMS");
+    assert_ne!(out, cms);
+    out
+}
+
+#[test]
+fn ecdsa_malleation_helper_round_trips() {
+    // n - (n - s) = s: malleating twice gives back the original bytes.
+    let sig = [
+        der_element(0x02, &der_uint(&[0x7f; 32])),
+        der_element(0x02, &der_uint(&[0x81; 32])),
+    ]
+    .concat();
+    let cms = der_element(0x30, &der_element(0x04, &der_element(0x30, &sig)));
+    let once = malleated(&cms);
+    assert_ne!(
+        once.len(),
+        cms.len(),
+        "s and n - s differ in encoded length here"
+    );
+    assert_eq!(malleated(&once), cms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_replays_and_tampering_are_refused_at_the_server_proxy() {
+    let s = setup().await;
+    let replay = "Server.ServerProxy.InvalidMessage";
+
+    // 1. A valid request is served once; the same signed parts again (only the multipart
+    // boundary differs) are a replay.
+    let req = signed_request(&s, &cid("DEV/GOV/1000"));
+    s.peer_accepted(&req).await;
+    let a = s.peer_refused("replay", &req, replay).await;
+    assert!(a.message.contains("replay"), "{}", a.message);
+
+    // 2. The same request with its ECDSA signature value rewritten as (r, n - s): other
+    // signature bytes, the same signed manifest, so still a replay.
+    let twin = RawRequest {
+        signature: malleated(&req.signature),
+        ..req.clone()
+    };
+    let a = s.peer_refused("malleated replay", &twin, replay).await;
+    assert!(a.message.contains("replay"), "{}", a.message);
+    // The malleated form verifies on its own: sent first for a fresh request it is served,
+    // and then the original signature bytes are the replay.
+    let fresh = signed_request(&s, &cid("DEV/GOV/1000"));
+    let fresh_twin = RawRequest {
+        signature: malleated(&fresh.signature),
+        ..fresh.clone()
+    };
+    s.peer_accepted(&fresh_twin).await;
+    let a = s
+        .peer_refused("original after malleated", &fresh, replay)
+        .await;
+    assert!(a.message.contains("replay"), "{}", a.message);
+
+    // 3. One payload byte changed in transit, signature untouched: the manifest recomputed
+    // from the received parts differs from the signed one.
+    let mut tampered = signed_request(&s, &cid("DEV/GOV/1000"));
+    let at = tampered.body.iter().position(|&b| b == b'1').unwrap();
+    tampered.body[at] = b'9';
+    s.peer_refused(
+        "payload tampered",
+        &tampered,
+        "Server.ServerProxy.SignatureVerification.InvalidReference",
+    )
+    .await;
+
+    // 4. Signed with the key of member 3000 (which this peer also holds) for a client of
+    // member 1000: the signer is not the client's member.
+    let foreign = signed_request(&s, &cid("DEV/GOV/3000"));
+    s.peer_refused(
+        "foreign signer",
+        &foreign,
+        "Server.ServerProxy.CertValidation.IncorrectCertificate",
+    )
+    .await;
+
+    // Nothing refused reached the provider's message log: only the two served requests.
+    let served = s
+        .provider_log
+        .entries()
+        .into_iter()
+        .filter(|e| e.direction == Direction::Request)
+        .count();
+    assert_eq!(served, 2);
+}
