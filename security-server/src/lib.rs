@@ -18,6 +18,7 @@ pub mod gcview;
 pub mod httpc;
 pub mod identity;
 pub mod keystore;
+mod listen;
 pub mod logsink;
 pub mod management;
 pub mod message;

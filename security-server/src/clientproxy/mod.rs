@@ -11,7 +11,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -43,19 +42,12 @@ pub struct ConnInfo {
 
 /// Serves plain HTTP on `listener`.
 pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Result<()> {
-    let permits = Arc::new(tokio::sync::Semaphore::new(
-        state.cfg().limits.max_connections.max(1),
-    ));
     let conn = Arc::new(ConnInfo::default());
-    loop {
-        let (tcp, remote) = listener.accept().await?;
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            continue;
-        };
+    let limits = state.clone();
+    crate::listen::accept_limited(&limits, listener, move |tcp, remote| {
         let state = state.clone();
         let conn = conn.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             let _ = tcp.set_nodelay(true);
             let max_header = state.cfg().limits.max_header_bytes;
             let svc = service_fn(move |req| {
@@ -63,18 +55,15 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 let conn = conn.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, conn, req).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
-                .keep_alive(true)
-                .max_buf_size(max_header.max(8192))
+            if let Err(e) = crate::listen::http1_builder(Some(max_header))
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await
             {
                 tracing::debug!(%remote, error = %e, "client proxy connection ended");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Serves HTTPS on `listener` with the internal certificate; client certificates are asked
@@ -89,18 +78,11 @@ pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::
         trustbus_pki::tls::is_server_config(tls_id, trustbus_pki::tls::IsClientAuth::Optional)
             .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let permits = Arc::new(tokio::sync::Semaphore::new(
-        state.cfg().limits.max_connections.max(1),
-    ));
-    loop {
-        let (tcp, remote) = listener.accept().await?;
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            continue;
-        };
+    let limits = state.clone();
+    crate::listen::accept_limited(&limits, listener, move |tcp, remote| {
         let state = state.clone();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(t) => t,
                 Err(e) => {
@@ -119,18 +101,15 @@ pub async fn serve_tls(state: Arc<AppState>, listener: TcpListener) -> std::io::
                 let conn = conn.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, conn, req).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
-                .keep_alive(true)
-                .max_buf_size(max_header.max(8192))
+            if let Err(e) = crate::listen::http1_builder(Some(max_header))
                 .serve_connection(TokioIo::new(tls), svc)
                 .await
             {
                 tracing::debug!(%remote, error = %e, "client proxy TLS connection ended");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// Handles one information-system request.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -59,18 +58,11 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
     let cfg = ss_server_config(tls_id, Arc::new(AnyRegistered(state.clone())))
         .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let permits = Arc::new(tokio::sync::Semaphore::new(
-        state.cfg().limits.max_connections.max(1),
-    ));
-    loop {
-        let (tcp, remote) = listener.accept().await?;
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            continue;
-        };
+    let limits = state.clone();
+    crate::listen::accept_limited(&limits, listener, move |tcp, remote| {
         let acceptor = acceptor.clone();
         let state = state.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
+        async move {
             let _ = tcp.set_nodelay(true);
             let tls = match acceptor.accept(tcp).await {
                 Ok(t) => t,
@@ -89,17 +81,15 @@ pub async fn serve(state: Arc<AppState>, listener: TcpListener) -> std::io::Resu
                 let peer = peer.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(state, peer, req).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(crate::HEADER_READ_TIMEOUT)
-                .keep_alive(true)
+            if let Err(e) = crate::listen::http1_builder(None)
                 .serve_connection(TokioIo::new(tls), svc)
                 .await
             {
                 tracing::debug!(%remote, error = %e, "server proxy connection ended");
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn handle(
