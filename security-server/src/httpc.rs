@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::legacy::{Client, Error as LegacyError};
 use hyper_util::rt::TokioExecutor;
 
 /// The body type of outgoing requests.
@@ -42,13 +42,8 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with this connect timeout.
     pub fn new(connect_timeout: Duration) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(connect_timeout));
-        conn.set_nodelay(true);
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(conn),
+            client: pooled(tcp_connector(connect_timeout)),
         }
     }
 
@@ -58,12 +53,7 @@ impl HttpClient {
         req: http::Request<OutBody>,
         read_timeout: Duration,
     ) -> Result<http::Response<Incoming>, CallError> {
-        match tokio::time::timeout(read_timeout, self.client.request(req)).await {
-            Err(_) => Err(CallError::Timeout(read_timeout)),
-            Ok(Err(e)) if e.is_connect() => Err(CallError::Connect(e.to_string())),
-            Ok(Err(e)) => Err(CallError::Other(e.to_string())),
-            Ok(Ok(r)) => Ok(r),
-        }
+        timed_request(&self.client, req, read_timeout, |e| e.to_string()).await
     }
 
     /// POSTs `body` and returns the response body (at most 1 MiB) if the status is 200.
@@ -103,9 +93,7 @@ impl HttpsClient {
     /// A client trusting `tls`, with this connect timeout; the host name of each URL is
     /// verified against the server's certificate.
     pub fn new(tls: std::sync::Arc<rustls::ClientConfig>, connect_timeout: Duration) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(connect_timeout));
-        conn.set_nodelay(true);
+        let mut conn = tcp_connector(connect_timeout);
         conn.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
@@ -113,9 +101,7 @@ impl HttpsClient {
             .enable_http1()
             .wrap_connector(conn);
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(https),
+            client: pooled(https),
         }
     }
 
@@ -126,12 +112,45 @@ impl HttpsClient {
         req: http::Request<OutBody>,
         read_timeout: Duration,
     ) -> Result<http::Response<Incoming>, CallError> {
-        match tokio::time::timeout(read_timeout, self.client.request(req)).await {
-            Err(_) => Err(CallError::Timeout(read_timeout)),
-            Ok(Err(e)) if e.is_connect() => Err(CallError::Connect(format!("{e:?}"))),
-            Ok(Err(e)) => Err(CallError::Other(e.to_string())),
-            Ok(Ok(r)) => Ok(r),
-        }
+        // The debug form keeps the TLS cause (unknown issuer, wrong name) that Display drops.
+        timed_request(&self.client, req, read_timeout, |e| format!("{e:?}")).await
+    }
+}
+
+/// A TCP connector with this connect timeout and Nagle off.
+fn tcp_connector(connect_timeout: Duration) -> HttpConnector {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(connect_timeout));
+    conn.set_nodelay(true);
+    conn
+}
+
+/// A client over `connector` that keeps idle connections for 30 s.
+fn pooled<C>(connector: C) -> Client<C, OutBody>
+where
+    C: Connect + Clone,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+/// Sends `req` on `client`, waiting at most `read_timeout` for the response head; a connect
+/// failure is described by `connect_detail`.
+async fn timed_request<C>(
+    client: &Client<C, OutBody>,
+    req: http::Request<OutBody>,
+    read_timeout: Duration,
+    connect_detail: fn(&LegacyError) -> String,
+) -> Result<http::Response<Incoming>, CallError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    match tokio::time::timeout(read_timeout, client.request(req)).await {
+        Err(_) => Err(CallError::Timeout(read_timeout)),
+        Ok(Err(e)) if e.is_connect() => Err(CallError::Connect(connect_detail(&e))),
+        Ok(Err(e)) => Err(CallError::Other(e.to_string())),
+        Ok(Ok(r)) => Ok(r),
     }
 }
 

@@ -125,7 +125,7 @@ pub fn member_key_id(member: &ClientId) -> String {
 }
 
 /// The certificate files of hosted members' signing keys: `sign-*.pem`, CSRs excluded.
-fn member_cert_files(cert_dir: &Path) -> Result<Vec<std::path::PathBuf>, IdentityError> {
+pub(crate) fn member_cert_files(cert_dir: &Path) -> Result<Vec<std::path::PathBuf>, IdentityError> {
     let rd = match std::fs::read_dir(cert_dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -168,19 +168,8 @@ impl KeyStore {
             self.cert_dir.join(AUTH_CERT_FILE),
             self.cert_dir.join(SIGN_CERT_FILE),
         ];
-        if let Ok(rd) = std::fs::read_dir(&self.cert_dir) {
-            let mut m: Vec<_> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                        n.starts_with("sign-") && n.ends_with(".pem") && !n.ends_with(".csr.pem")
-                    })
-                })
-                .collect();
-            m.sort();
-            v.extend(m);
-        }
+        // The two fixed slots are listed even when the directory cannot be read.
+        v.extend(crate::identity::member_cert_files(&self.cert_dir).unwrap_or_default());
         v
     }
 
