@@ -23,7 +23,7 @@
 use super::LogError;
 use super::chain::{self, ChainHash, ChainHead};
 use super::record::{self, RecordId, RecordMeta};
-use super::store::IndexedRecord;
+use super::store::{IndexedRecord, RecordBody};
 use ring::digest;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -465,7 +465,7 @@ impl SegmentWriter {
         &mut self,
         batch: &mut [Pending],
         buf: &mut Vec<u8>,
-        out: &mut Vec<(RecordId, ChainHash)>,
+        out: &mut Vec<(RecordId, ChainHash, RecordBody)>,
     ) -> io::Result<()> {
         buf.clear();
         if let Some(h) = self.pending_mark.take() {
@@ -489,6 +489,11 @@ impl SegmentWriter {
             let len = u32::try_from(p.bytes.len())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
             let hash = chain::entry_hash(&self.head.hash, &p.bytes);
+            let at = RecordBody::Journal {
+                segment: self.segment_no,
+                offset: self.len + buf.len() as u64,
+                len,
+            };
             buf.push(TAG_ENTRY);
             buf.extend_from_slice(&len.to_be_bytes());
             buf.extend_from_slice(&self.head.hash.0);
@@ -496,7 +501,7 @@ impl SegmentWriter {
             buf.extend_from_slice(&hash.0);
             self.head = ChainHead { last_id: id, hash };
             in_buf += 1;
-            out.push((id, hash));
+            out.push((id, hash, at));
         }
         self.file.write_all(buf)?;
         self.len += buf.len() as u64;
@@ -612,13 +617,13 @@ pub(crate) fn run_writer(
             }
             let committed: Vec<(IndexedRecord, oneshot::Sender<_>)> = batch
                 .drain(..)
-                .zip(ids.iter())
-                .map(|(p, (id, hash))| {
+                .zip(ids.drain(..))
+                .map(|(p, (id, hash, at))| {
                     (
                         IndexedRecord {
-                            id: *id,
-                            hash: *hash,
-                            bytes: p.bytes,
+                            id,
+                            hash,
+                            body: at,
                             meta: p.meta,
                         },
                         p.ack,

@@ -48,8 +48,8 @@ pub use record::{
 };
 pub use replay::{RecoveryReport, parse_head};
 pub use store::{
-    Cursor, IndexedRecord, LogStore, Query, QueryFilter, QueryPage, RawRecord, SledStore,
-    StoreError, TimestampInfo,
+    Cursor, IndexedRecord, LogStore, Query, QueryFilter, QueryPage, RawRecord, RecordBody,
+    SledStore, StoreError, TimestampInfo,
 };
 
 use journal::{Pending, WriterConfig, WriterMsg, WriterShared};
@@ -212,7 +212,10 @@ impl MessageLog {
     /// Opens the log in `config.dir` with a sled store in `dir/index`, recovering from the journal.
     /// Blocking (file I/O): call it before serving or from `spawn_blocking`.
     pub fn open(config: MessageLogConfig) -> Result<Self, LogError> {
-        let store = SledStore::open(&config.dir.join("index"))?;
+        let store = SledStore::open_with_journal(
+            &config.dir.join("index"),
+            &journal::journal_dir(&config.dir),
+        )?;
         Self::open_with_store(config, Arc::new(store))
     }
 
@@ -254,14 +257,11 @@ impl MessageLog {
                     .name("msglog-indexer".into())
                     .spawn(move || {
                         let mut last_flush = std::time::Instant::now();
+                        let mut last_pass = None;
                         while let Ok(mut batch) = irx.recv() {
-                            while let Ok(more) = irx.try_recv() {
-                                batch.extend(more);
-                                if batch.len() >= 4096 {
-                                    break;
-                                }
-                            }
+                            gather_index_batch(&irx, &mut batch, last_pass);
                             index_into(store.as_ref(), &batch, &failed, &indexed_tx);
+                            last_pass = Some(std::time::Instant::now());
                             if last_flush.elapsed() >= STORE_FLUSH_INTERVAL {
                                 let _ = store.flush();
                                 last_flush = std::time::Instant::now();
@@ -420,6 +420,36 @@ impl MessageLog {
         match flushed {
             Ok(r) => r.map_err(LogError::from),
             Err(_) => Err(LogError::Closed),
+        }
+    }
+}
+
+/// Records are indexed in passes at most this often under load (an idle log indexes each batch
+/// at once): much of sled's cost is per write pass, not per record.
+const INDEX_PASS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+/// Most records indexed in one pass.
+const INDEX_PASS_MAX: usize = 4096;
+
+/// Adds to `batch` what arrives until the next pass is due (`INDEX_PASS_INTERVAL` after the last
+/// one) or `INDEX_PASS_MAX` records are gathered.
+fn gather_index_batch(
+    rx: &mpsc::Receiver<Vec<IndexedRecord>>,
+    batch: &mut Vec<IndexedRecord>,
+    last_pass: Option<std::time::Instant>,
+) {
+    let due = last_pass.map(|t| t + INDEX_PASS_INTERVAL);
+    while batch.len() < INDEX_PASS_MAX {
+        let wait = due.map_or(std::time::Duration::ZERO, |d| {
+            d.saturating_duration_since(std::time::Instant::now())
+        });
+        let next = if wait.is_zero() {
+            rx.try_recv().ok()
+        } else {
+            rx.recv_timeout(wait).ok()
+        };
+        match next {
+            Some(more) => batch.extend(more),
+            None => return,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::LogError;
 use super::chain::{self, ChainError, ChainHead, ChainWalker, TornTail};
 use super::journal::{self, Frame, SegmentWriter};
 use super::record::{self, RecordId};
-use super::store::{IndexedRecord, LogStore};
+use super::store::{IndexedRecord, LogStore, RecordBody};
 use std::io::Read;
 use std::path::Path;
 
@@ -224,7 +224,11 @@ pub(crate) fn recover(
                 pending.push(IndexedRecord {
                     id,
                     hash: *hash,
-                    bytes: bytes.to_vec(),
+                    body: RecordBody::Journal {
+                        segment: at.segment,
+                        offset: at.offset,
+                        len: bytes.len() as u32,
+                    },
                     meta: rec.meta,
                 });
                 if pending.len() >= REPLAY_BATCH {

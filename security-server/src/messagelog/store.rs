@@ -23,9 +23,13 @@
 //! followed by the nanoseconds.
 
 use super::chain::ChainHash;
+use super::journal::{self, ENTRY_OVERHEAD, TAG_ENTRY};
 use super::record::{self, LogRecord, RecordError, RecordId, RecordMeta};
+use std::fs::File;
 use std::ops::Bound;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -67,10 +71,28 @@ pub struct IndexedRecord {
     pub id: RecordId,
     /// Its journal entry hash.
     pub hash: ChainHash,
-    /// The canonical record bytes.
-    pub bytes: Vec<u8>,
+    /// Where its canonical bytes are.
+    pub body: RecordBody,
     /// Its metadata (what the indexes are built from).
     pub meta: RecordMeta,
+}
+
+/// Where the store finds a record's canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordBody {
+    /// In the journal: the entry frame at byte `offset` of segment `segment`, holding `len`
+    /// record bytes. The store keeps only this pointer, so each record is written once (to the
+    /// journal) instead of again into sled's pages, which under load cost more than the journal.
+    Journal {
+        /// Segment number.
+        segment: u64,
+        /// Byte offset of the entry frame in the segment.
+        offset: u64,
+        /// Length of the record inside the frame.
+        len: u32,
+    },
+    /// The bytes themselves, for a store without a journal beside it.
+    Inline(Vec<u8>),
 }
 
 /// What to search for.
@@ -175,6 +197,19 @@ pub trait LogStore: Send + Sync {
     fn query(&self, q: &Query) -> Result<QueryPage, StoreError>;
     /// Records with id `>= from`, in id order, at most `limit`.
     fn range(&self, from: RecordId, limit: usize) -> Result<Vec<RawRecord>, StoreError>;
+    /// The entry hashes of the records with id `>= from`, in id order, at most `limit` (what the
+    /// timestamper needs, without reading the records).
+    fn hashes(
+        &self,
+        from: RecordId,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, ChainHash)>, StoreError> {
+        Ok(self
+            .range(from, limit)?
+            .into_iter()
+            .map(|r| (r.id, r.hash))
+            .collect())
+    }
     /// Stores one timestamp batch: the token once, and each covered record's proof.
     fn set_timestamp_batch(
         &self,
@@ -198,15 +233,31 @@ pub trait LogStore: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// sled page cache of the message-log store.
-const STORE_CACHE_BYTES: u64 = 32 << 20;
+/// sled page cache of the message-log store. It holds index nodes only (records are read from the
+/// journal); at 32 MiB a security server passed 150 MB RSS under load, at 8 MiB it stays below.
+const STORE_CACHE_BYTES: u64 = 8 << 20;
 
 /// Key (in sled's default tree) of the highest archived record and its entry hash.
 const ARCHIVED_HEAD_KEY: &[u8] = b"archived_head";
 
+/// Tag after the entry hash in a `records` value that points into the journal (a value holding
+/// the record itself has the record magic there instead).
+const JOURNAL_POINTER_TAG: [u8; 4] = *b"TBJP";
+/// Length of a `records` value that points into the journal.
+const JOURNAL_POINTER_LEN: usize = 32 + 4 + 8 + 8 + 4;
+/// Journal segment files kept open for reads.
+const OPEN_SEGMENTS: usize = 4;
+
+/// A journal segment file kept open for reads, with its number.
+type OpenSegment = (u64, Arc<File>);
+
 /// The sled implementation of [`LogStore`].
 #[derive(Debug, Clone)]
 pub struct SledStore {
+    /// The journal directory that `RecordBody::Journal` pointers refer to.
+    journal: Option<PathBuf>,
+    /// Recently read segment files (most recent last).
+    segments: Arc<Mutex<Vec<OpenSegment>>>,
     db: sled::Db,
     records: sled::Tree,
     by_message_id: sled::Tree,
@@ -259,7 +310,16 @@ fn is_lock_contention(e: &sled::Error) -> bool {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `path`.
+    /// Opens (or creates) the store in `path` for the journal in `journal_dir`: records are read
+    /// from the journal's segment files, the store holds their indexes and positions.
+    pub fn open_with_journal(path: &Path, journal_dir: &Path) -> Result<Self, StoreError> {
+        let mut s = Self::open(path)?;
+        s.journal = Some(journal_dir.to_path_buf());
+        Ok(s)
+    }
+
+    /// Opens (or creates) the store in `path`, without a journal: records inserted with
+    /// [`RecordBody::Inline`] only.
     ///
     /// sled holds an exclusive file lock, and a store closed a moment ago in this process may still
     /// hold it: sled's background I/O threads release the file lazily after the `Db` is dropped
@@ -286,6 +346,8 @@ impl SledStore {
         };
         let t = |name: &str| db.open_tree(name);
         Ok(Self {
+            journal: None,
+            segments: Arc::new(Mutex::new(Vec::new())),
             records: t("records")?,
             by_message_id: t("by_message_id")?,
             by_request_id: t("by_request_id")?,
@@ -299,20 +361,112 @@ impl SledStore {
         })
     }
 
-    fn raw_from(id: RecordId, v: &[u8]) -> Result<RawRecord, StoreError> {
-        if v.len() < 32 {
-            return Err(StoreError::Corrupt {
-                id,
-                reason: "value shorter than the entry hash".into(),
-            });
+    /// The entry hash at the front of a `records` value.
+    fn hash_from(id: RecordId, v: &[u8]) -> Result<ChainHash, StoreError> {
+        let h: [u8; 32] =
+            v.get(..32)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    id,
+                    reason: "value shorter than the entry hash".into(),
+                })?;
+        Ok(ChainHash(h))
+    }
+
+    fn encode_value(r: &IndexedRecord) -> Vec<u8> {
+        match &r.body {
+            RecordBody::Journal {
+                segment,
+                offset,
+                len,
+            } => {
+                let mut v = Vec::with_capacity(JOURNAL_POINTER_LEN);
+                v.extend_from_slice(&r.hash.0);
+                v.extend_from_slice(&JOURNAL_POINTER_TAG);
+                v.extend_from_slice(&segment.to_be_bytes());
+                v.extend_from_slice(&offset.to_be_bytes());
+                v.extend_from_slice(&len.to_be_bytes());
+                v
+            }
+            RecordBody::Inline(bytes) => {
+                let mut v = Vec::with_capacity(32 + bytes.len());
+                v.extend_from_slice(&r.hash.0);
+                v.extend_from_slice(bytes);
+                v
+            }
         }
-        let mut h = [0u8; 32];
-        h.copy_from_slice(&v[..32]);
-        Ok(RawRecord {
-            id,
-            hash: ChainHash(h),
-            bytes: v[32..].to_vec(),
-        })
+    }
+
+    fn raw_from(&self, id: RecordId, v: &[u8]) -> Result<RawRecord, StoreError> {
+        let hash = Self::hash_from(id, v)?;
+        let body = &v[32..];
+        let bytes = if body.len() + 32 == JOURNAL_POINTER_LEN && body[..4] == JOURNAL_POINTER_TAG {
+            let n = |r: std::ops::Range<usize>| {
+                let mut a = [0u8; 8];
+                a[8 - r.len()..].copy_from_slice(&body[r]);
+                u64::from_be_bytes(a)
+            };
+            self.read_journal(id, hash, n(4..12), n(12..20), n(20..24) as usize)?
+        } else {
+            body.to_vec()
+        };
+        Ok(RawRecord { id, hash, bytes })
+    }
+
+    /// Reads record `id` from its journal entry frame and checks the frame against the hash the
+    /// store holds (a journal changed under the store is reported, never served).
+    fn read_journal(
+        &self,
+        id: RecordId,
+        hash: ChainHash,
+        segment: u64,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt { id, reason };
+        let file = self
+            .segment(segment)
+            .map_err(|e| corrupt(format!("journal segment {segment} cannot be opened: {e}")))?;
+        let mut frame = vec![0u8; ENTRY_OVERHEAD + len];
+        file.read_exact_at(&mut frame, offset)
+            .map_err(|e| corrupt(format!("journal segment {segment} offset {offset}: {e}")))?;
+        let stored_len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+        if frame[0] != TAG_ENTRY || stored_len != len {
+            return Err(corrupt(format!(
+                "no entry of {len} bytes at journal segment {segment} offset {offset}"
+            )));
+        }
+        let prev = ChainHash(frame[5..37].try_into().unwrap_or([0; 32]));
+        let record = &frame[37..37 + len];
+        if frame[37 + len..] != hash.0 || super::chain::entry_hash(&prev, record) != hash {
+            return Err(corrupt(format!(
+                "journal entry at segment {segment} offset {offset} does not match the stored hash"
+            )));
+        }
+        frame.truncate(37 + len);
+        frame.drain(..37);
+        Ok(frame)
+    }
+
+    /// An open segment file, from the small cache or opened now.
+    fn segment(&self, no: u64) -> std::io::Result<Arc<File>> {
+        let jdir = self
+            .journal
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the store was opened without its journal"))?;
+        let mut open = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = open.iter().position(|(n, _)| *n == no) {
+            let f = open.remove(i);
+            let file = f.1.clone();
+            open.push(f);
+            return Ok(file);
+        }
+        let file = Arc::new(File::open(journal::segment_path(jdir, no))?);
+        if open.len() >= OPEN_SEGMENTS {
+            open.remove(0);
+        }
+        open.push((no, file.clone()));
+        Ok(file)
     }
 
     /// The index tree, key prefix, and whether the index is time-ordered after the prefix.
@@ -351,19 +505,20 @@ impl LogStore for SledStore {
         // a record is never stored before its index entries.
         //
         // Only the records go in as a sled batch: every `apply_batch` makes sled write and
-        // `sync_file_range` its log buffer, and seven of them per call cost about 24 small
-        // writes and syncs per exchange (docs/performance.md). The plain index inserts before
-        // the batch are earlier in sled's log, so the batch's sync covers them too: whenever a
-        // record is stored, its index entries are.
+        // `sync_file_range` its log buffer, and one batch per tree measured slower than plain
+        // inserts (docs/performance.md). The plain index inserts before the batch are earlier in
+        // sled's log, so the batch's sync covers them too: whenever a record is stored, its
+        // index entries are.
         let mut rec = sled::Batch::default();
         for r in batch {
             let id = r.id.0.to_be_bytes();
             let tk = time_key(r.meta.logged_at);
-            let mut k = Vec::with_capacity(64);
+            let mut k = Vec::with_capacity(r.meta.message_id.len() + 12);
             lp(&mut k, &r.meta.message_id);
             k.extend_from_slice(&id);
             self.by_message_id.insert(k, &[])?;
-            let mut k = r.meta.request_id.as_bytes().to_vec();
+            let mut k = Vec::with_capacity(24);
+            k.extend_from_slice(r.meta.request_id.as_bytes());
             k.extend_from_slice(&id);
             self.by_request_id.insert(k, &[])?;
             let pt = |s: &str| {
@@ -381,10 +536,7 @@ impl LogStore for SledStore {
             let mut k = tk.to_vec();
             k.extend_from_slice(&id);
             self.by_time.insert(k, &[])?;
-            let mut v = Vec::with_capacity(32 + r.bytes.len());
-            v.extend_from_slice(&r.hash.0);
-            v.extend_from_slice(&r.bytes);
-            rec.insert(&id, v);
+            rec.insert(&id, Self::encode_value(r));
         }
         self.records.apply_batch(rec)?;
         Ok(())
@@ -398,8 +550,7 @@ impl LogStore for SledStore {
                     id: RecordId(0),
                     reason: "bad key in records tree".into(),
                 })?;
-                let raw = Self::raw_from(id, &v)?;
-                Ok(Some((id, raw.hash)))
+                Ok(Some((id, Self::hash_from(id, &v)?)))
             }
         }
     }
@@ -407,7 +558,7 @@ impl LogStore for SledStore {
     fn get_raw(&self, id: RecordId) -> Result<Option<RawRecord>, StoreError> {
         match self.records.get(id.0.to_be_bytes())? {
             None => Ok(None),
-            Some(v) => Self::raw_from(id, &v).map(Some),
+            Some(v) => self.raw_from(id, &v).map(Some),
         }
     }
 
@@ -469,7 +620,27 @@ impl LogStore for SledStore {
                 id: RecordId(0),
                 reason: "bad key in records tree".into(),
             })?;
-            out.push(Self::raw_from(id, &v)?);
+            out.push(self.raw_from(id, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn hashes(
+        &self,
+        from: RecordId,
+        limit: usize,
+    ) -> Result<Vec<(RecordId, ChainHash)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.records.range(from.0.to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let id = id_from_key_tail(&k).ok_or_else(|| StoreError::Corrupt {
+                id: RecordId(0),
+                reason: "bad key in records tree".into(),
+            })?;
+            out.push((id, Self::hash_from(id, &v)?));
         }
         Ok(out)
     }
@@ -545,13 +716,18 @@ impl LogStore for SledStore {
             k.extend_from_slice(&key);
             self.by_time.remove(k)?;
             let newer = self.archived_head()?.is_none_or(|(h, _)| h < id);
-            if newer && let Some(raw) = self.get_raw(id)? {
+            if newer && let Some(stored) = self.records.get(key)? {
                 let mut v = id.0.to_be_bytes().to_vec();
-                v.extend_from_slice(&raw.hash.0);
+                v.extend_from_slice(&Self::hash_from(id, &stored)?.0);
                 self.db.insert(ARCHIVED_HEAD_KEY, v)?;
             }
             self.records.remove(key)?;
         }
+        // Archived segments are deleted next: do not keep them open.
+        self.segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(())
     }
 
@@ -617,7 +793,7 @@ mod tests {
         IndexedRecord {
             id: RecordId(n),
             hash: entry_hash(&ChainHash::GENESIS, &bytes),
-            bytes,
+            body: RecordBody::Inline(bytes),
             meta,
         }
     }

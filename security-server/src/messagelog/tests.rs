@@ -604,3 +604,63 @@ async fn recovery_from_a_snapshot_taken_under_load() {
     }
     Arc::into_inner(log).unwrap().close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reads_records_from_the_journal_and_refuses_a_changed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = small_segments(dir.path());
+    let log = open(c.clone()).await.unwrap();
+    for i in 1..=12 {
+        log.append(sample_record(i)).await.unwrap();
+    }
+    log.wait_indexed(RecordId(12)).await.unwrap();
+    // Across segment rollovers, every record comes back byte for byte as the journal holds it.
+    let segs = segment_files(dir.path());
+    assert!(segs.len() >= 2, "{segs:?}");
+    let mut journal_records = Vec::new();
+    for (_, path) in &segs {
+        let buf = std::fs::read(path).unwrap();
+        for f in journal::scan_segment(&buf).frames {
+            if let Frame::Entry { record, .. } = f {
+                journal_records.push(buf[record].to_vec());
+            }
+        }
+    }
+    assert_eq!(journal_records.len(), 12);
+    let hashes = log.store().hashes(RecordId(1), 100).unwrap();
+    assert_eq!(hashes.len(), 12);
+    for (i, want) in journal_records.iter().enumerate() {
+        let id = RecordId(i as u64 + 1);
+        let raw = log.store().get_raw(id).unwrap().unwrap();
+        assert_eq!(&raw.bytes, want, "record {id}");
+        assert_eq!(hashes[i], (id, raw.hash));
+    }
+    log.close().await.unwrap();
+
+    // One byte of a record changed in the journal after indexing: the store reports it.
+    let log = open(c).await.unwrap();
+    let (_, path) = &segs[1];
+    let mut buf = std::fs::read(path).unwrap();
+    let (target, range) = journal::scan_segment(&buf)
+        .frames
+        .iter()
+        .find_map(|f| match f {
+            Frame::Entry { record, .. } => {
+                let id = record::decode(&buf[record.clone()]).unwrap().id;
+                Some((id, record.clone()))
+            }
+            Frame::Mark { .. } => None,
+        })
+        .unwrap();
+    buf[range.start + 20] ^= 1;
+    std::fs::write(path, &buf).unwrap();
+    let e = log.store().get_raw(target).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Corrupt { id, reason } if *id == target
+            && reason.ends_with("does not match the stored hash")),
+        "{e}"
+    );
+    // Its neighbours are untouched.
+    assert!(log.store().get_raw(target.next()).unwrap().is_some());
+    drop(log);
+}

@@ -256,16 +256,16 @@ impl Timestamper {
         loop {
             let progress = self.store.timestamp_progress()?;
             let from = progress.map_or(RecordId(1), |(_, id)| id.next());
-            let records = self.store.range(from, chunk)?;
+            let records = self.store.hashes(from, chunk)?;
             if records.is_empty() {
                 return Ok(total);
             }
-            let leaves: Vec<Vec<u8>> = records.iter().map(|r| r.hash.0.to_vec()).collect();
+            let leaves: Vec<Vec<u8>> = records.iter().map(|(_, h)| h.0.to_vec()).collect();
             let tree = MerkleTree::new(DigestAlgorithm::Sha256, &leaves)?;
             let token = self.token(tree.root()).await?;
             let mut proofs = Vec::with_capacity(records.len());
-            for (i, r) in records.iter().enumerate() {
-                proofs.push((r.id, tree.proof(i as u64)?.to_json(tree.root())));
+            for (i, (id, _)) in records.iter().enumerate() {
+                proofs.push((*id, tree.proof(i as u64)?.to_json(tree.root())));
             }
             let batch = progress.map_or(1, |(b, _)| b + 1);
             self.store.set_timestamp_batch(batch, &token, &proofs)?;
