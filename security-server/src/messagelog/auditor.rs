@@ -289,14 +289,18 @@ fn run_search(api: &AuditorApi, p: &SearchParams) -> Result<(Response, u64), Api
                 .as_ref()
                 .is_none_or(|u| r.meta.user.as_ref().is_some_and(|x| x.id == *u))
     };
+    // Batches are stored in record order: every record up to the progress mark is timestamped.
+    let stamped_through = api
+        .store
+        .timestamp_progress()
+        .ok()
+        .flatten()
+        .map_or(RecordId(0), |(_, id)| id);
     let records: Vec<serde_json::Value> = page
         .records
         .iter()
         .filter(|r| keep(r))
-        .map(|r| {
-            let ts = matches!(api.store.timestamp(r.id), Ok(Some(_)));
-            record_json(r, ts)
-        })
+        .map(|r| record_json(r, r.id <= stamped_through))
         .collect();
     let n = records.len() as u64;
     let body = serde_json::json!({

@@ -163,30 +163,6 @@ impl MessageLogConfig {
 /// bounds how much journal a restart replays, not what is durable.
 const STORE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Seam for batch timestamping (issue #6 item 4, built on the pki RFC 3161 client and Merkle
-/// helper): given the entry hashes of a run of records (the leaves, in record order; the last one
-/// is the chain head the batch covers), return one token over their Merkle root and one inclusion
-/// proof per leaf. The caller stores the result with [`LogStore::set_timestamp_batch`]; records
-/// themselves never change.
-pub trait BatchTimestamper: Send + Sync {
-    /// The error type of the timestamping service.
-    type Error: std::error::Error + Send + Sync + 'static;
-    /// Timestamps one batch of leaves.
-    fn timestamp_batch(
-        &self,
-        leaves: &[(RecordId, ChainHash)],
-    ) -> Result<TimestampedBatch, Self::Error>;
-}
-
-/// What a [`BatchTimestamper`] returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimestampedBatch {
-    /// The RFC 3161 token (DER) over the Merkle root.
-    pub token: Vec<u8>,
-    /// One inclusion proof per leaf, in the leaves' order.
-    pub proofs: Vec<Vec<u8>>,
-}
-
 /// The handle the exchange path uses. Share it with `Arc`.
 pub struct MessageLog {
     tx: mpsc::Sender<WriterMsg>,

@@ -16,8 +16,12 @@
 //! | `by_service_time` | `lp(service) ‖ time ‖ id` | empty |
 //! | `by_user_time` | `lp(user_id) ‖ time ‖ id` | empty |
 //! | `by_time` | `time ‖ id` | empty |
-//! | `ts_records` | `id` | `batch_id u64 ‖ Merkle proof bytes` |
+//! | `ts_batches` | `last_id` | `batch_id u64 ‖ first_id u64 ‖ entry_hash[32] × (last_id − first_id + 1)` |
 //! | `ts_tokens` | `batch_id` | RFC 3161 token (DER) |
+//! | `ts_records` | `id` | `batch_id u64 ‖ Merkle proof bytes` (written by older versions, still read) |
+//!
+//! A timestamp batch is stored once with its leaves; a record's Merkle proof is computed from them
+//! when it is asked for (evidence, archives), not written per record on the logging path.
 //!
 //! `time` is 12 bytes: the Unix seconds with the sign bit flipped (so negative times sort first)
 //! followed by the nanoseconds.
@@ -31,6 +35,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
+use trustbus_pki::DigestAlgorithm;
+use trustbus_pki::merkle::MerkleTree;
 use uuid::Uuid;
 
 /// Errors from a [`LogStore`].
@@ -210,12 +216,13 @@ pub trait LogStore: Send + Sync {
             .map(|r| (r.id, r.hash))
             .collect())
     }
-    /// Stores one timestamp batch: the token once, and each covered record's proof.
+    /// Stores one timestamp batch: its token over the Merkle root of `leaves` (the entry hashes of
+    /// consecutive records, in order), and the leaves, from which each record's proof is derived.
     fn set_timestamp_batch(
         &self,
         batch_id: u64,
         token: &[u8],
-        proofs: &[(RecordId, Vec<u8>)],
+        leaves: &[(RecordId, ChainHash)],
     ) -> Result<(), StoreError>;
     /// The timestamp of a record, once it has one.
     fn timestamp(&self, id: RecordId) -> Result<Option<TimestampInfo>, StoreError>;
@@ -248,6 +255,9 @@ const JOURNAL_POINTER_LEN: usize = 32 + 4 + 8 + 8 + 4;
 /// Journal segment files kept open for reads.
 const OPEN_SEGMENTS: usize = 4;
 
+/// A timestamp batch's Merkle tree, with the batch id.
+type BatchTree = (u64, Arc<MerkleTree>);
+
 /// A journal segment file kept open for reads, with its number.
 type OpenSegment = (u64, Arc<File>);
 
@@ -266,8 +276,11 @@ pub struct SledStore {
     by_service_time: sled::Tree,
     by_user_time: sled::Tree,
     by_time: sled::Tree,
+    ts_batches: sled::Tree,
     ts_records: sled::Tree,
     ts_tokens: sled::Tree,
+    /// The Merkle tree of the batch asked for last (archiving asks batch by batch).
+    last_tree: Arc<Mutex<Option<BatchTree>>>,
 }
 
 fn lp(out: &mut Vec<u8>, s: &str) {
@@ -294,6 +307,10 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+fn be_u64(b: Option<&[u8]>) -> Option<u64> {
+    Some(u64::from_be_bytes(b?.try_into().ok()?))
 }
 
 fn id_from_key_tail(key: &[u8]) -> Option<RecordId> {
@@ -355,8 +372,10 @@ impl SledStore {
             by_service_time: t("by_service_time")?,
             by_user_time: t("by_user_time")?,
             by_time: t("by_time")?,
+            ts_batches: t("ts_batches")?,
             ts_records: t("ts_records")?,
             ts_tokens: t("ts_tokens")?,
+            last_tree: Arc::new(Mutex::new(None)),
             db,
         })
     }
@@ -446,6 +465,26 @@ impl SledStore {
         frame.truncate(37 + len);
         frame.drain(..37);
         Ok(frame)
+    }
+
+    /// The Merkle tree of timestamp batch `batch_id` over `leaves` (32-byte entry hashes), from
+    /// the one-batch cache or built now.
+    fn batch_tree(&self, batch_id: u64, leaves: &[u8]) -> Result<Arc<MerkleTree>, StoreError> {
+        let mut cached = self.last_tree.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((b, t)) = cached.as_ref()
+            && *b == batch_id
+        {
+            return Ok(t.clone());
+        }
+        let leaves: Vec<Vec<u8>> = leaves.chunks(32).map(<[u8]>::to_vec).collect();
+        let tree =
+            MerkleTree::new(DigestAlgorithm::Sha256, &leaves).map_err(|e| StoreError::Corrupt {
+                id: RecordId(0),
+                reason: format!("timestamp batch {batch_id}: {e}"),
+            })?;
+        let tree = Arc::new(tree);
+        *cached = Some((batch_id, tree.clone()));
+        Ok(tree)
     }
 
     /// An open segment file, from the small cache or opened now.
@@ -649,40 +688,72 @@ impl LogStore for SledStore {
         &self,
         batch_id: u64,
         token: &[u8],
-        proofs: &[(RecordId, Vec<u8>)],
+        leaves: &[(RecordId, ChainHash)],
     ) -> Result<(), StoreError> {
-        self.ts_tokens.insert(batch_id.to_be_bytes(), token)?;
-        let mut b = sled::Batch::default();
-        for (id, proof) in proofs {
-            let mut v = batch_id.to_be_bytes().to_vec();
-            v.extend_from_slice(proof);
-            b.insert(&id.0.to_be_bytes(), v);
+        let (Some(first), Some(last)) = (leaves.first(), leaves.last()) else {
+            return Ok(());
+        };
+        if leaves.windows(2).any(|w| w[1].0 != w[0].0.next()) {
+            return Err(StoreError::Corrupt {
+                id: first.0,
+                reason: "timestamp batch leaves are not consecutive records".into(),
+            });
         }
-        self.ts_records.apply_batch(b)?;
+        let mut v = Vec::with_capacity(16 + 32 * leaves.len());
+        v.extend_from_slice(&batch_id.to_be_bytes());
+        v.extend_from_slice(&first.0.0.to_be_bytes());
+        for (_, h) in leaves {
+            v.extend_from_slice(&h.0);
+        }
+        // Token first: the batch entry is what marks its records timestamped.
+        self.ts_tokens.insert(batch_id.to_be_bytes(), token)?;
+        self.ts_batches.insert(last.0.0.to_be_bytes(), v)?;
         Ok(())
     }
 
     fn timestamp(&self, id: RecordId) -> Result<Option<TimestampInfo>, StoreError> {
-        let Some(v) = self.ts_records.get(id.0.to_be_bytes())? else {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            id,
+            reason: reason.into(),
+        };
+        let mut found = None;
+        if let Some(kv) = self.ts_batches.range(id.0.to_be_bytes()..).next() {
+            let (k, v) = kv?;
+            let last = id_from_key_tail(&k).ok_or_else(|| corrupt("bad timestamp batch key"))?;
+            let batch_id = be_u64(v.get(..8)).ok_or_else(|| corrupt("bad timestamp batch"))?;
+            let first = be_u64(v.get(8..16)).ok_or_else(|| corrupt("bad timestamp batch"))?;
+            if first <= id.0 {
+                let n = usize::try_from(last.0.saturating_sub(first) + 1).unwrap_or(usize::MAX);
+                if n.checked_mul(32).and_then(|l| l.checked_add(16)) != Some(v.len()) {
+                    return Err(corrupt("timestamp batch leaves do not match its records"));
+                }
+                let tree = self.batch_tree(batch_id, &v[16..])?;
+                let proof = tree
+                    .proof(id.0 - first)
+                    .map_err(|e| corrupt(&format!("timestamp batch {batch_id}: {e}")))?
+                    .to_json(tree.root());
+                found = Some((batch_id, proof));
+            }
+        }
+        // Records timestamped by older versions carry their proof themselves.
+        if found.is_none()
+            && let Some(v) = self.ts_records.get(id.0.to_be_bytes())?
+        {
+            let batch_id =
+                be_u64(v.get(..8)).ok_or_else(|| corrupt("timestamp reference too short"))?;
+            found = Some((batch_id, v[8..].to_vec()));
+        }
+        let Some((batch_id, merkle_proof)) = found else {
             return Ok(None);
         };
-        let batch_id = id_from_key_tail(v.get(..8).unwrap_or_default())
-            .ok_or_else(|| StoreError::Corrupt {
-                id,
-                reason: "timestamp reference too short".into(),
-            })?
-            .0;
-        let token =
-            self.ts_tokens
-                .get(batch_id.to_be_bytes())?
-                .ok_or_else(|| StoreError::Corrupt {
-                    id,
-                    reason: format!("timestamp batch {batch_id} has no token"),
-                })?;
+        let token = self
+            .ts_tokens
+            .get(batch_id.to_be_bytes())?
+            .ok_or_else(|| corrupt(&format!("timestamp batch {batch_id} has no token")))?;
         Ok(Some(TimestampInfo {
             batch_id,
             token: token.to_vec(),
-            merkle_proof: v[8..].to_vec(),
+            merkle_proof,
         }))
     }
 
@@ -748,16 +819,20 @@ impl LogStore for SledStore {
     }
 
     fn timestamp_progress(&self) -> Result<Option<(u64, RecordId)>, StoreError> {
-        let Some((k, v)) = self.ts_records.last()? else {
-            return Ok(None);
-        };
         let corrupt = || StoreError::Corrupt {
             id: RecordId(0),
-            reason: "bad entry in the timestamp tree".into(),
+            reason: "bad entry in the timestamp trees".into(),
         };
-        let id = id_from_key_tail(&k).ok_or_else(corrupt)?;
-        let batch = id_from_key_tail(v.get(..8).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
-        Ok(Some((batch.0, id)))
+        let mut best: Option<(u64, RecordId)> = None;
+        for tree in [&self.ts_batches, &self.ts_records] {
+            if let Some((k, v)) = tree.last()? {
+                let id = id_from_key_tail(&k).ok_or_else(corrupt)?;
+                if best.is_none_or(|(_, b)| b < id) {
+                    best = Some((be_u64(v.get(..8)).ok_or_else(corrupt)?, id));
+                }
+            }
+        }
+        Ok(best)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -869,21 +944,71 @@ mod tests {
     fn timestamps_are_stored_beside_records() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(&dir.path().join("db")).unwrap();
-        s.insert_batch(&[rec(1, "c", "u", 1), rec(2, "c", "u", 2)])
-            .unwrap();
+        let recs: Vec<_> = (1..=5).map(|n| rec(n, "c", "u", n as i64)).collect();
+        s.insert_batch(&recs).unwrap();
         let before = s.get_raw(RecordId(1)).unwrap().unwrap();
         assert_eq!(s.timestamp(RecordId(1)).unwrap(), None);
-        s.set_timestamp_batch(
-            9,
-            b"token",
-            &[(RecordId(1), b"p1".to_vec()), (RecordId(2), b"p2".to_vec())],
-        )
-        .unwrap();
-        let ts = s.timestamp(RecordId(2)).unwrap().unwrap();
-        assert_eq!(ts.batch_id, 9);
-        assert_eq!(ts.token, b"token");
-        assert_eq!(ts.merkle_proof, b"p2");
+        assert_eq!(s.timestamp_progress().unwrap(), None);
+        let leaves: Vec<_> = recs.iter().map(|r| (r.id, r.hash)).collect();
+        s.set_timestamp_batch(9, b"token9", &leaves[..3]).unwrap();
+        s.set_timestamp_batch(10, b"token10", &leaves[3..]).unwrap();
+        assert_eq!(s.timestamp_progress().unwrap(), Some((10, RecordId(5))));
+        // Each record's proof leads from its entry hash to the root of its own batch.
+        for (i, (id, hash)) in leaves.iter().enumerate() {
+            let (batch, token, range) = if i < 3 {
+                (9, &b"token9"[..], 0..3)
+            } else {
+                (10, &b"token10"[..], 3..5)
+            };
+            let ts = s.timestamp(*id).unwrap().unwrap();
+            assert_eq!((ts.batch_id, ts.token.as_slice()), (batch, token));
+            let batch_leaves: Vec<Vec<u8>> =
+                leaves[range].iter().map(|(_, h)| h.0.to_vec()).collect();
+            let tree = MerkleTree::new(DigestAlgorithm::Sha256, &batch_leaves).unwrap();
+            let (proof, root) =
+                trustbus_pki::merkle::InclusionProof::from_json(&ts.merkle_proof).unwrap();
+            assert_eq!(root, tree.root());
+            assert_eq!(proof.root_for(&hash.0).unwrap(), tree.root());
+        }
+        assert_eq!(s.timestamp(RecordId(6)).unwrap(), None);
+        // Leaves must be consecutive records.
+        let gap = [leaves[0], leaves[2]];
+        assert!(matches!(
+            s.set_timestamp_batch(11, b"t", &gap),
+            Err(StoreError::Corrupt { .. })
+        ));
         // The record and its hash are unchanged.
         assert_eq!(s.get_raw(RecordId(1)).unwrap().unwrap(), before);
+    }
+
+    #[test]
+    fn per_record_proofs_of_older_versions_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        s.insert_batch(&[rec(1, "c", "u", 1), rec(2, "c", "u", 2)])
+            .unwrap();
+        // What an older version wrote for batch 4 over records 1 and 2.
+        s.ts_tokens
+            .insert(4u64.to_be_bytes(), &b"old-token"[..])
+            .unwrap();
+        for (id, proof) in [(1u64, &b"p1"[..]), (2, b"p2")] {
+            let mut v = 4u64.to_be_bytes().to_vec();
+            v.extend_from_slice(proof);
+            s.ts_records.insert(id.to_be_bytes(), v).unwrap();
+        }
+        assert_eq!(s.timestamp_progress().unwrap(), Some((4, RecordId(2))));
+        let ts = s.timestamp(RecordId(2)).unwrap().unwrap();
+        assert_eq!(
+            (ts.batch_id, ts.token.as_slice(), ts.merkle_proof.as_slice()),
+            (4, &b"old-token"[..], &b"p2"[..])
+        );
+        // New batches continue after them.
+        let r3 = rec(3, "c", "u", 3);
+        s.insert_batch(std::slice::from_ref(&r3)).unwrap();
+        s.set_timestamp_batch(5, b"new", &[(r3.id, r3.hash)])
+            .unwrap();
+        assert_eq!(s.timestamp_progress().unwrap(), Some((5, RecordId(3))));
+        assert_eq!(s.timestamp(RecordId(1)).unwrap().unwrap().batch_id, 4);
+        assert_eq!(s.timestamp(RecordId(3)).unwrap().unwrap().batch_id, 5);
     }
 }

@@ -263,12 +263,8 @@ impl Timestamper {
             let leaves: Vec<Vec<u8>> = records.iter().map(|(_, h)| h.0.to_vec()).collect();
             let tree = MerkleTree::new(DigestAlgorithm::Sha256, &leaves)?;
             let token = self.token(tree.root()).await?;
-            let mut proofs = Vec::with_capacity(records.len());
-            for (i, (id, _)) in records.iter().enumerate() {
-                proofs.push((*id, tree.proof(i as u64)?.to_json(tree.root())));
-            }
             let batch = progress.map_or(1, |(b, _)| b + 1);
-            self.store.set_timestamp_batch(batch, &token, &proofs)?;
+            self.store.set_timestamp_batch(batch, &token, &records)?;
             total += records.len();
             tracing::debug!(
                 batch,
