@@ -1009,7 +1009,7 @@ fn print_table(o: &Output) {
     }
     println!();
     if o.ratios.is_empty() {
-        println!("ratios: none (the bus row is missing)");
+        println!("ratios: none (a ratio needs two of the rows, and the bus row for most)");
     }
     for (k, v) in &o.ratios {
         println!("{k}: {v:.3}");
