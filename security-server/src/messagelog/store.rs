@@ -467,6 +467,28 @@ impl SledStore {
         Ok(frame)
     }
 
+    /// Up to `limit` entries of the `records` tree from id `from` on, each mapped by `f`.
+    fn scan_records<T>(
+        &self,
+        from: RecordId,
+        limit: usize,
+        f: impl Fn(RecordId, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.records.range(from.0.to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let id = id_from_key_tail(&k).ok_or_else(|| StoreError::Corrupt {
+                id: RecordId(0),
+                reason: "bad key in records tree".into(),
+            })?;
+            out.push(f(id, &v)?);
+        }
+        Ok(out)
+    }
+
     /// The Merkle tree of timestamp batch `batch_id` over `leaves` (32-byte entry hashes), from
     /// the one-batch cache or built now.
     fn batch_tree(&self, batch_id: u64, leaves: &[u8]) -> Result<Arc<MerkleTree>, StoreError> {
@@ -649,19 +671,7 @@ impl LogStore for SledStore {
     }
 
     fn range(&self, from: RecordId, limit: usize) -> Result<Vec<RawRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.records.range(from.0.to_be_bytes()..) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            let id = id_from_key_tail(&k).ok_or_else(|| StoreError::Corrupt {
-                id: RecordId(0),
-                reason: "bad key in records tree".into(),
-            })?;
-            out.push(self.raw_from(id, &v)?);
-        }
-        Ok(out)
+        self.scan_records(from, limit, |id, v| self.raw_from(id, v))
     }
 
     fn hashes(
@@ -669,19 +679,7 @@ impl LogStore for SledStore {
         from: RecordId,
         limit: usize,
     ) -> Result<Vec<(RecordId, ChainHash)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.records.range(from.0.to_be_bytes()..) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            let id = id_from_key_tail(&k).ok_or_else(|| StoreError::Corrupt {
-                id: RecordId(0),
-                reason: "bad key in records tree".into(),
-            })?;
-            out.push((id, Self::hash_from(id, &v)?));
-        }
-        Ok(out)
+        self.scan_records(from, limit, |id, v| Ok((id, Self::hash_from(id, v)?)))
     }
 
     fn set_timestamp_batch(
