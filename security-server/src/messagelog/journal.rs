@@ -221,7 +221,8 @@ pub(crate) struct SegmentScan {
     pub(crate) stop: Option<(u64, FrameFault)>,
 }
 
-fn read_frame(buf: &[u8], off: usize) -> Result<(Frame, usize), FrameFault> {
+/// Reads the frame at `off` (an entry's self-hash is checked) and returns it with its length.
+pub(crate) fn read_frame(buf: &[u8], off: usize) -> Result<(Frame, usize), FrameFault> {
     let avail = (buf.len() - off) as u64;
     let truncated = |needed: usize| FrameFault::Truncated {
         needed: needed as u64,

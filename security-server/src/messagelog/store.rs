@@ -27,7 +27,7 @@
 //! followed by the nanoseconds.
 
 use super::chain::ChainHash;
-use super::journal::{self, ENTRY_OVERHEAD, TAG_ENTRY};
+use super::journal::{self, ENTRY_OVERHEAD};
 use super::record::{self, LogRecord, RecordError, RecordId, RecordMeta};
 use std::fs::File;
 use std::ops::Bound;
@@ -419,13 +419,10 @@ impl SledStore {
     fn raw_from(&self, id: RecordId, v: &[u8]) -> Result<RawRecord, StoreError> {
         let hash = Self::hash_from(id, v)?;
         let body = &v[32..];
-        let bytes = if body.len() + 32 == JOURNAL_POINTER_LEN && body[..4] == JOURNAL_POINTER_TAG {
-            let n = |r: std::ops::Range<usize>| {
-                let mut a = [0u8; 8];
-                a[8 - r.len()..].copy_from_slice(&body[r]);
-                u64::from_be_bytes(a)
-            };
-            self.read_journal(id, hash, n(4..12), n(12..20), n(20..24) as usize)?
+        let bytes = if v.len() == JOURNAL_POINTER_LEN && body[..4] == JOURNAL_POINTER_TAG {
+            let field = |r: std::ops::Range<usize>| be_u64(body.get(r)).unwrap_or(0);
+            let len = u32::from_be_bytes([body[20], body[21], body[22], body[23]]) as usize;
+            self.read_journal(id, hash, field(4..12), field(12..20), len)?
         } else {
             body.to_vec()
         };
@@ -449,22 +446,33 @@ impl SledStore {
         let mut frame = vec![0u8; ENTRY_OVERHEAD + len];
         file.read_exact_at(&mut frame, offset)
             .map_err(|e| corrupt(format!("journal segment {segment} offset {offset}: {e}")))?;
-        let stored_len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
-        if frame[0] != TAG_ENTRY || stored_len != len {
-            return Err(corrupt(format!(
-                "no entry of {len} bytes at journal segment {segment} offset {offset}"
-            )));
-        }
-        let prev = ChainHash(frame[5..37].try_into().unwrap_or([0; 32]));
-        let record = &frame[37..37 + len];
-        if frame[37 + len..] != hash.0 || super::chain::entry_hash(&prev, record) != hash {
-            return Err(corrupt(format!(
+        let mismatch = || {
+            corrupt(format!(
                 "journal entry at segment {segment} offset {offset} does not match the stored hash"
-            )));
+            ))
+        };
+        match journal::read_frame(&frame, 0) {
+            Ok((
+                journal::Frame::Entry {
+                    record, hash: h, ..
+                },
+                _,
+            )) if record.len() == len => {
+                if h != hash {
+                    return Err(mismatch());
+                }
+                frame.truncate(record.end);
+                frame.drain(..record.start);
+                Ok(frame)
+            }
+            Err(journal::FrameFault::HashMismatch { .. }) => Err(mismatch()),
+            Ok(_) => Err(corrupt(format!(
+                "no entry of {len} bytes at journal segment {segment} offset {offset}"
+            ))),
+            Err(fault) => Err(corrupt(format!(
+                "no entry of {len} bytes at journal segment {segment} offset {offset}: {fault}"
+            ))),
         }
-        frame.truncate(37 + len);
-        frame.drain(..37);
-        Ok(frame)
     }
 
     /// Up to `limit` entries of the `records` tree from id `from` on, each mapped by `f`.
