@@ -1109,15 +1109,20 @@ async fn grant(
                 }
             }
         }
-        let now: Vec<Value> = cfg
-            .access
-            .iter()
-            .filter(|r| rule_matches(r, &a))
-            .map(access_json)
-            .collect();
-        Ok((200, Value::Array(now)))
+        Ok((200, matching_rules_json(cfg, &a)))
     })
     .await
+}
+
+/// The access rules `a` names, as the grant and revoke answers list them afterwards.
+fn matching_rules_json(cfg: &Config, a: &CheckedAccess) -> Value {
+    Value::Array(
+        cfg.access
+            .iter()
+            .filter(|r| rule_matches(r, a))
+            .map(access_json)
+            .collect(),
+    )
 }
 
 async fn revoke(
@@ -1161,13 +1166,7 @@ async fn revoke(
             cfg.access
                 .retain(|r| !(rule_matches(r, &a) && r.endpoints.is_empty()));
         }
-        let now: Vec<Value> = cfg
-            .access
-            .iter()
-            .filter(|r| rule_matches(r, &a))
-            .map(access_json)
-            .collect();
-        Ok((200, Value::Array(now)))
+        Ok((200, matching_rules_json(cfg, &a)))
     })
     .await
 }
