@@ -267,7 +267,12 @@ fn run_search(api: &AuditorApi, p: &SearchParams) -> Result<(Response, u64), Api
     q.from = parse_time(&p.from, "from")?;
     q.to = parse_time(&p.to, "to")?;
     q.after = match &p.after {
-        Some(a) => Some(Cursor(unhex(a).ok_or_else(|| bad("after: not a cursor"))?)),
+        Some(a) => Some(
+            unhex(a)
+                .map(Cursor)
+                .filter(Cursor::is_well_formed)
+                .ok_or_else(|| bad("after: not a cursor"))?,
+        ),
         None => None,
     };
     let page = api.store.query(&q).map_err(|e| {

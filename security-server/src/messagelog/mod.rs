@@ -25,6 +25,7 @@ pub mod dataobjects;
 pub mod evidence;
 pub mod exchange;
 pub mod journal;
+pub mod postings;
 pub mod record;
 pub mod replay;
 pub mod settings;

@@ -28,9 +28,9 @@
 
 use super::chain::ChainHash;
 use super::journal::{self, ENTRY_OVERHEAD};
+use super::postings::{self, IndexTag, Position, Postings, Window};
 use super::record::{self, LogRecord, RecordError, RecordId, RecordMeta};
 use std::fs::File;
-use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,9 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A query's cursor is not one this store handed out.
+    #[error("not a cursor of this log")]
+    InvalidCursor,
     /// A stored record does not decode.
     #[error("stored record {id} does not decode: {error}")]
     Record {
@@ -122,6 +125,13 @@ pub enum QueryFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub Vec<u8>);
 
+impl Cursor {
+    /// Whether these bytes can be a cursor this store handed out (callers reject others early).
+    pub fn is_well_formed(&self) -> bool {
+        Position::from_bytes(&self.0).is_some()
+    }
+}
+
 /// A paged query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
@@ -153,7 +163,7 @@ impl Query {
 /// One page of results.
 #[derive(Debug, Clone)]
 pub struct QueryPage {
-    /// The records, in index order (time then id for time-ordered indexes, id otherwise).
+    /// The records, in `logged_at` order (then id).
     pub records: Vec<LogRecord>,
     /// Where the next page starts, if there may be one.
     pub next: Option<Cursor>,
@@ -252,6 +262,15 @@ const ARCHIVED_HEAD_KEY: &[u8] = b"archived_head";
 const JOURNAL_POINTER_TAG: [u8; 4] = *b"TBJP";
 /// Length of a `records` value that points into the journal.
 const JOURNAL_POINTER_LEN: usize = 32 + 4 + 8 + 8 + 4;
+/// Index trees of versions that kept one key per record (converted at open).
+const LEGACY_INDEX_TREES: [&str; 6] = [
+    "by_message_id",
+    "by_request_id",
+    "by_client_time",
+    "by_service_time",
+    "by_user_time",
+    "by_time",
+];
 /// Journal segment files kept open for reads.
 const OPEN_SEGMENTS: usize = 4;
 
@@ -270,43 +289,13 @@ pub struct SledStore {
     segments: Arc<Mutex<Vec<OpenSegment>>>,
     db: sled::Db,
     records: sled::Tree,
-    by_message_id: sled::Tree,
-    by_request_id: sled::Tree,
-    by_client_time: sled::Tree,
-    by_service_time: sled::Tree,
-    by_user_time: sled::Tree,
-    by_time: sled::Tree,
+    /// The query indexes: posting blocks (`postings.rs`).
+    postings: sled::Tree,
     ts_batches: sled::Tree,
     ts_records: sled::Tree,
     ts_tokens: sled::Tree,
     /// The Merkle tree of the batch asked for last (archiving asks batch by batch).
     last_tree: Arc<Mutex<Option<BatchTree>>>,
-}
-
-fn lp(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// 12-byte sortable time key.
-fn time_key(t: OffsetDateTime) -> [u8; 12] {
-    let mut out = [0u8; 12];
-    let secs = (t.unix_timestamp() as u64) ^ (1u64 << 63);
-    out[..8].copy_from_slice(&secs.to_be_bytes());
-    out[8..].copy_from_slice(&t.nanosecond().to_be_bytes());
-    out
-}
-
-/// The smallest byte string greater than every string starting with `prefix` (None: unbounded).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut p = prefix.to_vec();
-    while let Some(last) = p.pop() {
-        if last < 0xff {
-            p.push(last + 1);
-            return Some(p);
-        }
-    }
-    None
 }
 
 fn be_u64(b: Option<&[u8]>) -> Option<u64> {
@@ -330,9 +319,7 @@ impl SledStore {
     /// Opens (or creates) the store in `path` for the journal in `journal_dir`: records are read
     /// from the journal's segment files, the store holds their indexes and positions.
     pub fn open_with_journal(path: &Path, journal_dir: &Path) -> Result<Self, StoreError> {
-        let mut s = Self::open(path)?;
-        s.journal = Some(journal_dir.to_path_buf());
-        Ok(s)
+        Self::open_in(path, Some(journal_dir.to_path_buf()))
     }
 
     /// Opens (or creates) the store in `path`, without a journal: records inserted with
@@ -342,6 +329,10 @@ impl SledStore {
     /// hold it: sled's background I/O threads release the file lazily after the `Db` is dropped
     /// (sled issue #1234). Opening therefore waits up to 5 s for the lock before failing.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_in(path, None)
+    }
+
+    fn open_in(path: &Path, journal: Option<PathBuf>) -> Result<Self, StoreError> {
         let mut waited = 0;
         let db = loop {
             // No sled flusher thread: the log decides when sled writes (see `flush`); the
@@ -362,22 +353,63 @@ impl SledStore {
             }
         };
         let t = |name: &str| db.open_tree(name);
-        Ok(Self {
-            journal: None,
+        let s = Self {
+            journal,
             segments: Arc::new(Mutex::new(Vec::new())),
             records: t("records")?,
-            by_message_id: t("by_message_id")?,
-            by_request_id: t("by_request_id")?,
-            by_client_time: t("by_client_time")?,
-            by_service_time: t("by_service_time")?,
-            by_user_time: t("by_user_time")?,
-            by_time: t("by_time")?,
+            postings: t("postings")?,
             ts_batches: t("ts_batches")?,
             ts_records: t("ts_records")?,
             ts_tokens: t("ts_tokens")?,
             last_tree: Arc::new(Mutex::new(None)),
             db,
-        })
+        };
+        s.convert_per_record_indexes()?;
+        Ok(s)
+    }
+
+    /// Rebuilds the indexes of a store written by a version that kept one key per record in six
+    /// index trees: posting blocks from the live records, then the old trees are dropped. Runs
+    /// once; interrupted, it runs again at the next start (blocks written twice are merged).
+    fn convert_per_record_indexes(&self) -> Result<(), StoreError> {
+        let names = LEGACY_INDEX_TREES
+            .iter()
+            .filter(|n| {
+                self.db
+                    .tree_names()
+                    .iter()
+                    .any(|t| t.as_ref() == n.as_bytes())
+            })
+            .collect::<Vec<_>>();
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut converted = 0u64;
+        let mut from = RecordId(0);
+        loop {
+            let chunk = self.scan_records(from, 4096, |id, v| self.raw_from(id, v))?;
+            let Some(last) = chunk.last().map(|r| r.id) else {
+                break;
+            };
+            let mut p = Postings::default();
+            for raw in &chunk {
+                let rec = record::decode(&raw.bytes)
+                    .map_err(|error| StoreError::Record { id: raw.id, error })?;
+                p.add(&rec.meta, raw.id);
+            }
+            p.write(&self.postings)?;
+            converted += chunk.len() as u64;
+            from = last.next();
+        }
+        self.db.flush()?;
+        for n in names {
+            self.db.drop_tree(n.as_bytes())?;
+        }
+        tracing::info!(
+            records = converted,
+            "message log indexes converted to posting blocks"
+        );
+        Ok(())
     }
 
     /// The entry hash at the front of a `records` value.
@@ -538,31 +570,15 @@ impl SledStore {
         Ok(file)
     }
 
-    /// The index tree, key prefix, and whether the index is time-ordered after the prefix.
-    fn plan(&self, f: &QueryFilter) -> (&sled::Tree, Vec<u8>, bool) {
-        let mut p = Vec::new();
+    /// The posting-block prefix a filter reads.
+    fn plan(f: &QueryFilter) -> Vec<u8> {
         match f {
-            QueryFilter::All => (&self.by_time, p, true),
-            QueryFilter::MessageId(m) => {
-                lp(&mut p, m);
-                (&self.by_message_id, p, false)
-            }
-            QueryFilter::RequestId(r) => {
-                p.extend_from_slice(r.as_bytes());
-                (&self.by_request_id, p, false)
-            }
-            QueryFilter::Client(c) => {
-                lp(&mut p, c);
-                (&self.by_client_time, p, true)
-            }
-            QueryFilter::Service(s) => {
-                lp(&mut p, s);
-                (&self.by_service_time, p, true)
-            }
-            QueryFilter::User(u) => {
-                lp(&mut p, u);
-                (&self.by_user_time, p, true)
-            }
+            QueryFilter::All => postings::prefix(IndexTag::All, b""),
+            QueryFilter::MessageId(m) => postings::prefix(IndexTag::MessageId, m.as_bytes()),
+            QueryFilter::RequestId(r) => postings::prefix(IndexTag::RequestId, r.as_bytes()),
+            QueryFilter::Client(c) => postings::prefix(IndexTag::Client, c.as_bytes()),
+            QueryFilter::Service(v) => postings::prefix(IndexTag::Service, v.as_bytes()),
+            QueryFilter::User(u) => postings::prefix(IndexTag::User, u.as_bytes()),
         }
     }
 }
@@ -573,40 +589,17 @@ impl LogStore for SledStore {
         // after, so an index entry can exist without its record (harmless, replay rewrites it) but
         // a record is never stored before its index entries.
         //
+        // The index is one posting block per value per call (postings.rs), not a key per record.
         // Only the records go in as a sled batch: every `apply_batch` makes sled write and
-        // `sync_file_range` its log buffer, and one batch per tree measured slower than plain
-        // inserts (docs/performance.md). The plain index inserts before the batch are earlier in
-        // sled's log, so the batch's sync covers them too: whenever a record is stored, its
-        // index entries are.
+        // `sync_file_range` its log buffer. The plain block inserts before it are earlier in
+        // sled's log, so the batch's sync covers them too.
+        let mut index = Postings::default();
         let mut rec = sled::Batch::default();
         for r in batch {
-            let id = r.id.0.to_be_bytes();
-            let tk = time_key(r.meta.logged_at);
-            let mut k = Vec::with_capacity(r.meta.message_id.len() + 12);
-            lp(&mut k, &r.meta.message_id);
-            k.extend_from_slice(&id);
-            self.by_message_id.insert(k, &[])?;
-            let mut k = Vec::with_capacity(24);
-            k.extend_from_slice(r.meta.request_id.as_bytes());
-            k.extend_from_slice(&id);
-            self.by_request_id.insert(k, &[])?;
-            let pt = |s: &str| {
-                let mut k = Vec::with_capacity(s.len() + 24);
-                lp(&mut k, s);
-                k.extend_from_slice(&tk);
-                k.extend_from_slice(&id);
-                k
-            };
-            self.by_client_time.insert(pt(&r.meta.client), &[])?;
-            self.by_service_time.insert(pt(&r.meta.service), &[])?;
-            if let Some(u) = &r.meta.user {
-                self.by_user_time.insert(pt(&u.id), &[])?;
-            }
-            let mut k = tk.to_vec();
-            k.extend_from_slice(&id);
-            self.by_time.insert(k, &[])?;
-            rec.insert(&id, Self::encode_value(r));
+            index.add(&r.meta, r.id);
+            rec.insert(&r.id.0.to_be_bytes(), Self::encode_value(r));
         }
+        index.write(&self.postings)?;
         self.records.apply_batch(rec)?;
         Ok(())
     }
@@ -633,45 +626,35 @@ impl LogStore for SledStore {
 
     fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
         let limit = q.limit.max(1);
-        let (tree, prefix, timed) = self.plan(&q.filter);
-        let mut start = prefix.clone();
-        if timed && let Some(from) = q.from {
-            start.extend_from_slice(&time_key(from));
-        }
-        let end = if timed && let Some(to) = q.to {
-            let mut e = prefix;
-            e.extend_from_slice(&time_key(to));
-            Some(e)
-        } else {
-            prefix_end(&prefix)
+        let prefix = Self::plan(&q.filter);
+        let mut window = Window {
+            from: q.from.map(postings::time_key),
+            to: q.to.map(postings::time_key),
+            after: match &q.after {
+                Some(c) => Some(Position::from_bytes(&c.0).ok_or(StoreError::InvalidCursor)?),
+                None => None,
+            },
         };
-        let lower = match &q.after {
-            Some(c) if c.0 >= start => Bound::Excluded(c.0.clone()),
-            _ => Bound::Included(start),
-        };
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut records = Vec::new();
-        let mut last_key = None;
-        for item in tree.range::<Vec<u8>, _>((lower, upper)) {
-            let (k, _) = item?;
-            let Some(id) = id_from_key_tail(&k) else {
-                continue;
-            };
-            last_key = Some(k.to_vec());
-            let Some(rec) = self.get(id)? else { continue };
-            if !timed {
-                let t = rec.meta.logged_at;
-                if q.from.is_some_and(|f| t < f) || q.to.is_some_and(|to| t >= to) {
-                    continue;
+        let mut last = None;
+        while records.len() < limit {
+            let want = limit - records.len();
+            let found = postings::scan(&self.postings, &prefix, &window, want)?;
+            for p in &found {
+                last = Some(*p);
+                // Archiving removes index entries before records; a record can still be gone
+                // between the two reads.
+                if let Some(rec) = self.get(RecordId(p.id))? {
+                    records.push(rec);
                 }
             }
-            records.push(rec);
-            if records.len() >= limit {
+            if found.len() < want {
                 break;
             }
+            window.after = last;
         }
         let next = if records.len() >= limit {
-            last_key.map(Cursor)
+            last.map(|p| Cursor(p.to_bytes().to_vec()))
         } else {
             None
         };
@@ -764,39 +747,26 @@ impl LogStore for SledStore {
     }
 
     fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError> {
-        // Index entries first, the record last (the reverse of insert): an index entry without
+        // Index entries first, the records last (the reverse of insert): an index entry without
         // its record is harmless, a record without index entries would hide from queries.
+        let mut index = Postings::default();
         for &id in ids {
-            let Some(rec) = self.get(id)? else { continue };
-            let key = id.0.to_be_bytes();
-            let tk = time_key(rec.meta.logged_at);
-            let mut k = Vec::with_capacity(64);
-            lp(&mut k, &rec.meta.message_id);
-            k.extend_from_slice(&key);
-            self.by_message_id.remove(k)?;
-            let mut k = rec.meta.request_id.as_bytes().to_vec();
-            k.extend_from_slice(&key);
-            self.by_request_id.remove(k)?;
-            let pt = |s: &str| {
-                let mut k = Vec::with_capacity(s.len() + 24);
-                lp(&mut k, s);
-                k.extend_from_slice(&tk);
-                k.extend_from_slice(&key);
-                k
-            };
-            self.by_client_time.remove(pt(&rec.meta.client))?;
-            self.by_service_time.remove(pt(&rec.meta.service))?;
-            if let Some(u) = &rec.meta.user {
-                self.by_user_time.remove(pt(&u.id))?;
+            if let Some(rec) = self.get(id)? {
+                index.add(&rec.meta, id);
             }
-            let mut k = tk.to_vec();
-            k.extend_from_slice(&key);
-            self.by_time.remove(k)?;
-            let newer = self.archived_head()?.is_none_or(|(h, _)| h < id);
-            if newer && let Some(stored) = self.records.get(key)? {
+        }
+        index.remove_from(&self.postings)?;
+        let mut head = self.archived_head()?.map(|(h, _)| h);
+        for &id in ids {
+            let key = id.0.to_be_bytes();
+            let Some(stored) = self.records.get(key)? else {
+                continue;
+            };
+            if head.is_none_or(|h| h < id) {
                 let mut v = id.0.to_be_bytes().to_vec();
                 v.extend_from_slice(&Self::hash_from(id, &stored)?.0);
                 self.db.insert(ARCHIVED_HEAD_KEY, v)?;
+                head = Some(id);
             }
             self.records.remove(key)?;
         }
@@ -1016,5 +986,87 @@ mod tests {
         assert_eq!(s.timestamp_progress().unwrap(), Some((5, RecordId(3))));
         assert_eq!(s.timestamp(RecordId(1)).unwrap().unwrap().batch_id, 4);
         assert_eq!(s.timestamp(RecordId(3)).unwrap().unwrap().batch_id, 5);
+    }
+
+    fn ids(s: &SledStore, q: &Query) -> Vec<u64> {
+        s.query(q).unwrap().records.iter().map(|r| r.id.0).collect()
+    }
+
+    #[test]
+    fn removed_records_leave_every_index_and_the_rest_stay_findable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        // Two passes whose times interleave.
+        s.insert_batch(&[rec(1, "A", "u", 10), rec(2, "B", "u", 30)])
+            .unwrap();
+        s.insert_batch(&[rec(3, "A", "u", 20), rec(4, "A", "v", 5)])
+            .unwrap();
+        s.remove(&[RecordId(1), RecordId(4)]).unwrap();
+        assert_eq!(ids(&s, &Query::new(QueryFilter::All, 10)), vec![3, 2]);
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::Client("A".into()), 10)),
+            vec![3]
+        );
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::User("v".into()), 10)),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::MessageId("msg-1".into()), 10)),
+            Vec::<u64>::new()
+        );
+        assert_eq!(s.archived_head().unwrap().unwrap().0, RecordId(4));
+    }
+
+    #[test]
+    fn a_cursor_this_store_did_not_hand_out_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let mut q = Query::new(QueryFilter::All, 10);
+        q.after = Some(Cursor(b"garbage".to_vec()));
+        assert!(!q.after.as_ref().unwrap().is_well_formed());
+        assert!(matches!(s.query(&q), Err(StoreError::InvalidCursor)));
+    }
+
+    #[test]
+    fn a_store_with_per_record_index_trees_is_converted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path).unwrap();
+            s.insert_batch(&[
+                rec(1, "A", "u", 10),
+                rec(2, "B", "u", 30),
+                rec(3, "A", "w", 20),
+            ])
+            .unwrap();
+            // What an older version left: per-record index trees, no posting blocks.
+            s.postings.clear().unwrap();
+            for name in LEGACY_INDEX_TREES {
+                s.db.open_tree(name)
+                    .unwrap()
+                    .insert(b"old-key", &[][..])
+                    .unwrap();
+            }
+            s.flush().unwrap();
+            assert!(ids(&s, &Query::new(QueryFilter::All, 10)).is_empty());
+        }
+        let s = SledStore::open(&path).unwrap();
+        assert_eq!(ids(&s, &Query::new(QueryFilter::All, 10)), vec![1, 3, 2]);
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::Client("A".into()), 10)),
+            vec![1, 3]
+        );
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::User("w".into()), 10)),
+            vec![3]
+        );
+        let names = s.db.tree_names();
+        for name in LEGACY_INDEX_TREES {
+            assert!(
+                !names.iter().any(|n| n.as_ref() == name.as_bytes()),
+                "{name} left"
+            );
+        }
     }
 }
