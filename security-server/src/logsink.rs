@@ -107,6 +107,23 @@ pub trait MessageLogSink: Send + Sync {
     /// Stores `entry`; the exchange continues only after `Ok`.
     fn log(&self, entry: LogEntry) -> LogFuture<'_>;
 
+    /// Hands `entry` to the log now and returns a future that resolves once it is durable, so
+    /// that the caller can overlap the sync with sending. Refusals that need no I/O (admission,
+    /// a record that cannot be built) come back at once, before anything is sent. The entry is
+    /// ordered before every entry handed over later. Callers still wait for the future before
+    /// acknowledging anything. The default suits sinks that cannot refuse early.
+    fn submit(&self, entry: LogEntry) -> Result<LogFuture<'_>, LogFailed> {
+        Ok(self.log(entry))
+    }
+
+    /// Like [`MessageLogSink::submit`], for an entry that is always followed by another entry of
+    /// the same exchange or by waiting on the returned future: the log need not sync it on its
+    /// own, because the later entry's sync covers it; the future asks for a sync only if none
+    /// has covered it by the time it is polled.
+    fn submit_deferred(&self, entry: LogEntry) -> Result<LogFuture<'_>, LogFailed> {
+        self.submit(entry)
+    }
+
     /// Whether entries are recorded at all (false only for [`NoLog`]); diagnostics, metrics
     /// and the auditor API report it.
     fn recording(&self) -> bool {
@@ -168,19 +185,28 @@ impl MemoryLog {
     }
 }
 
+impl MemoryLog {
+    fn store(&self, entry: LogEntry) -> Result<(), LogFailed> {
+        if let Some(r) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(LogFailed::new(r));
+        }
+        let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if self.cap > 0 && e.len() >= self.cap {
+            e.remove(0);
+        }
+        e.push(entry);
+        Ok(())
+    }
+}
+
 impl MessageLogSink for MemoryLog {
     fn log(&self, entry: LogEntry) -> LogFuture<'_> {
-        Box::pin(async move {
-            if let Some(r) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                return Err(LogFailed::new(r));
-            }
-            let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            if self.cap > 0 && e.len() >= self.cap {
-                e.remove(0);
-            }
-            e.push(entry);
-            Ok(())
-        })
+        Box::pin(std::future::ready(self.store(entry)))
+    }
+
+    fn submit(&self, entry: LogEntry) -> Result<LogFuture<'_>, LogFailed> {
+        self.store(entry)?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
     }
 }
 
@@ -202,57 +228,87 @@ impl JournalLog {
     }
 }
 
-impl MessageLogSink for JournalLog {
-    fn log(&self, entry: LogEntry) -> LogFuture<'_> {
+impl JournalLog {
+    /// Admits (requests only) and builds the journal record of `entry`.
+    fn record(&self, entry: LogEntry) -> Result<crate::messagelog::NewRecord, LogFailed> {
         use crate::messagelog::exchange::ExchangeMessage;
         use crate::messagelog::record::{Outcome as RecordOutcome, UserRef};
-        Box::pin(async move {
-            let origin = match entry.side {
-                Side::Consumer => Origin::ClientProxy,
-                Side::Provider => Origin::ServerProxy,
-            };
-            // Requests are admitted or refused; a response to an admitted request is always
-            // logged, so that no exchange that started is left half-recorded.
-            if entry.direction == Direction::Request {
-                self.guard.admission(origin).map_err(|f| LogFailed {
-                    message: f.message,
-                    cause: Some(ErrorKind::TimestamperFailed),
-                })?;
-            }
-            let request_id = uuid::Uuid::parse_str(&entry.request_id)
-                .map_err(|e| LogFailed::new(format!("request id {}: {e}", entry.request_id)))?;
-            let message = ExchangeMessage {
-                side: entry.side,
-                direction: entry.direction,
-                kind: entry.kind,
-                message_id: entry.message_id,
-                request_id,
-                client: entry.client,
-                service: entry.service,
-                user: entry.user.map(|u| UserRef {
-                    id: u.id,
-                    verified: u.verified,
-                }),
-                issue: entry.issue,
-                message_json: entry.metadata,
-                payload_head: entry.payload_head,
-                payload_body: entry.payload_body,
-                manifest: entry.manifest,
-                signature: entry.signature,
-                ocsp_response: entry.ocsp_response,
-                outcome: match entry.outcome {
-                    Outcome::Ok => RecordOutcome::Ok,
-                    Outcome::Fault(code) => RecordOutcome::Fault(code),
-                },
-            };
-            let record = crate::messagelog::record::NewRecord::from_exchange(message)
-                .map_err(|e| LogFailed::new(format!("cannot build the log record: {e}")))?;
-            self.log
-                .append(record)
+        let origin = match entry.side {
+            Side::Consumer => Origin::ClientProxy,
+            Side::Provider => Origin::ServerProxy,
+        };
+        // Requests are admitted or refused; a response to an admitted request is always
+        // logged, so that no exchange that started is left half-recorded.
+        if entry.direction == Direction::Request {
+            self.guard.admission(origin).map_err(|f| LogFailed {
+                message: f.message,
+                cause: Some(ErrorKind::TimestamperFailed),
+            })?;
+        }
+        let request_id = uuid::Uuid::parse_str(&entry.request_id)
+            .map_err(|e| LogFailed::new(format!("request id {}: {e}", entry.request_id)))?;
+        let message = ExchangeMessage {
+            side: entry.side,
+            direction: entry.direction,
+            kind: entry.kind,
+            message_id: entry.message_id,
+            request_id,
+            client: entry.client,
+            service: entry.service,
+            user: entry.user.map(|u| UserRef {
+                id: u.id,
+                verified: u.verified,
+            }),
+            issue: entry.issue,
+            message_json: entry.metadata,
+            payload_head: entry.payload_head,
+            payload_body: entry.payload_body,
+            manifest: entry.manifest,
+            signature: entry.signature,
+            ocsp_response: entry.ocsp_response,
+            outcome: match entry.outcome {
+                Outcome::Ok => RecordOutcome::Ok,
+                Outcome::Fault(code) => RecordOutcome::Fault(code),
+            },
+        };
+        crate::messagelog::record::NewRecord::from_exchange(message)
+            .map_err(|e| LogFailed::new(format!("cannot build the log record: {e}")))
+    }
+}
+
+impl JournalLog {
+    fn queue(&self, entry: LogEntry, defer: bool) -> Result<LogFuture<'static>, LogFailed> {
+        let record = self.record(entry)?;
+        let queued = if defer {
+            self.log.enqueue_deferred(record)
+        } else {
+            self.log.enqueue(record)
+        }
+        .map_err(|e| LogFailed::new(e.to_string()))?;
+        Ok(Box::pin(async move {
+            queued
+                .durable()
                 .await
                 .map(|_| ())
                 .map_err(|e| LogFailed::new(e.to_string()))
-        })
+        }))
+    }
+}
+
+impl MessageLogSink for JournalLog {
+    fn log(&self, entry: LogEntry) -> LogFuture<'_> {
+        match self.submit(entry) {
+            Ok(durable) => durable,
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn submit(&self, entry: LogEntry) -> Result<LogFuture<'_>, LogFailed> {
+        self.queue(entry, false)
+    }
+
+    fn submit_deferred(&self, entry: LogEntry) -> Result<LogFuture<'_>, LogFailed> {
+        self.queue(entry, true)
     }
 }
 

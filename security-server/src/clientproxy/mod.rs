@@ -335,19 +335,23 @@ async fn exchange(
     out: Outgoing,
     servers: &[SecurityServer],
 ) -> Result<(ReceivedMessage, Option<SpillBuffer>, Option<String>), Fault> {
-    let (req_meta, ct, body, done) = match out {
+    let (req_meta, ct, body, done, request_logged) = match out {
         Outgoing::Sealed(mut sealed) => {
+            // The request record is queued before anything is sent (so it precedes the
+            // response in the journal, and a refusal stops the exchange here). It is not synced
+            // on its own: the response record's sync covers it, and on any other outcome the
+            // client is answered only after waiting for it.
             let entry_req = sealed.log_entry(Side::Consumer, Outcome::Ok);
-            state
+            let logged = state
                 .log
-                .log(entry_req)
-                .await
+                .submit_deferred(entry_req)
                 .map_err(|e| e.fault(Origin::ClientProxy))?;
             (
                 sealed.meta.clone(),
                 sealed.content_type(),
                 sealed.into_body(),
                 None,
+                Some(logged),
             )
         }
         Outgoing::Streamed {
@@ -355,8 +359,25 @@ async fn exchange(
             body,
             meta,
             done,
-        } => (meta, content_type, body, Some(done)),
+        } => (meta, content_type, body, Some(done), None),
     };
+    let result = send_and_verify(state, view, servers, req_meta, ct, body, done).await;
+    if let Some(logged) = request_logged {
+        logged.await.map_err(|e| e.fault(Origin::ClientProxy))?;
+    }
+    result
+}
+
+/// Sends the signed request, then reads, verifies and logs the response.
+async fn send_and_verify(
+    state: &AppState,
+    view: &Arc<GcView>,
+    servers: &[SecurityServer],
+    req_meta: crate::transport::Metadata,
+    ct: String,
+    body: OutBody,
+    done: Option<tokio::sync::oneshot::Receiver<Result<crate::message::Streamed, Fault>>>,
+) -> Result<(ReceivedMessage, Option<SpillBuffer>, Option<String>), Fault> {
     let req = http::Request::post(EXCHANGE_PATH)
         .header(http::header::HOST, "trustbus-security-server")
         .header(http::header::CONTENT_TYPE, ct)

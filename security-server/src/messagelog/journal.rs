@@ -354,7 +354,13 @@ pub(crate) struct Pending {
     pub(crate) bytes: Vec<u8>,
     pub(crate) meta: RecordMeta,
     pub(crate) ack: oneshot::Sender<Result<RecordId, LogError>>,
+    /// Written at once but not synced on its own account: the next sync (for a later record,
+    /// a [`WriterMsg::Flush`] or [`DEFER_MAX`]) covers and acknowledges it.
+    pub(crate) defer: bool,
 }
+
+/// The longest a deferred record waits for a sync to cover it.
+pub(crate) const DEFER_MAX: Duration = Duration::from_millis(20);
 
 /// A message to the writer thread.
 #[derive(Debug)]
@@ -363,6 +369,8 @@ pub(crate) enum WriterMsg {
     Append(Box<Pending>),
     /// Sync, write a final mark, sync again, and stop.
     Shutdown(oneshot::Sender<Result<(), LogError>>),
+    /// Sync now if a deferred record is waiting (someone waits for it).
+    Flush,
 }
 
 /// The open, last segment and the chain state the writer continues from.
@@ -564,6 +572,10 @@ pub(crate) fn run_writer(
     // Relaxed mode: records written but not yet synced (already acknowledged), oldest write time.
     let mut unsynced: Vec<IndexedRecord> = Vec::new();
     let mut unsynced_since: Option<Instant> = None;
+    // Sync mode: deferred records written but not yet synced nor acknowledged, and since when.
+    let mut deferred: Vec<(IndexedRecord, oneshot::Sender<Result<RecordId, LogError>>)> =
+        Vec::new();
+    let mut deferred_since: Option<Instant> = None;
     let mut shutdown: Option<oneshot::Sender<Result<(), LogError>>> = None;
 
     let fail = |shared: &WriterShared, e: &io::Error| {
@@ -578,8 +590,12 @@ pub(crate) fn run_writer(
 
     'outer: loop {
         // Wait for work (Relaxed: at most until the pending sync is due).
-        let first = match (cfg.durability, unsynced_since) {
-            (Durability::Relaxed { max_delay }, Some(since)) => {
+        let due = match (cfg.durability, unsynced_since) {
+            (Durability::Relaxed { max_delay }, Some(since)) => Some((since, max_delay)),
+            _ => deferred_since.map(|since| (since, DEFER_MAX)),
+        };
+        let first = match due {
+            Some((since, max_delay)) => {
                 let wait = max_delay.saturating_sub(since.elapsed());
                 match rx.recv_timeout(wait) {
                     Ok(m) => Some(m),
@@ -587,15 +603,17 @@ pub(crate) fn run_writer(
                     Err(RecvTimeoutError::Disconnected) => break 'outer,
                 }
             }
-            _ => match rx.recv() {
+            None => match rx.recv() {
                 Ok(m) => Some(m),
                 Err(_) => break 'outer,
             },
         };
+        let mut flush = first.is_none();
         let mut msg = first;
         while let Some(m) = msg.take() {
             match m {
                 WriterMsg::Append(p) => batch.push(*p),
+                WriterMsg::Flush => flush = true,
                 WriterMsg::Shutdown(tx) => {
                     shutdown = Some(tx);
                     break;
@@ -607,6 +625,7 @@ pub(crate) fn run_writer(
             msg = rx.try_recv().ok();
         }
 
+        let eager = batch.iter().any(|p| !p.defer);
         if !batch.is_empty() {
             ids.clear();
             if let Err(e) = w.write_batch(&mut batch, &mut buf, &mut ids) {
@@ -633,24 +652,8 @@ pub(crate) fn run_writer(
                 .collect();
             match cfg.durability {
                 Durability::Sync => {
-                    if let Err(e) = w.sync() {
-                        fail(&shared, &e);
-                        for (_, ack) in committed {
-                            let _ = ack.send(Err(LogError::Failed));
-                        }
-                        break 'outer;
-                    }
-                    publish(&shared, w.head());
-                    let mut recs = Vec::with_capacity(committed.len());
-                    let mut acks = Vec::with_capacity(committed.len());
-                    for (r, a) in committed {
-                        acks.push((r.id, a));
-                        recs.push(r);
-                    }
-                    sink(recs);
-                    for (id, a) in acks {
-                        let _ = a.send(Ok(id));
-                    }
+                    deferred.extend(committed);
+                    deferred_since.get_or_insert_with(Instant::now);
                 }
                 Durability::Relaxed { .. } => {
                     for (r, a) in committed {
@@ -662,6 +665,30 @@ pub(crate) fn run_writer(
             }
         }
 
+        // Sync mode: everything written so far is synced and acknowledged together, unless all
+        // of it was deferred and nobody asked yet.
+        let sync_due = deferred_since.is_some_and(|since| since.elapsed() >= DEFER_MAX);
+        if !deferred.is_empty() && (eager || flush || sync_due || shutdown.is_some()) {
+            if let Err(e) = w.sync() {
+                fail(&shared, &e);
+                for (_, ack) in deferred.drain(..) {
+                    let _ = ack.send(Err(LogError::Failed));
+                }
+                break 'outer;
+            }
+            publish(&shared, w.head());
+            let mut recs = Vec::with_capacity(deferred.len());
+            let mut acks = Vec::with_capacity(deferred.len());
+            for (r, a) in deferred.drain(..) {
+                acks.push((r.id, a));
+                recs.push(r);
+            }
+            deferred_since = None;
+            sink(recs);
+            for (id, a) in acks {
+                let _ = a.send(Ok(id));
+            }
+        }
         if let (Durability::Relaxed { max_delay }, Some(since)) = (cfg.durability, unsynced_since)
             && (since.elapsed() >= max_delay || shutdown.is_some())
         {
@@ -689,6 +716,14 @@ pub(crate) fn run_writer(
                 if !unsynced.is_empty() {
                     sink(std::mem::take(&mut unsynced));
                 }
+                if !deferred.is_empty() {
+                    let (recs, acks): (Vec<_>, Vec<_>) = deferred.drain(..).unzip();
+                    let ids: Vec<RecordId> = recs.iter().map(|r| r.id).collect();
+                    sink(recs);
+                    for (id, a) in ids.into_iter().zip(acks) {
+                        let _ = a.send(Ok(id));
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
@@ -697,6 +732,9 @@ pub(crate) fn run_writer(
             }
         }
     };
+    for (_, a) in deferred.drain(..) {
+        let _ = a.send(Err(LogError::Failed));
+    }
     if let Some(tx) = shutdown {
         let _ = tx.send(result);
     }
@@ -709,6 +747,7 @@ pub(crate) fn run_writer(
             WriterMsg::Shutdown(tx) => {
                 let _ = tx.send(Err(LogError::Closed));
             }
+            WriterMsg::Flush => {}
         }
     }
 }

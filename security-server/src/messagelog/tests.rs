@@ -664,3 +664,38 @@ async fn the_store_reads_records_from_the_journal_and_refuses_a_changed_one() {
     assert!(log.store().get_raw(target.next()).unwrap().is_some());
     drop(log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_record_is_synced_by_the_next_record_when_waited_for_or_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(cfg(dir.path())).await.unwrap();
+    // A later record's sync covers it and acknowledges it.
+    let q1 = log.enqueue_deferred(sample_record(1)).unwrap();
+    assert_eq!(log.append(sample_record(2)).await.unwrap(), RecordId(2));
+    assert_eq!(log.chain_head().last_id, RecordId(2));
+    assert_eq!(q1.durable().await.unwrap(), RecordId(1));
+
+    // Alone, it is written but not synced until someone waits for it.
+    let t = std::time::Instant::now();
+    let q3 = log.enqueue_deferred(sample_record(3)).unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let head = log.chain_head().last_id;
+    if t.elapsed() < journal::DEFER_MAX {
+        assert_eq!(head, RecordId(2));
+    }
+    assert_eq!(q3.durable().await.unwrap(), RecordId(3));
+    assert_eq!(log.chain_head().last_id, RecordId(3));
+
+    // Nobody waits: it is synced within DEFER_MAX all the same.
+    let q4 = log.enqueue_deferred(sample_record(4)).unwrap();
+    tokio::time::sleep(journal::DEFER_MAX * 5).await;
+    assert_eq!(log.chain_head().last_id, RecordId(4));
+    drop(q4);
+
+    // Closing syncs and acknowledges it too; the chain verifies with every record in it.
+    let q5 = log.enqueue_deferred(sample_record(5)).unwrap();
+    log.close().await.unwrap();
+    assert_eq!(q5.durable().await.unwrap(), RecordId(5));
+    let report = verify_chain(dir.path()).unwrap();
+    assert_eq!(report.records, 5);
+}
