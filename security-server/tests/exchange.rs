@@ -1313,6 +1313,13 @@ async fn hundred_megabyte_body_with_bounded_memory() {
             kib < 96 * 1024,
             "security server {pid} peaked at {kib} KiB for a 100 MiB body"
         );
+        // The server restarted itself (same pid) with mimalloc's arenas committed on demand.
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            env.split(|b| *b == 0)
+                .any(|v| v == b"MIMALLOC_ARENA_EAGER_COMMIT=0"),
+            "security server {pid} runs without MIMALLOC_ARENA_EAGER_COMMIT=0"
+        );
     }
 }
 
