@@ -819,7 +819,8 @@ async fn exchange_end_to_end() {
     assert_eq!(h["x-road-service"], "DEV/GOV/2000/prov/echo");
     assert_eq!(h["x-backend"], "yes");
     let rid = h["x-road-request-id"].to_str().unwrap();
-    assert_eq!(uuid::Uuid::parse_str(rid).unwrap().get_version_num(), 4);
+    // Time-ordered request ids (UUIDv7).
+    assert_eq!(uuid::Uuid::parse_str(rid).unwrap().get_version_num(), 7);
     assert!(!h["x-road-request-hash"].is_empty());
     // Acknowledged only after both logs hold it: each server's journal has the request and
     // the response of this first exchange, and its hash chain verifies.

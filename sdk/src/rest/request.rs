@@ -240,7 +240,9 @@ impl XRoadHeaders {
         Ok(Self {
             client,
             message_id_generated: given_id.is_none(),
-            message_id: given_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
+            // Time-ordered (UUIDv7) when generated: only uniqueness is required, and the
+            // message log indexes message ids.
+            message_id: given_id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
             user_id: lookup(h, &USER_ID_NAMES)?.map(str::to_owned),
             issue: lookup(h, &ISSUE_NAMES)?.map(str::to_owned),
             represented_party,

@@ -214,7 +214,7 @@ fn xroad_headers_and_aliases() {
         uuid::Uuid::parse_str(&x.message_id)
             .unwrap()
             .get_version_num(),
-        4
+        7
     );
 }
 

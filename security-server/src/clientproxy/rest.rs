@@ -83,7 +83,7 @@ async fn run(
     if let Some(u) = &user {
         headers.push("x-road-userid", u.id.clone().into_bytes());
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::transport::new_request_id();
     let head = RequestHeaderPart::for_transport(&rr, &headers, &xroad, &request_id)
         .to_bytes()
         .map_err(|e| Fault::of(Origin::Client, ErrorKind::InvalidRest, e.to_string()))?;

@@ -130,7 +130,7 @@ async fn run(
         kind: PayloadKind::Soap,
         direction: Direction::Request,
         message_id: h.id.clone(),
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: crate::transport::new_request_id(),
         client: h.client.clone(),
         service: h.service.clone(),
         user,

@@ -20,6 +20,13 @@ pub const EXCHANGE_PATH: &str = "/trustbus/v1/exchange";
 /// HTTP header naming the protocol on requests and responses.
 pub const PROTOCOL_HEADER: &str = "Trustbus-Protocol";
 
+/// A fresh request id: a time-ordered UUID (version 7: 48-bit Unix milliseconds, 74 random
+/// bits). Request ids only need to be unique; being time-ordered, the message log's request-id
+/// index grows at its end instead of at random places (docs/message-log.md §8).
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Location of the metadata part.
 pub const MESSAGE_JSON: &str = "message.json";
 /// Location of the payload head: the REST header part or the SOAP envelope.
