@@ -851,8 +851,7 @@ mod tests {
 
     #[test]
     fn indexes_and_paging() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, s) = store();
         let batch: Vec<_> = (1..=30)
             .map(|n| {
                 let client = if n % 3 == 0 { "EE/GOV/A" } else { "EE/GOV/B" };
@@ -918,8 +917,7 @@ mod tests {
 
     #[test]
     fn timestamps_are_stored_beside_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, s) = store();
         let recs: Vec<_> = (1..=5).map(|n| rec(n, "c", "u", n as i64)).collect();
         s.insert_batch(&recs).unwrap();
         let before = s.get_raw(RecordId(1)).unwrap().unwrap();
@@ -959,8 +957,7 @@ mod tests {
 
     #[test]
     fn per_record_proofs_of_older_versions_are_still_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, s) = store();
         s.insert_batch(&[rec(1, "c", "u", 1), rec(2, "c", "u", 2)])
             .unwrap();
         // What an older version wrote for batch 4 over records 1 and 2.
@@ -988,14 +985,20 @@ mod tests {
         assert_eq!(s.timestamp(RecordId(3)).unwrap().unwrap().batch_id, 5);
     }
 
+    /// An empty store in a temporary directory (kept alive by the returned guard).
+    fn store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        (dir, s)
+    }
+
     fn ids(s: &SledStore, q: &Query) -> Vec<u64> {
         s.query(q).unwrap().records.iter().map(|r| r.id.0).collect()
     }
 
     #[test]
     fn removed_records_leave_every_index_and_the_rest_stay_findable() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, s) = store();
         // Two passes whose times interleave.
         s.insert_batch(&[rec(1, "A", "u", 10), rec(2, "B", "u", 30)])
             .unwrap();
@@ -1020,8 +1023,7 @@ mod tests {
 
     #[test]
     fn a_cursor_this_store_did_not_hand_out_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, s) = store();
         let mut q = Query::new(QueryFilter::All, 10);
         q.after = Some(Cursor(b"garbage".to_vec()));
         assert!(!q.after.as_ref().unwrap().is_well_formed());
