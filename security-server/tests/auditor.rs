@@ -123,6 +123,10 @@ async fn auditor_api_searches_exports_and_logs_every_query() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = call(&app, "/api/v1/audit/records?bogus=1", key).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A cursor is the 20-byte position the previous page handed out; other hex is refused.
+    let (s, b) = call(&app, "/api/v1/audit/records?limit=1&after=abcd", key).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&b).contains("after: not a cursor"));
 
     // Not timestamped yet: 409; then timestamp and export.
     let (s, b) = call(&app, "/api/v1/audit/records/1/evidence", key).await;
@@ -165,7 +169,7 @@ async fn auditor_api_searches_exports_and_logs_every_query() {
 
     // Every call above is in the trail, refused ones included, and the chain holds.
     let entries = AuditTrail::verify(trail.path()).unwrap();
-    assert_eq!(entries.len(), 13);
+    assert_eq!(entries.len(), 14);
     assert_eq!(entries[0].actor, "anonymous");
     assert_eq!(entries[0].status, 401);
     assert_eq!(entries[1].actor, "key:operator-1");
