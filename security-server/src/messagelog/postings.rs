@@ -82,11 +82,6 @@ impl Position {
             id: u64::from_be_bytes(b[12..].try_into().ok()?),
         })
     }
-
-    /// The earliest time a block holding this position can start at.
-    fn block_floor(self) -> [u8; 12] {
-        time_minus_span(self.time)
-    }
 }
 
 /// 12-byte sortable time key: seconds with the sign bit flipped, then nanoseconds, big-endian.
@@ -155,6 +150,18 @@ fn block_key(prefix: &[u8], first: Position) -> Vec<u8> {
     k
 }
 
+/// The smallest key of a block under `prefix` that can hold a position logged at `time` or
+/// later (a block spans at most [`BLOCK_SPAN_NANOS`]).
+fn floor_key(prefix: &[u8], time: [u8; 12]) -> Vec<u8> {
+    block_key(
+        prefix,
+        Position {
+            time: time_minus_span(time),
+            id: 0,
+        },
+    )
+}
+
 fn encode_block(ps: &[Position]) -> Vec<u8> {
     let mut v = Vec::with_capacity(1 + POS_LEN * ps.len());
     v.push(BLOCK_V1);
@@ -211,15 +218,8 @@ impl Postings {
             let (Some(first), Some(last)) = (ps.first(), ps.last()) else {
                 continue;
             };
-            let lower = block_key(
-                &prefix,
-                Position {
-                    time: first.block_floor(),
-                    id: 0,
-                },
-            );
             let upper = block_key(&prefix, *last);
-            for item in tree.range(lower..=upper) {
+            for item in tree.range(floor_key(&prefix, first.time)..=upper) {
                 let (k, v) = item?;
                 let block = decode_block(&v)?;
                 let kept: Vec<Position> = block
@@ -291,13 +291,7 @@ pub fn scan(
         (f, a) => f.or(a.map(|a| a.time)),
     };
     let lower = match lower_time {
-        Some(t) => block_key(
-            prefix,
-            Position {
-                time: time_minus_span(t),
-                id: 0,
-            },
-        ),
+        Some(t) => floor_key(prefix, t),
         None => prefix.to_vec(),
     };
     let upper = match w.to {

@@ -9,13 +9,8 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `records` | `id` | `entry_hash[32] ‖ record bytes` |
-//! | `by_message_id` | `lp(message_id) ‖ id` | empty |
-//! | `by_request_id` | `request_id[16] ‖ id` | empty |
-//! | `by_client_time` | `lp(client) ‖ time ‖ id` | empty |
-//! | `by_service_time` | `lp(service) ‖ time ‖ id` | empty |
-//! | `by_user_time` | `lp(user_id) ‖ time ‖ id` | empty |
-//! | `by_time` | `time ‖ id` | empty |
+//! | `records` | `id` | `entry_hash[32] ‖ "TBJP" ‖ segment u64 ‖ offset u64 ‖ length u32` (where the record's journal entry frame is); older versions stored `entry_hash[32] ‖ record bytes`, still read |
+//! | `postings` | `tag ‖ value ‖ time ‖ id` of a block's first position | posting block (`postings.rs`) |
 //! | `ts_batches` | `last_id` | `batch_id u64 ‖ first_id u64 ‖ entry_hash[32] × (last_id − first_id + 1)` |
 //! | `ts_tokens` | `batch_id` | RFC 3161 token (DER) |
 //! | `ts_records` | `id` | `batch_id u64 ‖ Merkle proof bytes` (written by older versions, still read) |
@@ -24,7 +19,9 @@
 //! when it is asked for (evidence, archives), not written per record on the logging path.
 //!
 //! `time` is 12 bytes: the Unix seconds with the sign bit flipped (so negative times sort first)
-//! followed by the nanoseconds.
+//! followed by the nanoseconds. Stores with the older per-record index trees (`by_message_id`,
+//! `by_request_id`, `by_client_time`, `by_service_time`, `by_user_time`, `by_time`) are
+//! converted to posting blocks when opened.
 
 use super::chain::ChainHash;
 use super::journal::{self, ENTRY_OVERHEAD};
@@ -372,14 +369,10 @@ impl SledStore {
     /// index trees: posting blocks from the live records, then the old trees are dropped. Runs
     /// once; interrupted, it runs again at the next start (blocks written twice are merged).
     fn convert_per_record_indexes(&self) -> Result<(), StoreError> {
+        let present = self.db.tree_names();
         let names = LEGACY_INDEX_TREES
             .iter()
-            .filter(|n| {
-                self.db
-                    .tree_names()
-                    .iter()
-                    .any(|t| t.as_ref() == n.as_bytes())
-            })
+            .filter(|n| present.iter().any(|t| t.as_ref() == n.as_bytes()))
             .collect::<Vec<_>>();
         if names.is_empty() {
             return Ok(());
@@ -387,7 +380,7 @@ impl SledStore {
         let mut converted = 0u64;
         let mut from = RecordId(0);
         loop {
-            let chunk = self.scan_records(from, 4096, |id, v| self.raw_from(id, v))?;
+            let chunk = self.range(from, 4096)?;
             let Some(last) = chunk.last().map(|r| r.id) else {
                 break;
             };
@@ -750,25 +743,25 @@ impl LogStore for SledStore {
         // Index entries first, the records last (the reverse of insert): an index entry without
         // its record is harmless, a record without index entries would hide from queries.
         let mut index = Postings::default();
+        let mut stored = Vec::with_capacity(ids.len());
         for &id in ids {
-            if let Some(rec) = self.get(id)? {
+            if let Some(raw) = self.get_raw(id)? {
+                let rec =
+                    record::decode(&raw.bytes).map_err(|error| StoreError::Record { id, error })?;
                 index.add(&rec.meta, id);
+                stored.push((id, raw.hash));
             }
         }
         index.remove_from(&self.postings)?;
         let mut head = self.archived_head()?.map(|(h, _)| h);
-        for &id in ids {
-            let key = id.0.to_be_bytes();
-            let Some(stored) = self.records.get(key)? else {
-                continue;
-            };
+        for (id, hash) in stored {
             if head.is_none_or(|h| h < id) {
                 let mut v = id.0.to_be_bytes().to_vec();
-                v.extend_from_slice(&Self::hash_from(id, &stored)?.0);
+                v.extend_from_slice(&hash.0);
                 self.db.insert(ARCHIVED_HEAD_KEY, v)?;
                 head = Some(id);
             }
-            self.records.remove(key)?;
+            self.records.remove(id.0.to_be_bytes())?;
         }
         // Archived segments are deleted next: do not keep them open.
         self.segments
