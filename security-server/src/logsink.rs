@@ -183,9 +183,7 @@ impl MemoryLog {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-}
 
-impl MemoryLog {
     fn store(&self, entry: LogEntry) -> Result<(), LogFailed> {
         if let Some(r) = self.fail.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Err(LogFailed::new(r));
@@ -226,9 +224,7 @@ impl JournalLog {
     ) -> Self {
         Self { log, guard }
     }
-}
 
-impl JournalLog {
     /// Admits (requests only) and builds the journal record of `entry`.
     fn record(&self, entry: LogEntry) -> Result<crate::messagelog::NewRecord, LogFailed> {
         use crate::messagelog::exchange::ExchangeMessage;
@@ -274,9 +270,8 @@ impl JournalLog {
         crate::messagelog::record::NewRecord::from_exchange(message)
             .map_err(|e| LogFailed::new(format!("cannot build the log record: {e}")))
     }
-}
 
-impl JournalLog {
+    /// Admits, builds and queues `entry`; the future resolves once the log acknowledges it.
     fn queue(&self, entry: LogEntry, defer: bool) -> Result<LogFuture<'static>, LogFailed> {
         let record = self.record(entry)?;
         let queued = if defer {

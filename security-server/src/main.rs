@@ -6,12 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc instead of glibc malloc: the exchange path allocates and frees many short-lived
-/// buffers across threads, where glibc's arenas spent about a tenth of a security server's CPU
-/// (docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use trustbus_central_server::anchor::Anchor;
 use trustbus_central_server::confclient::{ConfClient, HttpFetcher};
 use trustbus_central_server::globalconf::cms_signing::CmsDirectoryVerifier;
@@ -27,6 +21,12 @@ use trustbus_security_server::messagelog::timestamp::Timestamper;
 use trustbus_security_server::messagelog::verifyconf::VerificationConf;
 use trustbus_security_server::messagelog::{MessageLog, MessageLogConfig};
 use trustbus_security_server::state::AppState;
+
+/// mimalloc instead of glibc malloc: the exchange path allocates and frees many short-lived
+/// buffers across threads, where glibc's arenas spent about a tenth of a security server's CPU
+/// (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Trustbus security server.
 ///

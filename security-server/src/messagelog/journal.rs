@@ -353,7 +353,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) struct Pending {
     pub(crate) bytes: Vec<u8>,
     pub(crate) meta: RecordMeta,
-    pub(crate) ack: oneshot::Sender<Result<RecordId, LogError>>,
+    pub(crate) ack: Ack,
     /// Written at once but not synced on its own account: the next sync (for a later record,
     /// a [`WriterMsg::Flush`] or [`DEFER_MAX`]) covers and acknowledges it.
     pub(crate) defer: bool,
@@ -557,6 +557,19 @@ pub(crate) struct WriterConfig {
 /// Where committed records go after their sync (the index updater); called before the acks.
 pub(crate) type CommitSink = Box<dyn FnMut(Vec<IndexedRecord>) + Send>;
 
+/// How the writer answers one append.
+type Ack = oneshot::Sender<Result<RecordId, LogError>>;
+
+/// Hands records a sync has just covered to the store, then acknowledges them.
+fn deliver(synced: Vec<(IndexedRecord, Ack)>, sink: &mut CommitSink) {
+    let (recs, acks): (Vec<_>, Vec<_>) = synced.into_iter().unzip();
+    let ids: Vec<RecordId> = recs.iter().map(|r| r.id).collect();
+    sink(recs);
+    for (id, a) in ids.into_iter().zip(acks) {
+        let _ = a.send(Ok(id));
+    }
+}
+
 /// The writer thread's loop: group commit until shutdown, channel close or an I/O error.
 pub(crate) fn run_writer(
     mut w: SegmentWriter,
@@ -572,10 +585,10 @@ pub(crate) fn run_writer(
     // Relaxed mode: records written but not yet synced (already acknowledged), oldest write time.
     let mut unsynced: Vec<IndexedRecord> = Vec::new();
     let mut unsynced_since: Option<Instant> = None;
-    // Sync mode: deferred records written but not yet synced nor acknowledged, and since when.
-    let mut deferred: Vec<(IndexedRecord, oneshot::Sender<Result<RecordId, LogError>>)> =
-        Vec::new();
-    let mut deferred_since: Option<Instant> = None;
+    // Sync mode: records written but not yet covered by a sync, with their acks (only deferred
+    // ones stay here past one turn of the loop), and when the oldest was written.
+    let mut unacked: Vec<(IndexedRecord, Ack)> = Vec::new();
+    let mut unacked_since: Option<Instant> = None;
     let mut shutdown: Option<oneshot::Sender<Result<(), LogError>>> = None;
 
     let fail = |shared: &WriterShared, e: &io::Error| {
@@ -592,7 +605,7 @@ pub(crate) fn run_writer(
         // Wait for work (Relaxed: at most until the pending sync is due).
         let due = match (cfg.durability, unsynced_since) {
             (Durability::Relaxed { max_delay }, Some(since)) => Some((since, max_delay)),
-            _ => deferred_since.map(|since| (since, DEFER_MAX)),
+            _ => unacked_since.map(|since| (since, DEFER_MAX)),
         };
         let first = match due {
             Some((since, max_delay)) => {
@@ -635,7 +648,7 @@ pub(crate) fn run_writer(
                 }
                 break 'outer;
             }
-            let committed: Vec<(IndexedRecord, oneshot::Sender<_>)> = batch
+            let committed: Vec<(IndexedRecord, Ack)> = batch
                 .drain(..)
                 .zip(ids.drain(..))
                 .map(|(p, (id, hash, at))| {
@@ -652,8 +665,8 @@ pub(crate) fn run_writer(
                 .collect();
             match cfg.durability {
                 Durability::Sync => {
-                    deferred.extend(committed);
-                    deferred_since.get_or_insert_with(Instant::now);
+                    unacked.extend(committed);
+                    unacked_since.get_or_insert_with(Instant::now);
                 }
                 Durability::Relaxed { .. } => {
                     for (r, a) in committed {
@@ -667,27 +680,15 @@ pub(crate) fn run_writer(
 
         // Sync mode: everything written so far is synced and acknowledged together, unless all
         // of it was deferred and nobody asked yet.
-        let sync_due = deferred_since.is_some_and(|since| since.elapsed() >= DEFER_MAX);
-        if !deferred.is_empty() && (eager || flush || sync_due || shutdown.is_some()) {
+        let sync_due = unacked_since.is_some_and(|since| since.elapsed() >= DEFER_MAX);
+        if !unacked.is_empty() && (eager || flush || sync_due || shutdown.is_some()) {
             if let Err(e) = w.sync() {
                 fail(&shared, &e);
-                for (_, ack) in deferred.drain(..) {
-                    let _ = ack.send(Err(LogError::Failed));
-                }
                 break 'outer;
             }
             publish(&shared, w.head());
-            let mut recs = Vec::with_capacity(deferred.len());
-            let mut acks = Vec::with_capacity(deferred.len());
-            for (r, a) in deferred.drain(..) {
-                acks.push((r.id, a));
-                recs.push(r);
-            }
-            deferred_since = None;
-            sink(recs);
-            for (id, a) in acks {
-                let _ = a.send(Ok(id));
-            }
+            unacked_since = None;
+            deliver(std::mem::take(&mut unacked), &mut sink);
         }
         if let (Durability::Relaxed { max_delay }, Some(since)) = (cfg.durability, unsynced_since)
             && (since.elapsed() >= max_delay || shutdown.is_some())
@@ -716,13 +717,8 @@ pub(crate) fn run_writer(
                 if !unsynced.is_empty() {
                     sink(std::mem::take(&mut unsynced));
                 }
-                if !deferred.is_empty() {
-                    let (recs, acks): (Vec<_>, Vec<_>) = deferred.drain(..).unzip();
-                    let ids: Vec<RecordId> = recs.iter().map(|r| r.id).collect();
-                    sink(recs);
-                    for (id, a) in ids.into_iter().zip(acks) {
-                        let _ = a.send(Ok(id));
-                    }
+                if !unacked.is_empty() {
+                    deliver(std::mem::take(&mut unacked), &mut sink);
                 }
                 Ok(())
             }
@@ -732,7 +728,8 @@ pub(crate) fn run_writer(
             }
         }
     };
-    for (_, a) in deferred.drain(..) {
+    // Written but never covered by a sync (a write or sync failed): refused.
+    for (_, a) in unacked.drain(..) {
         let _ = a.send(Err(LogError::Failed));
     }
     if let Some(tx) = shutdown {

@@ -372,16 +372,12 @@ impl MessageLog {
                 ack,
                 defer,
             })))
-            .map_err(|_| self.closed_error())?;
+            .map_err(|_| closed_error(&self.shared))?;
         Ok(Queued {
             rx,
             shared: self.shared.clone(),
             flush: defer.then(|| self.tx.clone()),
         })
-    }
-
-    fn closed_error(&self) -> LogError {
-        closed_error(&self.shared)
     }
 
     /// The durable chain head: the last record covered by a completed fdatasync and its entry
@@ -434,7 +430,7 @@ impl MessageLog {
         let result = if sent {
             rx.await.unwrap_or(Err(LogError::Closed))
         } else {
-            Err(self.closed_error())
+            Err(closed_error(&self.shared))
         };
         let threads = match self.threads.lock() {
             Ok(mut t) => std::mem::take(&mut *t),
