@@ -48,6 +48,9 @@ enum Command {
         /// benchmark's cost-of-logging row only): exchanges are then not recorded or provable.
         #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
         message_log: String,
+        /// `[server] worker_threads` of each security server (default 0: one per CPU core).
+        #[arg(long, value_name = "N")]
+        worker_threads: Option<usize>,
     },
 }
 
@@ -71,11 +74,13 @@ fn main() -> ExitCode {
             dir,
             timestamping_failure_window,
             message_log,
+            worker_threads,
         } => up::run(
             &dir,
             &up::Options {
                 timestamping_failure_window,
                 message_log_off: message_log == "off",
+                worker_threads,
             },
         )
         .map_err(|e| e.to_string()),

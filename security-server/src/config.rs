@@ -212,6 +212,19 @@ pub struct ServerSection {
     /// Development only: information systems may use plain HTTP and HTTPS without checks.
     #[serde(default)]
     pub development: bool,
+    /// Threads that serve exchanges; absent or 0: one per CPU core.
+    #[serde(default)]
+    pub worker_threads: usize,
+}
+
+impl ServerSection {
+    /// The number of exchange-serving threads to start: `worker_threads`, or the CPU count.
+    pub fn effective_worker_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// Fault code spelling.

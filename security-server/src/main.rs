@@ -1138,7 +1138,7 @@ fn serve(path: &Path) -> Result<(), String> {
         Some(pin),
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cfg.server.effective_worker_threads())
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;

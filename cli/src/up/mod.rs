@@ -61,6 +61,8 @@ pub(crate) struct Options {
     pub(crate) timestamping_failure_window: Option<u64>,
     /// `--message-log off`: `[message_log] enabled = false` in the security servers' files.
     pub(crate) message_log_off: bool,
+    /// `--worker-threads`: `[server] worker_threads` of each security server.
+    pub(crate) worker_threads: Option<usize>,
 }
 
 /// Runs the instance in `dir` until Ctrl-C or SIGTERM.

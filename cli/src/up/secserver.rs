@@ -228,7 +228,9 @@ fn config_text(
          server_code = \"{code}\"\n\
          data_dir = \"data\"\n\
          # Development only: lets information systems connect over plain HTTP.\n\
-         development = true\n\n\
+         development = true\n\
+         # 0: one per CPU core (`trustbus up --worker-threads N` to change).\n\
+         worker_threads = {workers}\n\n\
          [listen]\n\
          client_proxy = \"127.0.0.1:{cp}\"\n\
          server_proxy = \"127.0.0.1:{sp}\"\n\
@@ -254,6 +256,7 @@ fn config_text(
         sp = ports.server_proxy,
         admin = ports.admin,
         client = ss.client,
+        workers = options.worker_threads.unwrap_or(0),
     );
     if options.message_log_off {
         t.push_str(
