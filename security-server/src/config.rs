@@ -751,6 +751,21 @@ mod tests {
         let c = Config::parse(text).unwrap();
         assert_eq!(c.clients[0].connection, ConnectionMode::HttpsAuth);
         assert_eq!(c.limits.spill_threshold_bytes, 1 << 20);
+        assert_eq!(c.server.worker_threads, 0);
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_core() {
+        let base = "[server]\nowner = \"DEV/GOV/1\"\nserver_code = \"s\"\ndata_dir = \"d\"\n";
+        let tail = "[globalconf]\nanchor = \"a\"\n";
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let c = Config::parse(&format!("{base}{tail}")).unwrap();
+        assert_eq!(c.server.effective_worker_threads(), cores);
+        let c = Config::parse(&format!("{base}worker_threads = 0\n{tail}")).unwrap();
+        assert_eq!(c.server.effective_worker_threads(), cores);
+        let c = Config::parse(&format!("{base}worker_threads = 3\n{tail}")).unwrap();
+        assert_eq!(c.server.effective_worker_threads(), 3);
+        assert!(Config::parse(&format!("{base}worker_threads = -1\n{tail}")).is_err());
     }
 
     #[test]

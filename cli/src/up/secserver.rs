@@ -341,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn message_log_off_writes_enabled_false() {
+    fn command_line_options_reach_the_server_configuration() {
         let ports = SsPorts {
             client_proxy: 1,
             server_proxy: 2,
@@ -352,13 +352,17 @@ mod tests {
             let text = config_text(ss, &ports, 4, "key", "auditor-key", options);
             trustbus_security_server::config::Config::parse(&text).unwrap()
         };
-        assert!(parse(&crate::up::Options::default()).message_log.enabled);
-        // Both flags: `[message_log]` must come before `[message_log.timestamping]`.
+        let default = parse(&crate::up::Options::default());
+        assert!(default.message_log.enabled);
+        assert_eq!(default.server.worker_threads, 0);
+        // All flags: `[message_log]` must come before `[message_log.timestamping]`.
         let cfg = parse(&crate::up::Options {
             timestamping_failure_window: Some(20),
             message_log_off: true,
+            worker_threads: Some(3),
         });
         assert!(!cfg.message_log.enabled);
         assert_eq!(cfg.message_log.timestamping.failure_window_seconds, 20);
+        assert_eq!(cfg.server.worker_threads, 3);
     }
 }
