@@ -217,6 +217,9 @@ pub struct ServerSection {
     pub worker_threads: usize,
 }
 
+/// Most `[server] worker_threads` accepted (a typo such as 10000 would otherwise start that many).
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 impl ServerSection {
     /// The number of exchange-serving threads to start: `worker_threads`, or the CPU count.
     pub fn effective_worker_threads(&self) -> usize {
@@ -605,6 +608,11 @@ impl Config {
         }
         trustbus_sdk::id::validate_segment("server_code", &self.server.server_code)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.server.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "server.worker_threads: at most {MAX_WORKER_THREADS} (0 = one per CPU core)"
+            )));
+        }
         for s in &self.services {
             if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -766,6 +774,12 @@ mod tests {
         let c = Config::parse(&format!("{base}worker_threads = 3\n{tail}")).unwrap();
         assert_eq!(c.server.effective_worker_threads(), 3);
         assert!(Config::parse(&format!("{base}worker_threads = -1\n{tail}")).is_err());
+        let e = Config::parse(&format!("{base}worker_threads = 10000\n{tail}")).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Invalid(m)
+                if m == "server.worker_threads: at most 1024 (0 = one per CPU core)"),
+            "{e}"
+        );
     }
 
     #[test]
