@@ -51,6 +51,10 @@ enum Command {
         /// `[server] worker_threads` of each security server (default 0: one per CPU core).
         #[arg(long, value_name = "N")]
         worker_threads: Option<usize>,
+        /// The example `echo` service calls this backend (`http://...`) instead of the
+        /// instance's own echo; the benchmark points it at the backend its baselines call.
+        #[arg(long, value_name = "URL")]
+        echo_backend: Option<String>,
     },
 }
 
@@ -75,12 +79,14 @@ fn main() -> ExitCode {
             timestamping_failure_window,
             message_log,
             worker_threads,
+            echo_backend,
         } => up::run(
             &dir,
             &up::Options {
                 timestamping_failure_window,
                 message_log_off: message_log == "off",
                 worker_threads,
+                echo_backend,
             },
         )
         .map_err(|e| e.to_string()),

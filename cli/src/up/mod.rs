@@ -63,10 +63,30 @@ pub(crate) struct Options {
     pub(crate) message_log_off: bool,
     /// `--worker-threads`: `[server] worker_threads` of each security server.
     pub(crate) worker_threads: Option<usize>,
+    /// `--echo-backend`: the URL the `echo` service calls instead of the instance's own echo.
+    pub(crate) echo_backend: Option<String>,
+}
+
+/// An `http://` URL with nothing that would need quoting in the TOML file it is written to.
+fn valid_echo_backend(url: &str) -> bool {
+    url.strip_prefix("http://").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\'))
+    })
 }
 
 /// Runs the instance in `dir` until Ctrl-C or SIGTERM.
 pub(crate) fn run(dir: &Path, options: &Options) -> Result<(), UpError> {
+    if let Some(url) = &options.echo_backend
+        && !valid_echo_backend(url)
+    {
+        return Err(UpError::Setup(format!(
+            "--echo-backend {url}: expected an http:// URL (the development servers call it \
+             without TLS)"
+        )));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -439,4 +459,25 @@ fn print_banner(layout: &Layout, e: &endpoints::Endpoints, record: Option<u64>, 
         },
     ));
     println!("{out}");
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::valid_echo_backend;
+
+    #[test]
+    fn echo_backend_must_be_a_plain_http_url() {
+        assert!(valid_echo_backend("http://127.0.0.1:8080/"));
+        assert!(valid_echo_backend("http://localhost:1/echo"));
+        for bad in [
+            "https://127.0.0.1:8080/",
+            "127.0.0.1:8080",
+            "http://",
+            "http://a b",
+            "http://a\"b",
+            "http://a\\b",
+        ] {
+            assert!(!valid_echo_backend(bad), "{bad}");
+        }
+    }
 }

@@ -278,10 +278,17 @@ fn config_text(
                 Kind::Rest => "rest",
                 Kind::Soap => "soap",
             };
-            t.push_str(&format!(
-                "\n[[services]]\nid = \"{}\"\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{examples_port}{}\"\n",
-                s.id, s.backend_path
-            ));
+            match (&options.echo_backend, s.name) {
+                (Some(url), "echo") => t.push_str(&format!(
+                    "\n# trustbus up --echo-backend: an outside backend instead of the example echo.\n\
+                     [[services]]\nid = \"{}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n",
+                    s.id
+                )),
+                _ => t.push_str(&format!(
+                    "\n[[services]]\nid = \"{}\"\nkind = \"{kind}\"\nurl = \"http://127.0.0.1:{examples_port}{}\"\n",
+                    s.id, s.backend_path
+                )),
+            }
             if let Some(acr) = s.verified_user_acr {
                 t.push_str(&format!(
                     "# Only for citizens whose ID token the consumer's security server verified.\n\
@@ -360,9 +367,30 @@ mod tests {
             timestamping_failure_window: Some(20),
             message_log_off: true,
             worker_threads: Some(3),
+            echo_backend: None,
         });
         assert!(!cfg.message_log.enabled);
         assert_eq!(cfg.message_log.timestamping.failure_window_seconds, 20);
         assert_eq!(cfg.server.worker_threads, 3);
+        let provider = &plan::SECURITY_SERVERS[plan::PROVIDER];
+        let text = config_text(
+            provider,
+            &ports,
+            4,
+            "key",
+            "auditor-key",
+            &crate::up::Options {
+                echo_backend: Some("http://127.0.0.1:9/".into()),
+                ..Default::default()
+            },
+        );
+        let cfg = trustbus_security_server::config::Config::parse(&text).unwrap();
+        let url = |name: &str| {
+            let id = plan::SERVICES.iter().find(|s| s.name == name).unwrap().id;
+            let svc = cfg.services.iter().find(|s| s.id.to_slash() == id).unwrap();
+            svc.url.clone()
+        };
+        assert_eq!(url("echo"), "http://127.0.0.1:9/");
+        assert_eq!(url("not_granted"), "http://127.0.0.1:4/statistics");
     }
 }
