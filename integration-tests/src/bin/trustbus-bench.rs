@@ -327,6 +327,12 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&tb);
     cmd.arg("up").arg("--dir").arg(&dir);
+    // The bus's echo service calls the same backend process as the baselines (unless the
+    // caller chose one), so that every row does the same backend work.
+    let help_text = String::from_utf8_lossy(&help.stdout);
+    if help_text.contains("--echo-backend") && !args.up_args.iter().any(|a| a == "--echo-backend") {
+        cmd.arg("--echo-backend").arg(echo_url);
+    }
     for a in &args.up_args {
         cmd.arg(a.replace("{echo}", echo_url));
     }
