@@ -330,13 +330,15 @@ impl<F: Fetcher> ConfClient<F> {
     }
 
     async fn poll_source(&self, base: &str) -> Result<PollOutcome, ConfClientError> {
+        /// How often a directory whose signature does not match is fetched again.
+        const DIRECTORY_REFETCHES: u32 = 2;
         let held = self
             .current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (dir_bytes, new_etag) = match (
+        let (mut dir_bytes, mut new_etag) = match (
             self.get(
                 &format!("{base}/directory"),
                 etag.as_deref().filter(|_| held.is_some()),
@@ -358,20 +360,39 @@ impl<F: Fetcher> ConfClient<F> {
             *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = new_etag;
             return Ok(PollOutcome::Unchanged(h.directory.version));
         }
-        let signature = self.get_body(&format!("{base}/directory.p7s")).await?;
         let mut trusted = self.anchor_certs.clone();
         if let Some(h) = &held {
             trusted.extend(h.announced_certs());
         }
-        let (dir, expires_at) = verify_directory(
-            &self.anchor,
-            &trusted,
-            held.as_ref().map(|h| h.directory.version),
-            &dir_bytes,
-            &signature,
-            self.verifier.as_ref(),
-            util::now(),
-        )?;
+        // The directory and its signature are two downloads: a version published between them
+        // pairs one version's directory with the next one's signature. Both are fetched again
+        // (a few times) before the pair counts as tampered.
+        let mut refetches = 0;
+        let (dir, expires_at, signature) = loop {
+            let signature = self.get_body(&format!("{base}/directory.p7s")).await?;
+            match verify_directory(
+                &self.anchor,
+                &trusted,
+                held.as_ref().map(|h| h.directory.version),
+                &dir_bytes,
+                &signature,
+                self.verifier.as_ref(),
+                util::now(),
+            ) {
+                Ok((dir, expires_at)) => break (dir, expires_at, signature),
+                Err(ConfClientError::TamperedDirectory(e)) if refetches < DIRECTORY_REFETCHES => {
+                    refetches += 1;
+                    tracing::debug!(error = %e, refetches, "directory and signature differ; fetching both again");
+                    match self.get(&format!("{base}/directory"), None).await? {
+                        FetchResponse::Ok { body, etag } => (dir_bytes, new_etag) = (body, etag),
+                        FetchResponse::NotModified => {
+                            return Err(ConfClientError::Download("unexpected 304".into()));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut files = BTreeMap::new();
         for f in &dir.files {
             if !crate::globalconf::publish::is_safe_name(&f.name) {

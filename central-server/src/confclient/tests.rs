@@ -87,6 +87,61 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Serves `first`'s directory on the first request for it and `then`'s afterwards, and `then`'s
+/// signature and files throughout: a version published between the client's two downloads.
+struct PublishedInBetween {
+    first: Generated,
+    then: Generated,
+    directory_requests: Mutex<u32>,
+}
+
+impl Fetcher for PublishedInBetween {
+    async fn get(&self, url: &str, _etag: Option<&str>) -> Result<FetchResponse, String> {
+        let body = if url == format!("{BASE}/directory") {
+            let mut n = self.directory_requests.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                self.first.directory_bytes.clone()
+            } else {
+                self.then.directory_bytes.clone()
+            }
+        } else if url == format!("{BASE}/directory.p7s") {
+            self.then.signature.clone()
+        } else {
+            let v = self.then.directory.version;
+            self.then
+                .files
+                .iter()
+                .find(|(n, _)| url == format!("{BASE}/v{v}/{n}"))
+                .map(|(_, b)| b.clone())
+                .ok_or_else(|| "HTTP 404".to_string())?
+        };
+        Ok(FetchResponse::Ok { body, etag: None })
+    }
+}
+
+#[test]
+fn a_version_published_between_directory_and_signature_is_fetched_again() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, cert) = key();
+    let now = util::now();
+    let anchor = Anchor::new("DEV", vec![BASE.into()], std::slice::from_ref(&cert));
+    let c = ConfClient::new(
+        anchor,
+        dir.path(),
+        PublishedInBetween {
+            first: generate("DEV", 6, now, 600, &signer, std::slice::from_ref(&cert)),
+            then: generate("DEV", 7, now, 600, &signer, std::slice::from_ref(&cert)),
+            directory_requests: Mutex::new(0),
+        },
+        Box::new(CmsDirectoryVerifier),
+    )
+    .unwrap();
+    assert_eq!(rt.block_on(c.poll()).unwrap(), PollOutcome::Updated(7));
+    assert_eq!(*c.fetcher.directory_requests.lock().unwrap(), 2);
+}
+
 #[test]
 fn accepts_then_rejects_each_kind_of_bad_configuration() {
     let rt = rt();
