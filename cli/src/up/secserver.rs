@@ -354,37 +354,34 @@ mod tests {
             server_proxy: 2,
             admin: 3,
         };
-        let ss = &plan::SECURITY_SERVERS[0];
-        let parse = |options: &crate::up::Options| {
+        let parse = |ss: usize, options: &crate::up::Options| {
+            let ss = &plan::SECURITY_SERVERS[ss];
             let text = config_text(ss, &ports, 4, "key", "auditor-key", options);
             trustbus_security_server::config::Config::parse(&text).unwrap()
         };
-        let default = parse(&crate::up::Options::default());
+        let default = parse(0, &crate::up::Options::default());
         assert!(default.message_log.enabled);
         assert_eq!(default.server.worker_threads, 0);
         // All flags: `[message_log]` must come before `[message_log.timestamping]`.
-        let cfg = parse(&crate::up::Options {
-            timestamping_failure_window: Some(20),
-            message_log_off: true,
-            worker_threads: Some(3),
-            echo_backend: None,
-        });
+        let cfg = parse(
+            0,
+            &crate::up::Options {
+                timestamping_failure_window: Some(20),
+                message_log_off: true,
+                worker_threads: Some(3),
+                echo_backend: None,
+            },
+        );
         assert!(!cfg.message_log.enabled);
         assert_eq!(cfg.message_log.timestamping.failure_window_seconds, 20);
         assert_eq!(cfg.server.worker_threads, 3);
-        let provider = &plan::SECURITY_SERVERS[plan::PROVIDER];
-        let text = config_text(
-            provider,
-            &ports,
-            4,
-            "key",
-            "auditor-key",
+        let cfg = parse(
+            plan::PROVIDER,
             &crate::up::Options {
                 echo_backend: Some("http://127.0.0.1:9/".into()),
                 ..Default::default()
             },
         );
-        let cfg = trustbus_security_server::config::Config::parse(&text).unwrap();
         let url = |name: &str| {
             let id = plan::SERVICES.iter().find(|s| s.name == name).unwrap().id;
             let svc = cfg.services.iter().find(|s| s.id.to_slash() == id).unwrap();
