@@ -118,6 +118,8 @@ fn bench_measures_the_cost_of_the_message_log() {
     assert!(out.status.success(), "{out:?}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(r["missing"], serde_json::json!({}), "{r}");
+    // The bus calls the same backend process as the baselines.
+    assert_eq!(r["bus_backend"], "trustbus-echo", "{r}");
     let targets: Vec<&str> = r["cells"]
         .as_array()
         .unwrap()

@@ -169,6 +169,9 @@ struct Output {
     ratios: BTreeMap<String, f64>,
     large: Vec<LargeCell>,
     notes: Vec<String>,
+    /// The backend behind the bus row's echo service: `trustbus-echo` (the baselines' process),
+    /// `instance` (an older `trustbus up`'s own echo), `chosen with --up-arg` or `external`.
+    bus_backend: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -228,6 +231,8 @@ fn start_echo(bin: &Path) -> Result<(Guard, String), Error> {
 struct Bus {
     guard: Option<Guard>,
     endpoints: BusEndpoints,
+    /// Which backend the bus's echo service calls (`Output::bus_backend`).
+    backend: &'static str,
 }
 
 impl Bus {
@@ -301,12 +306,14 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
         return Ok(Bus {
             guard: None,
             endpoints: apply_overrides(args, bus::parse_up_endpoints(&doc)),
+            backend: "external",
         });
     }
     if args.bus_url.is_some() {
         return Ok(Bus {
             guard: None,
             endpoints: apply_overrides(args, BusEndpoints::default()),
+            backend: "external",
         });
     }
     let tb = find_trustbus(args).ok_or(
@@ -330,9 +337,14 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
     // The bus's echo service calls the same backend process as the baselines (unless the
     // caller chose one), so that every row does the same backend work.
     let help_text = String::from_utf8_lossy(&help.stdout);
-    if help_text.contains("--echo-backend") && !args.up_args.iter().any(|a| a == "--echo-backend") {
+    let backend = if args.up_args.iter().any(|a| a == "--echo-backend") {
+        "chosen with --up-arg"
+    } else if help_text.contains("--echo-backend") {
         cmd.arg("--echo-backend").arg(echo_url);
-    }
+        "trustbus-echo"
+    } else {
+        "instance"
+    };
     for a in &args.up_args {
         cmd.arg(a.replace("{echo}", echo_url));
     }
@@ -365,6 +377,7 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
             return Ok(Bus {
                 guard: Some(guard),
                 endpoints,
+                backend,
             });
         }
         if Instant::now() > deadline {
@@ -639,6 +652,14 @@ fn real_main(args: &Args) -> Result<(), Error> {
         }
     }
 
+    let bus_backend = bus_inst.as_ref().map(|b| b.backend.to_owned());
+    if bus_backend.as_deref() == Some("instance") {
+        notes.push(
+            "this trustbus up has no --echo-backend: the bus row's backend is the instance's \
+             own echo (in the trustbus-up process), not the baselines' trustbus-echo"
+                .to_owned(),
+        );
+    }
     let (client, service) = ("BENCH/GOV/1000/client", "BENCH/GOV/2000/server/echo");
     let soap = args.protocol == "soap";
     let mut shape = Shape {
@@ -867,6 +888,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
         ratios,
         large,
         notes,
+        bus_backend,
     };
     let json = serde_json::to_string_pretty(&out)?;
     fs::write(work.join("result.json"), &json)?;
