@@ -276,7 +276,9 @@ impl MessageLog {
                         while let Ok(mut batch) = irx.recv() {
                             gather_index_batch(&irx, &mut batch, last_pass);
                             index_into(store.as_ref(), &batch, &failed, &indexed_tx);
-                            last_pass = Some(std::time::Instant::now());
+                            // After a full pass more is likely queued: no pause before the next.
+                            last_pass =
+                                (batch.len() < INDEX_PASS_MAX).then(std::time::Instant::now);
                             if last_flush.elapsed() >= STORE_FLUSH_INTERVAL {
                                 let _ = store.flush();
                                 last_flush = std::time::Instant::now();
