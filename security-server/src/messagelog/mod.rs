@@ -468,8 +468,9 @@ const INDEX_PASS_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 /// Most records indexed in one pass.
 const INDEX_PASS_MAX: usize = 4096;
 
-/// Adds to `batch` what arrives until the next pass is due (`INDEX_PASS_INTERVAL` after the last
-/// one) or `INDEX_PASS_MAX` records are gathered.
+/// Waits until the next pass is due (`INDEX_PASS_INTERVAL` after the last one; at once after an
+/// idle spell or a full pass), then adds to `batch` what is queued, up to `INDEX_PASS_MAX`
+/// records.
 ///
 /// Sleeps until the pass is due and then takes everything queued, rather than waiting on the
 /// channel: a blocked receiver is woken by every synced batch (one wake-up and two context
