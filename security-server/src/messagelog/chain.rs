@@ -407,7 +407,7 @@ pub(crate) fn walk_segment(
     }
     match &scan.stop {
         None => Ok(SegmentWalk {
-            valid_end: buf.len() as u64,
+            valid_end: scan.end,
             torn: None,
         }),
         Some((offset, fault)) => {

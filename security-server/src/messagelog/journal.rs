@@ -19,6 +19,11 @@
 //! The writer is a dedicated std thread (fsync blocks). Appenders send records through a channel
 //! and wait on a oneshot; the thread takes everything queued (up to `max_batch`), writes it with
 //! one `write`, calls `File::sync_data` (fdatasync) once, and then acknowledges the whole batch.
+//!
+//! The open segment keeps up to [`PREALLOC_STEP`] of zero bytes after its last frame: a write
+//! that stays inside the file's size lets the fdatasync skip the inode update, which on ext4 is a
+//! second device write that every sync would otherwise wait for. Zero bytes running to the end
+//! of a segment are unused space, not data; a sealed or cleanly closed segment has none.
 
 use super::LogError;
 use super::chain::{self, ChainHash, ChainHead};
@@ -26,7 +31,8 @@ use super::record::{self, RecordId, RecordMeta};
 use super::store::{IndexedRecord, RecordBody};
 use ring::digest;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +46,11 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default largest group-commit batch.
 pub const DEFAULT_MAX_BATCH: usize = 256;
 
+/// How far the open segment's file is grown ahead of its data, in zero bytes, whenever a write
+/// would pass its end. Small enough that the one sync carrying the zeros is barely slower
+/// (measured on a virtio disk: 32 KiB kept the sync's p99 where plain appends had it, while the
+/// other syncs, now without an inode update, took about a third less time and CPU).
+pub(crate) const PREALLOC_STEP: u64 = 32 << 10;
 /// Segment header magic.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"TBJSEG01";
 /// Segment header length.
@@ -219,6 +230,9 @@ pub(crate) struct SegmentScan {
     pub(crate) frames: Vec<Frame>,
     /// The offset and reason of the first unreadable frame, if the scan did not reach the end.
     pub(crate) stop: Option<(u64, FrameFault)>,
+    /// Where the frames end: the buffer's length, or where its zero-filled unused tail begins
+    /// (meaningful when `stop` is `None`).
+    pub(crate) end: u64,
 }
 
 /// Reads the frame at `off` (an entry's self-hash is checked) and returns it with its length.
@@ -307,9 +321,15 @@ pub(crate) fn scan_segment(buf: &[u8]) -> SegmentScan {
     let header = parse_header(buf);
     let mut frames = Vec::new();
     let mut stop = None;
+    let mut end = buf.len();
     if header.is_ok() {
         let mut off = HEADER_LEN;
         while off < buf.len() {
+            if buf[off] == 0 && buf[off..].iter().all(|&b| b == 0) {
+                // The open segment's preallocated space (see `PREALLOC_STEP`).
+                end = off;
+                break;
+            }
             match read_frame(buf, off) {
                 Ok((f, n)) => {
                     frames.push(f);
@@ -326,6 +346,7 @@ pub(crate) fn scan_segment(buf: &[u8]) -> SegmentScan {
         header,
         frames,
         stop,
+        end: end as u64,
     }
 }
 
@@ -379,7 +400,10 @@ pub(crate) struct SegmentWriter {
     jdir: PathBuf,
     segment_no: u64,
     file: File,
+    /// End of the data: where the next frame is written.
     len: u64,
+    /// The file's size: `len` plus the zero bytes preallocated after it.
+    alloc: u64,
     entries: u64,
     head: ChainHead,
     segment_size: u64,
@@ -397,14 +421,14 @@ impl SegmentWriter {
     ) -> io::Result<Self> {
         std::fs::create_dir_all(jdir)?;
         let path = segment_path(jdir, no);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)?;
-        file.write_all(&encode_header(&SegmentHeader {
-            segment_no: no,
-            first_id: head.last_id.next(),
-        }))?;
+        let file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+        file.write_all_at(
+            &encode_header(&SegmentHeader {
+                segment_no: no,
+                first_id: head.last_id.next(),
+            }),
+            0,
+        )?;
         file.sync_data()?;
         sync_dir(jdir)?;
         Ok(Self {
@@ -412,6 +436,7 @@ impl SegmentWriter {
             segment_no: no,
             file,
             len: HEADER_LEN as u64,
+            alloc: HEADER_LEN as u64,
             entries: 0,
             head,
             segment_size,
@@ -419,8 +444,8 @@ impl SegmentWriter {
         })
     }
 
-    /// Reopens segment `no` for appending after its first `valid_len` bytes (anything after them
-    /// is cut off and the cut synced).
+    /// Reopens segment `no` for appending after its first `valid_len` bytes (anything after them,
+    /// a torn tail or unused preallocated space, is cut off and the cut synced).
     pub(crate) fn resume(
         jdir: &Path,
         no: u64,
@@ -430,7 +455,7 @@ impl SegmentWriter {
         segment_size: u64,
     ) -> io::Result<Self> {
         let path = segment_path(jdir, no);
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = OpenOptions::new().write(true).open(&path)?;
         if file.metadata()?.len() != valid_len {
             file.set_len(valid_len)?;
             file.sync_all()?;
@@ -440,6 +465,7 @@ impl SegmentWriter {
             segment_no: no,
             file,
             len: valid_len,
+            alloc: valid_len,
             entries,
             head,
             segment_size,
@@ -452,13 +478,43 @@ impl SegmentWriter {
         self.head
     }
 
+    /// Writes `bytes` at the end of the data. When they would pass the file's end, zero bytes
+    /// (up to [`PREALLOC_STEP`], never past the segment size) are appended to them in the same
+    /// write, so that the following syncs overwrite and need no inode update. Not synced.
+    fn put(&mut self, bytes: &mut Vec<u8>) -> io::Result<()> {
+        let data = bytes.len();
+        let end = self.len + data as u64;
+        if end > self.alloc {
+            let target = (end + PREALLOC_STEP).min(self.segment_size.max(end));
+            bytes.resize(data + (target - end) as usize, 0);
+            let written = self.file.write_all_at(bytes, self.len);
+            bytes.truncate(data);
+            written?;
+            self.alloc = target;
+        } else {
+            self.file.write_all_at(bytes, self.len)?;
+        }
+        self.len = end;
+        Ok(())
+    }
+
+    /// Writes a final mark for the head and cuts off the preallocated tail, so that a sealed or
+    /// closed segment ends with its last frame; then syncs.
+    fn seal(&mut self) -> io::Result<()> {
+        let mut m = Vec::with_capacity(MARK_LEN);
+        encode_mark(&mut m, &self.head);
+        self.put(&mut m)?;
+        if self.alloc > self.len {
+            self.file.set_len(self.len)?;
+            self.alloc = self.len;
+        }
+        self.file.sync_data()
+    }
+
     /// Ends the current segment (sync, mark, sync) and starts the next.
     fn roll(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
-        let mut m = Vec::with_capacity(MARK_LEN);
-        encode_mark(&mut m, &self.head);
-        self.file.write_all(&m)?;
-        self.file.sync_data()?;
+        self.seal()?;
         let next = Self::create(
             &self.jdir,
             self.segment_no + 1,
@@ -486,8 +542,7 @@ impl SegmentWriter {
             if self.len + buf.len() as u64 + frame_len > self.segment_size
                 && self.entries + in_buf > 0
             {
-                self.file.write_all(buf)?;
-                self.len += buf.len() as u64;
+                self.put(buf)?;
                 self.entries += in_buf;
                 buf.clear();
                 in_buf = 0;
@@ -512,8 +567,7 @@ impl SegmentWriter {
             in_buf += 1;
             out.push((id, hash, at));
         }
-        self.file.write_all(buf)?;
-        self.len += buf.len() as u64;
+        self.put(buf)?;
         self.entries += in_buf;
         Ok(())
     }
@@ -528,11 +582,7 @@ impl SegmentWriter {
     /// Writes the queued mark and syncs it (clean shutdown).
     pub(crate) fn close(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
-        let mut m = Vec::with_capacity(MARK_LEN);
-        encode_mark(&mut m, &self.head);
-        self.file.write_all(&m)?;
-        self.len += MARK_LEN as u64;
-        self.file.sync_data()?;
+        self.seal()?;
         self.pending_mark = None;
         Ok(())
     }

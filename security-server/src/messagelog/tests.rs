@@ -225,14 +225,61 @@ async fn torn_tails_are_cut_off() {
     let mut partial = vec![b'E', 0, 0, 4, 0];
     partial.extend_from_slice(&[7u8; 100]);
     torn_case(&partial).await;
-    // Zeros: the file size reached the disk, the data did not.
-    torn_case(&[0u8; 300]).await;
     // A complete-looking entry whose hash does not match (half its pages written).
     let mut bad = vec![b'E', 0, 0, 0, 10];
     bad.extend_from_slice(&[1u8; 32 + 10 + 32]);
     torn_case(&bad).await;
     // A sync mark cut short.
     torn_case(b"STBSYNC1\0\0").await;
+}
+
+/// Zero bytes after the last frame are the open segment's preallocated space (or a size that
+/// reached the disk before its data did): unused, not torn, and cut off when the log reopens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_filled_tail_is_unused_space() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(cfg(dir.path()), 20).await;
+    let (_, last) = segment_files(dir.path()).pop().unwrap();
+    let clean_len = std::fs::metadata(&last).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    f.set_len(clean_len + 300).unwrap();
+    drop(f);
+
+    let report = verify_chain(dir.path()).unwrap();
+    assert_eq!((report.records, report.torn_tail), (20, None));
+    let log = open(cfg(dir.path())).await.unwrap();
+    assert_eq!(log.recovery_report().torn_tail, None);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), clean_len);
+    assert_eq!(log.append(sample_record(21)).await.unwrap(), RecordId(21));
+    log.close().await.unwrap();
+    assert!(std::fs::metadata(&last).unwrap().len() > clean_len);
+    let report = verify_chain(dir.path()).unwrap();
+    assert_eq!((report.records, report.torn_tail), (21, None));
+}
+
+/// The open segment is grown ahead of its data in zero bytes, so that most syncs overwrite;
+/// a clean close cuts the unused part off again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_segment_is_preallocated_and_trimmed_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(cfg(dir.path())).await.unwrap();
+    assert_eq!(log.append(sample_record(1)).await.unwrap(), RecordId(1));
+    let (_, seg) = segment_files(dir.path()).pop().unwrap();
+    let b = std::fs::read(&seg).unwrap();
+    let scan = journal::scan_segment(&b);
+    assert!(scan.stop.is_none(), "{:?}", scan.stop);
+    let data_end = scan.end as usize;
+    assert_eq!(b.len() - data_end, journal::PREALLOC_STEP as usize);
+    assert!(b[data_end..].iter().all(|&x| x == 0));
+    // A torn write into the preallocated space is still a torn tail.
+    let mut torn = b.clone();
+    torn[data_end + 100] = b'E';
+    let scan = journal::scan_segment(&torn);
+    assert_eq!(scan.stop.map(|(off, _)| off), Some(data_end as u64));
+    log.close().await.unwrap();
+    let b = std::fs::read(&seg).unwrap();
+    let scan = journal::scan_segment(&b);
+    assert_eq!((scan.end as usize, scan.stop), (b.len(), None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
