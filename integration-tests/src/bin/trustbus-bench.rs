@@ -868,6 +868,15 @@ fn real_main(args: &Args) -> Result<(), Error> {
          for the same cores, so compare rows of one run, not across runs"
             .to_owned(),
     );
+    for c in &cells {
+        if c.load.late_sends > 0 {
+            notes.push(format!(
+                "{}: {} of {} measured requests left more than 2 ms after they were due on a free \
+                 connection (the load generator's thread woke late); they count from when they left",
+                c.target, c.load.late_sends, c.load.requests
+            ));
+        }
+    }
 
     // Stop everything before printing so the report is the last thing on the terminal.
     drop(bus_inst);
