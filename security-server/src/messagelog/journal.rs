@@ -32,8 +32,8 @@ use super::store::{IndexedRecord, RecordBody};
 use ring::digest;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -421,7 +421,10 @@ impl SegmentWriter {
     ) -> io::Result<Self> {
         std::fs::create_dir_all(jdir)?;
         let path = segment_path(jdir, no);
-        let file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)?;
         file.write_all_at(
             &encode_header(&SegmentHeader {
                 segment_no: no,
