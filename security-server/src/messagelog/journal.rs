@@ -801,3 +801,81 @@ pub(crate) fn run_writer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// A segment: header, one entry per record (chained from genesis), a mark for the head.
+    fn segment(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = encode_header(&SegmentHeader {
+            segment_no: 1,
+            first_id: RecordId(1),
+        })
+        .to_vec();
+        let mut head = ChainHead::EMPTY;
+        for r in records {
+            let hash = chain::entry_hash(&head.hash, r);
+            b.push(TAG_ENTRY);
+            b.extend_from_slice(&(r.len() as u32).to_be_bytes());
+            b.extend_from_slice(&head.hash.0);
+            b.extend_from_slice(r);
+            b.extend_from_slice(&hash.0);
+            head = ChainHead {
+                last_id: head.last_id.next(),
+                hash,
+            };
+        }
+        encode_mark(&mut b, &head);
+        b
+    }
+
+    proptest! {
+        /// Zero bytes after the last frame change nothing but where the data is said to end.
+        #[test]
+        fn a_zero_tail_is_unused_space(
+            records in vec(vec(any::<u8>(), 0..200), 0..6),
+            zeros in 1usize..5000,
+        ) {
+            let clean = segment(&records);
+            let mut padded = clean.clone();
+            padded.resize(clean.len() + zeros, 0);
+            let (a, b) = (scan_segment(&clean), scan_segment(&padded));
+            prop_assert!(a.stop.is_none() && b.stop.is_none());
+            prop_assert_eq!(a.end, clean.len() as u64);
+            prop_assert_eq!(b.end, clean.len() as u64);
+            prop_assert_eq!(format!("{:?}", a.frames), format!("{:?}", b.frames));
+        }
+
+        /// Whatever follows a valid header and frame, the scan does not panic, every frame lies
+        /// in front of where it stops, and a clean end is followed by zero bytes only.
+        #[test]
+        fn scanning_any_tail_is_consistent(
+            tail in vec(any::<u8>(), 0..600),
+            mostly_zeros in any::<bool>(),
+        ) {
+            let mut b = segment(&[b"record".to_vec()]);
+            let frames_before = scan_segment(&b).frames.len();
+            if mostly_zeros {
+                b.extend(tail.iter().map(|&x| if x < 240 { 0 } else { x }));
+            } else {
+                b.extend_from_slice(&tail);
+            }
+            let s = scan_segment(&b);
+            prop_assert!(s.frames.len() >= frames_before);
+            let limit = match &s.stop {
+                Some((off, _)) => *off,
+                None => s.end,
+            };
+            prop_assert!(limit <= b.len() as u64);
+            for f in &s.frames {
+                prop_assert!(f.offset() < limit);
+            }
+            if s.stop.is_none() {
+                prop_assert!(b[s.end as usize..].iter().all(|&x| x == 0));
+            }
+        }
+    }
+}
