@@ -1028,11 +1028,30 @@ fn development_instance_end_to_end() {
 
     expired_configuration(&up);
     let ss_pids = [up.pid("ss1"), up.pid("ss2")];
+    let instance = up.dir.clone();
     assert!(up.stop("TERM"), "trustbus up exits with success on SIGTERM");
     for pid in ss_pids {
         assert!(
             !alive(pid),
             "child {pid} still runs after trustbus up stopped"
+        );
+    }
+    // A clean stop seals each journal: the last segment ends with a sync mark, without the
+    // zero-filled space the open segment keeps ahead of its data (message-log.md §3).
+    for ss in ["ss1", "ss2"] {
+        let jdir = instance.join(ss).join("data/messagelog/journal");
+        let mut segs: Vec<_> = std::fs::read_dir(&jdir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        let last = std::fs::read(segs.last().unwrap()).unwrap();
+        assert!(last.len() > 56, "{ss}: {} bytes", last.len());
+        assert_eq!(
+            &last[last.len() - 56..last.len() - 48],
+            b"STBSYNC1",
+            "{ss}: the last segment does not end with a sync mark"
         );
     }
     eprintln!("end-to-end suite took {:.1} s", t0.elapsed().as_secs_f64());

@@ -1158,6 +1158,7 @@ fn serve(path: &Path) -> Result<(), String> {
         let interval = Duration::from_secs(cfg.globalconf.poll_interval_seconds.max(1));
         tokio::spawn(client.clone().run(interval));
         let cfg = Arc::new(cfg);
+        let journal = log.clone();
         let (sink, auditor): (Arc<dyn MessageLogSink>, _) = match log {
             Some(log) => {
                 let (sink, auditor) = start_message_log(
@@ -1181,14 +1182,24 @@ fn serve(path: &Path) -> Result<(), String> {
         let (_, mut tasks) = trustbus_security_server::run::start(state)
             .await
             .map_err(|e| e.to_string())?;
-        tokio::select! {
+        let outcome = tokio::select! {
             r = tasks.join_next() => match r {
                 Some(Ok(Err(e))) => Err(e.to_string()),
                 Some(Err(e)) => Err(e.to_string()),
                 _ => Ok(()),
             },
             _ = shutdown() => Ok(()),
+        };
+        // Stop serving, then seal the journal: what was handed to the log is synced and ends
+        // with a sync mark (message-log.md §6), instead of the process ending while the writer
+        // thread still works.
+        tasks.abort_all();
+        if let Some(log) = journal
+            && let Err(e) = log.shutdown().await
+        {
+            tracing::error!(error = %e, "message log did not close cleanly");
         }
+        outcome
     })
 }
 

@@ -429,6 +429,15 @@ impl MessageLog {
     /// the store catches up, and the threads end. Appends after this fail with
     /// [`LogError::Closed`]. (Dropping the handle also syncs and seals, without waiting.)
     pub async fn close(self) -> Result<(), LogError> {
+        self.shutdown().await
+    }
+
+    /// [`MessageLog::close`] through a shared handle, for a server stopping while its tasks
+    /// still hold the log: it waits until the journal is sealed and the store has caught up,
+    /// and those tasks' later appends fail with [`LogError::Closed`]. Without it a process that
+    /// returns from `main` can end before the writer thread seals the journal. Calling it
+    /// again returns [`LogError::Closed`].
+    pub async fn shutdown(&self) -> Result<(), LogError> {
         let (tx, rx) = oneshot::channel();
         let sent = self.tx.send(WriterMsg::Shutdown(tx)).is_ok();
         let result = if sent {
@@ -441,9 +450,8 @@ impl MessageLog {
             Err(_) => Vec::new(),
         };
         let store = self.store.clone();
-        drop(self);
-        // The writer has finished (it answered); the indexer ends when its channel closes. Then
-        // the store is flushed so that no engine background write still holds it (and its file
+        // The writer has finished (it answered), and with it the indexer's channel; then the
+        // store is flushed so that no engine background write still holds it (and its file
         // lock) once this returns.
         let flushed = tokio::task::spawn_blocking(move || {
             for h in threads {

@@ -746,3 +746,31 @@ async fn a_deferred_record_is_synced_by_the_next_record_when_waited_for_or_in_ti
     let report = verify_chain(dir.path()).unwrap();
     assert_eq!(report.records, 5);
 }
+
+/// A server stopping while its tasks still hold the log seals the journal through a shared
+/// handle: the last segment ends with a sync mark and no unused space, later appends are
+/// refused, and the log reopens without a torn tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_through_a_shared_handle_seals_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(cfg(dir.path())).await.unwrap());
+    let held = log.clone();
+    for i in 1..=3 {
+        log.append(sample_record(i)).await.unwrap();
+    }
+    log.shutdown().await.unwrap();
+    let (_, seg) = segment_files(dir.path()).pop().unwrap();
+    let b = std::fs::read(&seg).unwrap();
+    let last = frames(&b).pop().unwrap();
+    assert_eq!((last.2, last.0 + last.1), (false, b.len() as u64));
+    assert!(matches!(
+        held.append(sample_record(4)).await,
+        Err(LogError::Closed)
+    ));
+    assert!(log.shutdown().await.is_err());
+    drop((log, held));
+    let log = open(cfg(dir.path())).await.unwrap();
+    assert_eq!(log.recovery_report().torn_tail, None);
+    assert_eq!(log.append(sample_record(4)).await.unwrap(), RecordId(4));
+    log.close().await.unwrap();
+}
