@@ -320,13 +320,18 @@ impl<F: Fetcher> ConfClient<F> {
             .map_err(|e| ConfClientError::Download(format!("{url}: {e}")))
     }
 
-    async fn get_body(&self, url: &str) -> Result<Vec<u8>, ConfClientError> {
+    /// An unconditional GET: the body and its `ETag` (a 304 is an error).
+    async fn get_fresh(&self, url: &str) -> Result<(Vec<u8>, Option<String>), ConfClientError> {
         match self.get(url, None).await? {
-            FetchResponse::Ok { body, .. } => Ok(body),
+            FetchResponse::Ok { body, etag } => Ok((body, etag)),
             FetchResponse::NotModified => {
                 Err(ConfClientError::Download(format!("{url}: unexpected 304")))
             }
         }
+    }
+
+    async fn get_body(&self, url: &str) -> Result<Vec<u8>, ConfClientError> {
+        Ok(self.get_fresh(url).await?.0)
     }
 
     async fn poll_source(&self, base: &str) -> Result<PollOutcome, ConfClientError> {
@@ -338,12 +343,10 @@ impl<F: Fetcher> ConfClient<F> {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let etag = self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (dir_url, sig_url) = (format!("{base}/directory"), format!("{base}/directory.p7s"));
         let (mut dir_bytes, mut new_etag) = match (
-            self.get(
-                &format!("{base}/directory"),
-                etag.as_deref().filter(|_| held.is_some()),
-            )
-            .await?,
+            self.get(&dir_url, etag.as_deref().filter(|_| held.is_some()))
+                .await?,
             &held,
         ) {
             (FetchResponse::NotModified, Some(h)) => {
@@ -369,7 +372,7 @@ impl<F: Fetcher> ConfClient<F> {
         // (a few times) before the pair counts as tampered.
         let mut refetches = 0;
         let (dir, expires_at, signature) = loop {
-            let signature = self.get_body(&format!("{base}/directory.p7s")).await?;
+            let signature = self.get_body(&sig_url).await?;
             match verify_directory(
                 &self.anchor,
                 &trusted,
@@ -383,12 +386,7 @@ impl<F: Fetcher> ConfClient<F> {
                 Err(ConfClientError::TamperedDirectory(e)) if refetches < DIRECTORY_REFETCHES => {
                     refetches += 1;
                     tracing::debug!(error = %e, refetches, "directory and signature differ; fetching both again");
-                    match self.get(&format!("{base}/directory"), None).await? {
-                        FetchResponse::Ok { body, etag } => (dir_bytes, new_etag) = (body, etag),
-                        FetchResponse::NotModified => {
-                            return Err(ConfClientError::Download("unexpected 304".into()));
-                        }
-                    }
+                    (dir_bytes, new_etag) = self.get_fresh(&dir_url).await?;
                 }
                 Err(e) => return Err(e),
             }
