@@ -501,9 +501,11 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Writes a final mark for the head and cuts off the preallocated tail, so that a sealed or
-    /// closed segment ends with its last frame; then syncs.
+    /// Syncs, writes a final mark for the now durable head (a mark only ever follows the sync
+    /// that covers it), cuts off the preallocated tail so that the segment ends with that mark,
+    /// and syncs again.
     fn seal(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
         let mut m = Vec::with_capacity(MARK_LEN);
         encode_mark(&mut m, &self.head);
         self.put(&mut m)?;
@@ -516,7 +518,6 @@ impl SegmentWriter {
 
     /// Ends the current segment (sync, mark, sync) and starts the next.
     fn roll(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
         self.seal()?;
         let next = Self::create(
             &self.jdir,
@@ -582,9 +583,8 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Writes the queued mark and syncs it (clean shutdown).
+    /// Seals the segment for a clean shutdown; its final mark supersedes the queued one.
     pub(crate) fn close(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
         self.seal()?;
         self.pending_mark = None;
         Ok(())
