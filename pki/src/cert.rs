@@ -150,14 +150,28 @@ impl PartialEq for Certificate {
 }
 impl Eq for Certificate {}
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Lower-case hex without separators.
 pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    // A table instead of `write!` per byte: fingerprints are formatted on hot paths (pool
+    // checks, log keys), where the formatting machinery cost more than the hash itself.
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
     }
     s
+}
+
+/// Whether `hex` (either case, no separators) spells exactly `bytes`.
+pub fn hex_matches(hex: &str, bytes: &[u8]) -> bool {
+    let hex = hex.as_bytes();
+    hex.len() == bytes.len() * 2
+        && hex.chunks_exact(2).zip(bytes).all(|(pair, b)| {
+            pair[0].to_ascii_lowercase() == HEX_DIGITS[usize::from(b >> 4)]
+                && pair[1].to_ascii_lowercase() == HEX_DIGITS[usize::from(b & 0x0f)]
+        })
 }
 
 fn bytes_range(outer: &[u8], inner: &[u8]) -> Option<std::ops::Range<usize>> {
@@ -419,4 +433,44 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hex_matches, to_hex};
+    use proptest::prelude::*;
+
+    #[test]
+    fn to_hex_is_lower_case_without_separators() {
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(to_hex(&[]), "");
+    }
+
+    #[test]
+    fn hex_matches_needs_the_exact_bytes() {
+        let fp = [0xab, 0x01, 0xcd];
+        assert!(hex_matches("ab01cd", &fp));
+        assert!(hex_matches("AB01CD", &fp));
+        assert!(!hex_matches("ab01ce", &fp));
+        assert!(!hex_matches("ab01c", &fp));
+        assert!(!hex_matches("ab01cd00", &fp));
+        assert!(!hex_matches("ab:01:cd", &fp));
+        assert!(!hex_matches("", &fp));
+    }
+
+    proptest! {
+        #[test]
+        fn to_hex_agrees_with_the_format_machinery(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let formatted: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            prop_assert_eq!(&to_hex(&bytes), &formatted);
+            prop_assert!(hex_matches(&formatted, &bytes));
+            prop_assert!(hex_matches(&formatted.to_uppercase(), &bytes));
+        }
+
+        #[test]
+        fn hex_matches_is_equality_of_decoded_bytes(a in proptest::collection::vec(any::<u8>(), 0..8),
+                                                     b in proptest::collection::vec(any::<u8>(), 0..8)) {
+            prop_assert_eq!(hex_matches(&to_hex(&a), &b), a == b);
+        }
+    }
 }

@@ -53,10 +53,9 @@ impl PeerPolicy for OneServer {
         self.trust.clone()
     }
     fn is_registered(&self, fp: &[u8; 32]) -> bool {
-        let hex = trustbus_pki::cert::to_hex(fp);
         self.fingerprints
             .iter()
-            .any(|f| f.eq_ignore_ascii_case(&hex))
+            .any(|f| trustbus_pki::cert::hex_matches(f, fp))
     }
 }
 
@@ -112,7 +111,7 @@ impl SsPool {
                     !c.sender.is_closed()
                         && s.auth_cert_sha256
                             .iter()
-                            .any(|f| f.eq_ignore_ascii_case(&c.peer.fingerprint_hex()))
+                            .any(|f| trustbus_pki::cert::hex_matches(f, c.peer.fingerprint()))
                 });
                 // Connections still reading a previous response are left in the pool.
                 if let Some(i) = list.iter().position(|c| c.sender.is_ready()) {
