@@ -195,7 +195,7 @@ fn signing_certificate_v2(cert: &ParsedCert) -> Result<Any, CmsError> {
     let ess = SigningCertificateV2 {
         certs: vec![EssCertIdV2 {
             hash_algorithm: None,
-            cert_hash: OctetString::new(DigestAlgorithm::Sha256.digest(&cert.der)).map_err(enc)?,
+            cert_hash: OctetString::new(cert.sha256.as_slice()).map_err(enc)?,
             issuer_serial: Some(IssuerSerial {
                 issuer: vec![GeneralName::DirectoryName(
                     cert.cert.tbs_certificate.issuer.clone(),
@@ -432,9 +432,12 @@ fn ess_matches(attrs: &SetOfVec<Attribute>, cert: &ParsedCert) -> Result<Option<
             Some(a) => DigestAlgorithm::from_oid(&a.oid)
                 .ok_or_else(|| CmsError::UnsupportedAlgorithm(a.oid.to_string()))?,
         };
+        let hash_matches = match alg {
+            DigestAlgorithm::Sha256 => first.cert_hash.as_bytes() == cert.sha256.as_slice(),
+            other => first.cert_hash.as_bytes() == other.digest(&cert.der).as_slice(),
+        };
         return Ok(Some(
-            first.cert_hash.as_bytes() == alg.digest(&cert.der).as_slice()
-                && issuer_serial_matches(first.issuer_serial.as_ref(), cert),
+            hash_matches && issuer_serial_matches(first.issuer_serial.as_ref(), cert),
         ));
     }
     if let Some(v) = single_value(

@@ -137,17 +137,24 @@ pub(crate) struct ParsedCert {
     pub(crate) der: Vec<u8>,
     /// The decoded certificate (shared: the same bytes always decode to the same value).
     pub(crate) cert: Arc<Certificate>,
+    /// SHA-256 of `der` (the ESS signing-certificate attribute names the signer by it).
+    pub(crate) sha256: [u8; 32],
 }
 
 /// Decoded certificates by their DER. Every signed message carries its signer's certificate,
 /// and decoding it is a third of the non-cryptographic cost of checking a signature; decoding
 /// is a pure function of the bytes, so reusing the result cannot change any decision.
-static DECODED: Mutex<Option<HashMap<Vec<u8>, Arc<Certificate>>>> = Mutex::new(None);
+/// The SHA-256 of the bytes is kept with the value, so that signing and verifying a message
+/// do not hash the signer's certificate again for its ESS attribute.
+static DECODED: Mutex<Option<HashMap<Vec<u8>, Decoded>>> = Mutex::new(None);
+
+/// A decoded certificate and the SHA-256 of its DER.
+type Decoded = (Arc<Certificate>, [u8; 32]);
 
 /// Bound on [`DECODED`]; when full it starts over.
 const MAX_DECODED: usize = 1024;
 
-fn decode_cached(der_bytes: &[u8]) -> Result<Arc<Certificate>, CertError> {
+fn decode_cached(der_bytes: &[u8]) -> Result<Decoded, CertError> {
     if let Some(c) = DECODED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -157,13 +164,14 @@ fn decode_cached(der_bytes: &[u8]) -> Result<Arc<Certificate>, CertError> {
         return Ok(c.clone());
     }
     let cert = Arc::new(Certificate::from_der(der_bytes).map_err(|_| CertError::Malformed)?);
+    let sha256 = crate::cert::sha256(der_bytes);
     let mut guard = DECODED.lock().unwrap_or_else(|e| e.into_inner());
     let m = guard.get_or_insert_with(HashMap::new);
     if m.len() >= MAX_DECODED {
         m.clear();
     }
-    m.insert(der_bytes.to_vec(), cert.clone());
-    Ok(cert)
+    m.insert(der_bytes.to_vec(), (cert.clone(), sha256));
+    Ok((cert, sha256))
 }
 
 /// Why a certificate could not be used.
@@ -178,10 +186,11 @@ pub(crate) enum CertError {
 impl ParsedCert {
     /// Parses a DER certificate.
     pub(crate) fn from_der(der_bytes: &[u8]) -> Result<Self, CertError> {
-        let cert = decode_cached(der_bytes)?;
+        let (cert, sha256) = decode_cached(der_bytes)?;
         Ok(Self {
             der: der_bytes.to_vec(),
             cert,
+            sha256,
         })
     }
 
@@ -319,6 +328,17 @@ mod tests {
         changed[at] = b'b';
         let other = ParsedCert::from_der(&changed).unwrap();
         assert!(!Arc::ptr_eq(&first.cert, &other.cert));
+        assert_eq!(
+            first.sha256,
+            crate::cert::sha256(&der),
+            "the hash of these bytes"
+        );
+        assert_eq!(again.sha256, first.sha256, "the cached hash");
+        assert_eq!(
+            other.sha256,
+            crate::cert::sha256(&changed),
+            "not the cached one"
+        );
         assert_ne!(
             first.cert.tbs_certificate.subject,
             other.cert.tbs_certificate.subject
