@@ -289,6 +289,46 @@ fn cms_negative_cases() {
 }
 
 #[test]
+fn a_substituted_signer_certificate_is_refused_by_the_ess_attribute() {
+    let e = env();
+    let member = e.ca.issue_signer("member");
+    let signer = member.signer();
+    let sig = CmsSigner::new(signer.as_ref(), &member.cert_der)
+        .unwrap()
+        .sign_detached(b"content", now(), None)
+        .unwrap();
+    verify_detached(&sig, b"content", now()).unwrap();
+    // Another certificate for the same key, issuer and serial, of the same length, put in
+    // place of the signer's: the signature value still verifies under the key, so only the
+    // signing-certificate-v2 attribute's hash of the certificate tells them apart.
+    let twin = (0..64)
+        .map(|_| e.ca.reissue_same_serial(&member, "member"))
+        .find(|t| t.cert_der.len() == member.cert_der.len() && t.cert_der != member.cert_der)
+        .expect("a reissued certificate of the same length");
+    let at = sig
+        .windows(member.cert_der.len())
+        .position(|w| w == member.cert_der.as_slice())
+        .expect("the signer's certificate inside the signature");
+    let mut swapped = sig.clone();
+    swapped[at..at + twin.cert_der.len()].copy_from_slice(&twin.cert_der);
+    assert_eq!(
+        verify_detached(&swapped, b"content", now()),
+        Err(CmsError::SigningCertificateMismatch)
+    );
+    // The twin itself is a good certificate for the key: signed with it, it verifies.
+    let own = CmsSigner::new(signer.as_ref(), &twin.cert_der)
+        .unwrap()
+        .sign_detached(b"content", now(), None)
+        .unwrap();
+    assert_eq!(
+        verify_detached(&own, b"content", now())
+            .unwrap()
+            .signer_cert,
+        twin.cert_der
+    );
+}
+
+#[test]
 fn signature_timestamp_over_other_data_is_refused() {
     let e = env();
     let member = e.ca.issue_signer("member");
