@@ -309,7 +309,7 @@ fn a_substituted_signer_certificate_is_refused_by_the_ess_attribute() {
         .windows(member.cert_der.len())
         .position(|w| w == member.cert_der.as_slice())
         .expect("the signer's certificate inside the signature");
-    let mut swapped = sig.clone();
+    let mut swapped = sig;
     swapped[at..at + twin.cert_der.len()].copy_from_slice(&twin.cert_der);
     assert_eq!(
         verify_detached(&swapped, b"content", now()),
