@@ -589,19 +589,18 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// fdatasync; afterwards a mark for the synced head is queued for the next write, and synced
-    /// data well behind the end is dropped from the page cache.
+    /// fdatasync; afterwards a mark for the synced head is queued for the next write.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
         self.pending_mark = Some(self.head);
-        self.drop_behind();
         Ok(())
     }
 
     /// Drops whole [`DROP_BEHIND_STEP`]s of synced data before the step that holds the end of
-    /// the data. Only called right after a sync, so the pages are clean and the advice frees
-    /// them. Advisory: a refusal changes nothing about what is durable, so it is not an error.
-    fn drop_behind(&mut self) {
+    /// the data. Called after a sync (so the pages are clean and the advice frees them) once its
+    /// records are acknowledged, to keep the system call off their path. Advisory: a refusal
+    /// changes nothing about what is durable, so it is not an error.
+    pub(crate) fn drop_behind(&mut self) {
         let upto = (self.len / DROP_BEHIND_STEP).saturating_sub(1) * DROP_BEHIND_STEP;
         if let Some(len) = upto.checked_sub(self.dropped).and_then(NonZeroU64::new) {
             if let Err(e) = fadvise(&self.file, self.dropped, Some(len), Advice::DontNeed) {
@@ -776,6 +775,7 @@ pub(crate) fn run_writer(
             publish(&shared, w.head());
             unacked_since = None;
             deliver(std::mem::take(&mut unacked), &mut sink);
+            w.drop_behind();
         }
         if let (Durability::Relaxed { max_delay }, Some(since)) = (cfg.durability, unsynced_since)
             && (since.elapsed() >= max_delay || shutdown.is_some())
@@ -787,6 +787,7 @@ pub(crate) fn run_writer(
             publish(&shared, w.head());
             sink(std::mem::take(&mut unsynced));
             unsynced_since = None;
+            w.drop_behind();
         }
         if shutdown.is_some() {
             break 'outer;
@@ -899,6 +900,7 @@ mod tests {
             expected.push(batch.remove(0).bytes);
             let before = w.dropped();
             w.sync().unwrap();
+            w.drop_behind();
             let end_step = w.len / DROP_BEHIND_STEP * DROP_BEHIND_STEP;
             assert_eq!(w.dropped() % DROP_BEHIND_STEP, 0);
             assert!(w.dropped() >= before);
