@@ -288,15 +288,21 @@ fn cms_negative_cases() {
     ));
 }
 
-#[test]
-fn a_substituted_signer_certificate_is_refused_by_the_ess_attribute() {
-    let e = env();
+/// A new member signer and its detached signature over `b"content"` (no OCSP, no timestamp).
+fn member_signature(e: &Env) -> (fixtures::Identity, Vec<u8>) {
     let member = e.ca.issue_signer("member");
-    let signer = member.signer();
-    let sig = CmsSigner::new(signer.as_ref(), &member.cert_der)
+    let sig = CmsSigner::new(member.signer().as_ref(), &member.cert_der)
         .unwrap()
         .sign_detached(b"content", now(), None)
         .unwrap();
+    (member, sig)
+}
+
+#[test]
+fn a_substituted_signer_certificate_is_refused_by_the_ess_attribute() {
+    let e = env();
+    let (member, sig) = member_signature(&e);
+    let signer = member.signer();
     verify_detached(&sig, b"content", now()).unwrap();
     // Another certificate for the same key, issuer and serial, of the same length, put in
     // place of the signer's: the signature value still verifies under the key, so only the
@@ -355,13 +361,7 @@ fn signature_timestamp_over_other_data_is_refused() {
 
 #[test]
 fn tampered_signature_value_is_bad_signature() {
-    let e = env();
-    let member = e.ca.issue_signer("member");
-    let signer = member.signer();
-    let sig = CmsSigner::new(signer.as_ref(), &member.cert_der)
-        .unwrap()
-        .sign_detached(b"content", now(), None)
-        .unwrap();
+    let (_, sig) = member_signature(&env());
     let mut bad = sig;
     let n = bad.len();
     bad[n - 1] ^= 1;
