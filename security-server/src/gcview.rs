@@ -26,6 +26,12 @@ pub struct GcView {
     pub trusted_issuers: Vec<trustbus_sdk::identity::TrustedIssuer>,
     /// Auth certificate fingerprint → index into `servers`.
     by_fingerprint: HashMap<[u8; 32], usize>,
+    /// Server id → index into `servers` (the first server listed with that id).
+    by_id: HashMap<SecurityServerId, usize>,
+    /// Client → indexes into `servers` of the servers where it is registered and enabled, in
+    /// configuration order. Every exchange looks up its client's and its provider's servers;
+    /// indexed once per version, that costs the same in a federation of thousands of servers.
+    hosting: HashMap<ClientId, Vec<usize>>,
     /// The security servers.
     servers: Vec<SecurityServer>,
 }
@@ -62,11 +68,20 @@ impl GcView {
         }
         let servers = conf.shared.security_servers.clone();
         let mut by_fingerprint = HashMap::new();
+        let mut by_id = HashMap::new();
+        let mut hosting: HashMap<ClientId, Vec<usize>> = HashMap::new();
         for (i, s) in servers.iter().enumerate() {
             for fp in &s.auth_cert_sha256 {
                 let mut b = [0u8; 32];
                 if hex_to(fp, &mut b) {
                     by_fingerprint.insert(b, i);
+                }
+            }
+            by_id.entry(s.id.clone()).or_insert(i);
+            for c in s.clients.iter().filter(|c| c.enabled) {
+                let on = hosting.entry(c.id.clone()).or_default();
+                if on.last() != Some(&i) {
+                    on.push(i);
                 }
             }
         }
@@ -76,6 +91,8 @@ impl GcView {
             ocsp_freshness: time::Duration::seconds(secs),
             trusted_issuers: crate::citizen::trusted_issuers(&conf.shared.trusted_oidc_issuers),
             by_fingerprint,
+            by_id,
+            hosting,
             servers,
             conf,
         }
@@ -93,20 +110,24 @@ impl GcView {
 
     /// A server by id.
     pub fn server(&self, id: &SecurityServerId) -> Option<&SecurityServer> {
-        self.servers.iter().find(|s| &s.id == id)
+        self.by_id.get(id).map(|&i| &self.servers[i])
     }
 
-    /// Servers on which `client` is registered and enabled.
+    /// Servers on which `client` is registered and enabled, in configuration order.
     pub fn servers_hosting(&self, client: &ClientId) -> Vec<&SecurityServer> {
-        self.servers
-            .iter()
-            .filter(|s| s.clients.iter().any(|c| &c.id == client && c.enabled))
-            .collect()
+        self.hosting
+            .get(client)
+            .map(|on| on.iter().map(|&i| &self.servers[i]).collect())
+            .unwrap_or_default()
     }
 
-    /// Whether `server` hosts `client` (registered and enabled).
+    /// Whether `server` hosts `client` (registered and enabled) in this configuration. Servers
+    /// are told apart by id, which is unique in a configuration (the central server keys them
+    /// by it).
     pub fn hosts(&self, server: &SecurityServer, client: &ClientId) -> bool {
-        server.clients.iter().any(|c| &c.id == client && c.enabled)
+        self.hosting
+            .get(client)
+            .is_some_and(|on| on.iter().any(|&i| self.servers[i].id == server.id))
     }
 
     /// Whether `client` (member or subsystem) is a registered member or subsystem.
@@ -175,5 +196,74 @@ impl ViewCache {
         let v = Arc::new(GcView::new(conf));
         *cur = Some(v.clone());
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustbus_central_server::model::HostedClient;
+
+    fn server(code: &str, clients: &[(&str, bool)]) -> SecurityServer {
+        serde_json::from_value(serde_json::json!({
+            "id": format!("DEV/GOV/1000/{code}"),
+            "owner": "DEV/GOV/1000",
+            "server_code": code,
+        }))
+        .map(|mut s: SecurityServer| {
+            s.clients = clients
+                .iter()
+                .map(|(c, enabled)| HostedClient {
+                    id: ClientId::from_slash(c).unwrap(),
+                    enabled: *enabled,
+                })
+                .collect();
+            s
+        })
+        .unwrap()
+    }
+
+    fn view(servers: Vec<SecurityServer>) -> GcView {
+        let ca = serde_json::from_value(serde_json::json!({"name": "ca", "roots": []})).unwrap();
+        let shared = crate::testkit::shared_params(&[], servers, ca);
+        let expires = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        GcView::new(crate::testkit::global_conf(shared, 1, expires))
+    }
+
+    fn codes(servers: Vec<&SecurityServer>) -> Vec<&str> {
+        servers.iter().map(|s| s.server_code.as_str()).collect()
+    }
+
+    /// The indexes answer what scanning the configuration would: enabled registrations only,
+    /// in configuration order, each server once.
+    #[test]
+    fn routing_lookups_follow_the_configuration() {
+        let a = "DEV/GOV/2000/a";
+        let b = "DEV/GOV/2000/b";
+        let v = view(vec![
+            server("ss3", &[(a, true), (b, false)]),
+            server("ss1", &[(a, true), (a, true), (b, true)]),
+            server("ss2", &[(b, true)]),
+        ]);
+        let id = |c: &str| ClientId::from_slash(c).unwrap();
+        assert_eq!(codes(v.servers_hosting(&id(a))), ["ss3", "ss1"]);
+        assert_eq!(codes(v.servers_hosting(&id(b))), ["ss1", "ss2"]);
+        assert!(v.servers_hosting(&id("DEV/GOV/2000/c")).is_empty());
+
+        let ss1 = v.server(&SecurityServerId::from_slash("DEV/GOV/1000/ss1").unwrap());
+        assert_eq!(ss1.map(|s| s.clients.len()), Some(3));
+        let ss3 = v
+            .server(&SecurityServerId::from_slash("DEV/GOV/1000/ss3").unwrap())
+            .unwrap();
+        assert!(v.hosts(ss3, &id(a)));
+        assert!(!v.hosts(ss3, &id(b)), "registered but disabled");
+        let ss2 = v
+            .server(&SecurityServerId::from_slash("DEV/GOV/1000/ss2").unwrap())
+            .unwrap();
+        assert!(!v.hosts(ss2, &id(a)));
+        assert!(
+            v.server(&SecurityServerId::from_slash("DEV/GOV/1000/ss9").unwrap())
+                .is_none()
+        );
     }
 }
