@@ -164,6 +164,12 @@ pub fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Whether `fingerprints` (SHA-256 fingerprints in hex, either case, as global configuration
+/// lists a server's registered certificates) contains `fp`.
+pub fn fingerprint_listed(fingerprints: &[String], fp: &[u8; 32]) -> bool {
+    fingerprints.iter().any(|f| hex_matches(f, fp))
+}
+
 /// Whether `hex` (either case, no separators) spells exactly `bytes`.
 pub fn hex_matches(hex: &str, bytes: &[u8]) -> bool {
     let hex = hex.as_bytes();
@@ -437,7 +443,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
-    use super::{hex_matches, to_hex};
+    use super::{fingerprint_listed, hex_matches, to_hex};
     use proptest::prelude::*;
 
     #[test]
@@ -456,6 +462,15 @@ mod tests {
         assert!(!hex_matches("ab01cd00", &fp));
         assert!(!hex_matches("ab:01:cd", &fp));
         assert!(!hex_matches("", &fp));
+    }
+
+    #[test]
+    fn fingerprint_listed_finds_the_fingerprint_in_any_case() {
+        let fp = [0xa5; 32];
+        let listed = vec!["00".repeat(32), "A5".repeat(32)];
+        assert!(fingerprint_listed(&listed, &fp));
+        assert!(!fingerprint_listed(&listed[..1], &fp));
+        assert!(!fingerprint_listed(&[], &fp));
     }
 
     proptest! {

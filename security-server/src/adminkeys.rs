@@ -351,9 +351,7 @@ fn server_status(state: &AppState) -> Value {
         .and_then(|v| v.server(&live.server).cloned());
     let registered = |c: &Certificate| {
         entry.as_ref().is_some_and(|e| {
-            e.auth_cert_sha256
-                .iter()
-                .any(|f| f.eq_ignore_ascii_case(&c.fingerprint_hex()))
+            trustbus_pki::cert::fingerprint_listed(&e.auth_cert_sha256, c.fingerprint())
         })
     };
     let cert = |c: &Certificate| {

@@ -53,9 +53,7 @@ impl PeerPolicy for OneServer {
         self.trust.clone()
     }
     fn is_registered(&self, fp: &[u8; 32]) -> bool {
-        self.fingerprints
-            .iter()
-            .any(|f| trustbus_pki::cert::hex_matches(f, fp))
+        trustbus_pki::cert::fingerprint_listed(&self.fingerprints, fp)
     }
 }
 
@@ -109,9 +107,10 @@ impl SsPool {
                 // registered for this server in the current configuration.
                 list.retain(|c| {
                     !c.sender.is_closed()
-                        && s.auth_cert_sha256
-                            .iter()
-                            .any(|f| trustbus_pki::cert::hex_matches(f, c.peer.fingerprint()))
+                        && trustbus_pki::cert::fingerprint_listed(
+                            &s.auth_cert_sha256,
+                            c.peer.fingerprint(),
+                        )
                 });
                 // Connections still reading a previous response are left in the pool.
                 if let Some(i) = list.iter().position(|c| c.sender.is_ready()) {
