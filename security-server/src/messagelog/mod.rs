@@ -28,6 +28,7 @@ pub mod journal;
 pub mod postings;
 pub mod record;
 pub mod replay;
+pub mod runs;
 pub mod settings;
 pub mod store;
 #[cfg(feature = "testkit")]

@@ -9,7 +9,8 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `records` | `id` | `entry_hash[32] ‖ "TBJP" ‖ segment u64 ‖ offset u64 ‖ length u32` (where the record's journal entry frame is); older versions stored `entry_hash[32] ‖ record bytes`, still read |
+//! | `runs` | first `id` of the run | `0x01 ‖ (entry_hash[32] ‖ segment u64 ‖ offset u64 ‖ length u32) × n`: where records `id..id+n` are in the journal, one entry per indexing pass (`runs.rs`) |
+//! | `records` | `id` | a store without a journal: `entry_hash[32] ‖ record bytes`; older versions also kept `entry_hash[32] ‖ "TBJP" ‖ segment u64 ‖ offset u64 ‖ length u32` per journal record here, still read |
 //! | `postings` | `tag ‖ value ‖ time ‖ id` of a block's first position | posting block (`postings.rs`) |
 //! | `ts_batches` | `last_id` | `batch_id u64 ‖ first_id u64 ‖ entry_hash[32] × (last_id − first_id + 1)` |
 //! | `ts_tokens` | `batch_id` | RFC 3161 token (DER) |
@@ -27,6 +28,7 @@ use super::chain::ChainHash;
 use super::journal::{self, ENTRY_OVERHEAD};
 use super::postings::{self, IndexTag, Position, Postings, Window};
 use super::record::{self, LogRecord, RecordError, RecordId, RecordMeta};
+use super::runs::{self, Edit, Run, RunError, Slot};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,15 @@ pub enum StoreError {
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         StoreError::Engine(e.to_string())
+    }
+}
+
+impl From<RunError> for StoreError {
+    fn from(e: RunError) -> Self {
+        StoreError::Corrupt {
+            id: RecordId(e.first),
+            reason: e.to_string(),
+        }
     }
 }
 
@@ -277,6 +288,23 @@ type BatchTree = (u64, Arc<MerkleTree>);
 /// A journal segment file kept open for reads, with its number.
 type OpenSegment = (u64, Arc<File>);
 
+/// Where the store found a record.
+enum Located {
+    /// In the journal (from a run, or a per-record pointer of an older version).
+    Journal(Slot),
+    /// In the `records` value itself, `entry_hash ‖ record bytes` (a store without a journal).
+    Inline(ChainHash, sled::IVec),
+}
+
+impl Located {
+    fn hash(&self) -> ChainHash {
+        match self {
+            Located::Journal(s) => s.hash,
+            Located::Inline(h, _) => *h,
+        }
+    }
+}
+
 /// The sled implementation of [`LogStore`].
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -285,6 +313,9 @@ pub struct SledStore {
     /// Recently read segment files (most recent last).
     segments: Arc<Mutex<Vec<OpenSegment>>>,
     db: sled::Db,
+    /// Journal positions of journal-backed records, one entry per run of consecutive ids.
+    runs: sled::Tree,
+    /// Per-record values: inline records, and journal pointers written by older versions.
     records: sled::Tree,
     /// The query indexes: posting blocks (`postings.rs`).
     postings: sled::Tree,
@@ -353,6 +384,7 @@ impl SledStore {
         let s = Self {
             journal,
             segments: Arc::new(Mutex::new(Vec::new())),
+            runs: t("runs")?,
             records: t("records")?,
             postings: t("postings")?,
             ts_batches: t("ts_batches")?,
@@ -417,15 +449,17 @@ impl SledStore {
         Ok(ChainHash(h))
     }
 
-    fn encode_value(r: &IndexedRecord) -> Vec<u8> {
-        match &r.body {
+    /// A per-record `records` value (inline records; journal pointers as older versions wrote
+    /// them).
+    fn encode_value(hash: &ChainHash, body: &RecordBody) -> Vec<u8> {
+        match body {
             RecordBody::Journal {
                 segment,
                 offset,
                 len,
             } => {
                 let mut v = Vec::with_capacity(JOURNAL_POINTER_LEN);
-                v.extend_from_slice(&r.hash.0);
+                v.extend_from_slice(&hash.0);
                 v.extend_from_slice(&JOURNAL_POINTER_TAG);
                 v.extend_from_slice(&segment.to_be_bytes());
                 v.extend_from_slice(&offset.to_be_bytes());
@@ -434,24 +468,66 @@ impl SledStore {
             }
             RecordBody::Inline(bytes) => {
                 let mut v = Vec::with_capacity(32 + bytes.len());
-                v.extend_from_slice(&r.hash.0);
+                v.extend_from_slice(&hash.0);
                 v.extend_from_slice(bytes);
                 v
             }
         }
     }
 
-    fn raw_from(&self, id: RecordId, v: &[u8]) -> Result<RawRecord, StoreError> {
-        let hash = Self::hash_from(id, v)?;
+    /// Reads a per-record `records` value.
+    fn per_record(id: RecordId, v: sled::IVec) -> Result<Located, StoreError> {
+        let hash = Self::hash_from(id, &v)?;
         let body = &v[32..];
-        let bytes = if v.len() == JOURNAL_POINTER_LEN && body[..4] == JOURNAL_POINTER_TAG {
+        if v.len() == JOURNAL_POINTER_LEN && body[..4] == JOURNAL_POINTER_TAG {
             let field = |r: std::ops::Range<usize>| be_u64(body.get(r)).unwrap_or(0);
-            let len = u32::from_be_bytes([body[20], body[21], body[22], body[23]]) as usize;
-            self.read_journal(id, hash, field(4..12), field(12..20), len)?
-        } else {
-            body.to_vec()
+            let len = u32::from_be_bytes([body[20], body[21], body[22], body[23]]);
+            return Ok(Located::Journal(Slot {
+                hash,
+                segment: field(4..12),
+                offset: field(12..20),
+                len,
+            }));
+        }
+        Ok(Located::Inline(hash, v))
+    }
+
+    /// The run with the greatest first id at or below `id` (the only one that can hold it).
+    fn run_at(&self, id: u64) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        Ok(self
+            .runs
+            .range(..=id.to_be_bytes())
+            .next_back()
+            .transpose()?)
+    }
+
+    /// Where record `id` is, if the store has it.
+    fn locate(&self, id: RecordId) -> Result<Option<Located>, StoreError> {
+        if let Some((k, v)) = self.run_at(id.0)? {
+            let run = Run::parse(&k, &v)?;
+            if run.covers(id.0) {
+                return Ok(run.get(id.0).map(Located::Journal));
+            }
+        }
+        match self.records.get(id.0.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => Self::per_record(id, v).map(Some),
+        }
+    }
+
+    /// The record's bytes, from the journal or the inline value.
+    fn read(&self, id: RecordId, at: &Located) -> Result<RawRecord, StoreError> {
+        let bytes = match at {
+            Located::Journal(s) => {
+                self.read_journal(id, s.hash, s.segment, s.offset, s.len as usize)?
+            }
+            Located::Inline(_, v) => v[32..].to_vec(),
         };
-        Ok(RawRecord { id, hash, bytes })
+        Ok(RawRecord {
+            id,
+            hash: at.hash(),
+            bytes,
+        })
     }
 
     /// Reads record `id` from its journal entry frame and checks the frame against the hash the
@@ -500,26 +576,150 @@ impl SledStore {
         }
     }
 
-    /// Up to `limit` entries of the `records` tree from id `from` on, each mapped by `f`.
+    /// Up to `limit` stored records from id `from` on, in id order, each mapped by `f`: the runs
+    /// merged with the per-record values.
     fn scan_records<T>(
         &self,
         from: RecordId,
         limit: usize,
-        f: impl Fn(RecordId, &[u8]) -> Result<T, StoreError>,
+        f: impl Fn(RecordId, &Located) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.records.range(from.0.to_be_bytes()..) {
-            if out.len() >= limit {
-                break;
-            }
+        let mut found: Vec<(RecordId, Located)> = Vec::new();
+        for item in self.records.range(from.0.to_be_bytes()..).take(limit) {
             let (k, v) = item?;
             let id = id_from_key_tail(&k).ok_or_else(|| StoreError::Corrupt {
                 id: RecordId(0),
                 reason: "bad key in records tree".into(),
             })?;
-            out.push(f(id, &v)?);
+            found.push((id, Self::per_record(id, v)?));
+        }
+        let per_record = found.len();
+        let before = self
+            .run_at(from.0)?
+            .filter(|(k, _)| k.as_ref() < &from.0.to_be_bytes()[..]);
+        let later = self.runs.range(from.0.to_be_bytes()..);
+        'runs: for item in before.map(Ok).into_iter().chain(later) {
+            let (k, v) = item?;
+            for (id, slot) in Run::parse(&k, &v)?.live_from(from.0) {
+                if found.len() - per_record >= limit {
+                    break 'runs;
+                }
+                found.push((RecordId(id), Located::Journal(slot)));
+            }
+        }
+        if per_record > 0 {
+            found.sort_by_key(|(id, _)| *id);
+            found.dedup_by_key(|(id, _)| *id);
+        }
+        found.truncate(limit);
+        found.into_iter().map(|(id, at)| f(id, &at)).collect()
+    }
+
+    /// The parts of ids `a..=b` that no stored run covers yet.
+    fn uncovered(&self, a: u64, b: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut at = a;
+        if let Some((k, v)) = self.run_at(a)? {
+            let run = Run::parse(&k, &v)?;
+            if run.covers(a) {
+                at = run.last().saturating_add(1);
+            }
+        }
+        while at <= b {
+            let Some(next) = self.runs.range(at.to_be_bytes()..).next() else {
+                out.push((at, b));
+                break;
+            };
+            let (k, v) = next?;
+            let run = Run::parse(&k, &v)?;
+            if run.first() > b {
+                out.push((at, b));
+                break;
+            }
+            if run.first() > at {
+                out.push((at, run.first() - 1));
+            }
+            if run.last() == u64::MAX {
+                break;
+            }
+            at = run.last() + 1;
         }
         Ok(out)
+    }
+
+    /// The runs that store `slots` (in id order), for the ids no run holds yet: runs are never
+    /// rewritten on insert, so a pass replayed after a crash changes nothing it finds stored.
+    fn new_runs(&self, slots: &[(u64, Slot)]) -> Result<sled::Batch, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut rest = slots;
+        while let Some(&(a, _)) = rest.first() {
+            let n = rest
+                .iter()
+                .enumerate()
+                .take(runs::MAX_RUN)
+                .take_while(|(i, (id, _))| *id == a + *i as u64)
+                .count();
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            for (lo, hi) in self.uncovered(a, a + n as u64 - 1)? {
+                let part: Vec<Slot> = group[(lo - a) as usize..=(hi - a) as usize]
+                    .iter()
+                    .map(|(_, s)| *s)
+                    .collect();
+                batch.insert(&lo.to_be_bytes(), runs::encode(&part));
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Removes records `ids` (sorted) from the runs that hold them; returns the ids no run
+    /// covers.
+    fn remove_from_runs(&self, ids: &[RecordId]) -> Result<Vec<RecordId>, StoreError> {
+        let mut elsewhere = Vec::new();
+        let mut i = 0;
+        while let Some(&id) = ids.get(i) {
+            let run = self.run_at(id.0)?;
+            let Some((k, v)) = run.filter(|(k, v)| Run::parse(k, v).is_ok_and(|r| r.covers(id.0)))
+            else {
+                // A damaged run is reported by the reads; removal leaves it alone.
+                elsewhere.push(id);
+                i += 1;
+                continue;
+            };
+            let run = Run::parse(&k, &v)?;
+            let n = ids[i..].iter().take_while(|x| run.covers(x.0)).count();
+            let these: Vec<u64> = ids[i..i + n].iter().map(|x| x.0).collect();
+            i += n;
+            match run.without(&these) {
+                Edit::Keep => {}
+                Edit::Delete => {
+                    self.runs.remove(&k)?;
+                }
+                Edit::Replace { first, value } => {
+                    // One sled batch, so that a crash never leaves both keys or neither.
+                    let mut b = sled::Batch::default();
+                    b.remove(&k);
+                    b.insert(&first.to_be_bytes(), value);
+                    self.runs.apply_batch(b)?;
+                }
+            }
+        }
+        Ok(elsewhere)
+    }
+
+    /// Forgets every record after `last`, as if the indexer had not reached them (for crash
+    /// tests: index entries stay, as a crash would leave them).
+    #[cfg(test)]
+    pub(crate) fn forget_after(&self, last: RecordId) -> Result<(), StoreError> {
+        let later: Vec<RecordId> = self
+            .hashes(last.next(), usize::MAX)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for id in self.remove_from_runs(&later)? {
+            self.records.remove(id.0.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// The Merkle tree of timestamp batch `batch_id` over `leaves` (32-byte entry hashes), from
@@ -578,42 +778,82 @@ impl SledStore {
 
 impl LogStore for SledStore {
     fn insert_batch(&self, batch: &[IndexedRecord]) -> Result<(), StoreError> {
-        // Indexes first, records last: the records tree's last key is what recovery replays
-        // after, so an index entry can exist without its record (harmless, replay rewrites it) but
-        // a record is never stored before its index entries.
+        // Indexes first, records last: the last record stored is what recovery replays after,
+        // so an index entry can exist without its record (harmless, replay rewrites it) but a
+        // record is never stored before its index entries.
         //
-        // The index is one posting block per value per call (postings.rs), not a key per record.
-        // Only the records go in as a sled batch: every `apply_batch` makes sled write and
+        // The index is one posting block per value per call (postings.rs), not a key per record,
+        // and journal records go into runs (runs.rs), one entry per call unless the call is long.
+        // Only the runs go in as a sled batch: every `apply_batch` makes sled write and
         // `sync_file_range` its log buffer. The plain block inserts before it are earlier in
         // sled's log, so the batch's sync covers them too.
         let mut index = Postings::default();
-        let mut rec = sled::Batch::default();
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut inline = sled::Batch::default();
+        let mut inlined = false;
         for r in batch {
             index.add(&r.meta, r.id);
-            rec.insert(&r.id.0.to_be_bytes(), Self::encode_value(r));
+            match r.body {
+                RecordBody::Journal {
+                    segment,
+                    offset,
+                    len,
+                } => slots.push((
+                    r.id.0,
+                    Slot {
+                        hash: r.hash,
+                        segment,
+                        offset,
+                        len,
+                    },
+                )),
+                RecordBody::Inline(_) => {
+                    inline.insert(&r.id.0.to_be_bytes(), Self::encode_value(&r.hash, &r.body));
+                    inlined = true;
+                }
+            }
         }
         index.write(&self.postings)?;
-        self.records.apply_batch(rec)?;
+        if !slots.is_empty() {
+            slots.sort_by_key(|(id, _)| *id);
+            slots.dedup_by_key(|(id, _)| *id);
+            self.runs.apply_batch(self.new_runs(&slots)?)?;
+        }
+        if inlined {
+            self.records.apply_batch(inline)?;
+        }
         Ok(())
     }
 
     fn last(&self) -> Result<Option<(RecordId, ChainHash)>, StoreError> {
-        match self.records.last()? {
-            None => Ok(None),
+        let per_record = match self.records.last()? {
+            None => None,
             Some((k, v)) => {
                 let id = id_from_key_tail(&k).ok_or_else(|| StoreError::Corrupt {
                     id: RecordId(0),
                     reason: "bad key in records tree".into(),
                 })?;
-                Ok(Some((id, Self::hash_from(id, &v)?)))
+                Some((id, Self::hash_from(id, &v)?))
+            }
+        };
+        let mut in_runs = None;
+        for item in self.runs.iter().rev() {
+            let (k, v) = item?;
+            if let Some((id, slot)) = Run::parse(&k, &v)?.last_live() {
+                in_runs = Some((RecordId(id), slot.hash));
+                break;
             }
         }
+        Ok(match (per_record, in_runs) {
+            (Some(a), Some(b)) => Some(if a.0 > b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        })
     }
 
     fn get_raw(&self, id: RecordId) -> Result<Option<RawRecord>, StoreError> {
-        match self.records.get(id.0.to_be_bytes())? {
+        match self.locate(id)? {
             None => Ok(None),
-            Some(v) => self.raw_from(id, &v).map(Some),
+            Some(at) => self.read(id, &at).map(Some),
         }
     }
 
@@ -655,7 +895,7 @@ impl LogStore for SledStore {
     }
 
     fn range(&self, from: RecordId, limit: usize) -> Result<Vec<RawRecord>, StoreError> {
-        self.scan_records(from, limit, |id, v| self.raw_from(id, v))
+        self.scan_records(from, limit, |id, at| self.read(id, at))
     }
 
     fn hashes(
@@ -663,7 +903,7 @@ impl LogStore for SledStore {
         from: RecordId,
         limit: usize,
     ) -> Result<Vec<(RecordId, ChainHash)>, StoreError> {
-        self.scan_records(from, limit, |id, v| Ok((id, Self::hash_from(id, v)?)))
+        self.scan_records(from, limit, |id, at| Ok((id, at.hash())))
     }
 
     fn set_timestamp_batch(
@@ -742,9 +982,12 @@ impl LogStore for SledStore {
     fn remove(&self, ids: &[RecordId]) -> Result<(), StoreError> {
         // Index entries first, the records last (the reverse of insert): an index entry without
         // its record is harmless, a record without index entries would hide from queries.
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
         let mut index = Postings::default();
         let mut stored = Vec::with_capacity(ids.len());
-        for &id in ids {
+        for &id in &ids {
             if let Some(raw) = self.get_raw(id)? {
                 let rec =
                     record::decode(&raw.bytes).map_err(|error| StoreError::Record { id, error })?;
@@ -753,14 +996,18 @@ impl LogStore for SledStore {
             }
         }
         index.remove_from(&self.postings)?;
-        let mut head = self.archived_head()?.map(|(h, _)| h);
-        for (id, hash) in stored {
-            if head.is_none_or(|h| h < id) {
-                let mut v = id.0.to_be_bytes().to_vec();
-                v.extend_from_slice(&hash.0);
-                self.db.insert(ARCHIVED_HEAD_KEY, v)?;
-                head = Some(id);
-            }
+        // The archived head moves first, to the highest removed record: a crash before the
+        // records are gone leaves them readable below the head, never a gap above it.
+        let head = self.archived_head()?.map(|(h, _)| h);
+        if let Some(&(id, hash)) = stored.last()
+            && head.is_none_or(|h| h < id)
+        {
+            let mut v = id.0.to_be_bytes().to_vec();
+            v.extend_from_slice(&hash.0);
+            self.db.insert(ARCHIVED_HEAD_KEY, v)?;
+        }
+        let stored: Vec<RecordId> = stored.into_iter().map(|(id, _)| id).collect();
+        for id in self.remove_from_runs(&stored)? {
             self.records.remove(id.0.to_be_bytes())?;
         }
         // Archived segments are deleted next: do not keep them open.
@@ -1063,5 +1310,211 @@ mod tests {
                 "{name} left"
             );
         }
+    }
+
+    /// Records `ids` written as entry frames into a journal segment of their own under `jdir`,
+    /// as the indexer hands them to the store.
+    fn journal_recs(jdir: &Path, ids: std::ops::RangeInclusive<u64>) -> Vec<IndexedRecord> {
+        std::fs::create_dir_all(jdir).unwrap();
+        let segment = *ids.start();
+        let mut file = vec![0u8; 16];
+        let mut prev = ChainHash([7; 32]);
+        let mut out = Vec::new();
+        for n in ids {
+            let mut r = rec(n, "EE/GOV/A", "u", n as i64);
+            let RecordBody::Inline(bytes) =
+                std::mem::replace(&mut r.body, RecordBody::Inline(vec![]))
+            else {
+                unreachable!()
+            };
+            let hash = entry_hash(&prev, &bytes);
+            r.hash = hash;
+            r.body = RecordBody::Journal {
+                segment,
+                offset: file.len() as u64,
+                len: bytes.len() as u32,
+            };
+            file.push(journal::TAG_ENTRY);
+            file.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            file.extend_from_slice(&prev.0);
+            file.extend_from_slice(&bytes);
+            file.extend_from_slice(&hash.0);
+            prev = hash;
+            out.push(r);
+        }
+        std::fs::write(journal::segment_path(jdir, segment), file).unwrap();
+        out
+    }
+
+    /// An empty store with a journal directory beside it.
+    fn journal_store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            SledStore::open_with_journal(&dir.path().join("db"), &dir.path().join("j")).unwrap();
+        (dir, s)
+    }
+
+    fn keys(t: &sled::Tree) -> Vec<u64> {
+        t.iter()
+            .map(|kv| be_u64(Some(&kv.unwrap().0)).unwrap())
+            .collect()
+    }
+
+    fn hash_ids(s: &SledStore, from: u64, limit: usize) -> Vec<u64> {
+        s.hashes(RecordId(from), limit)
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.0)
+            .collect()
+    }
+
+    #[test]
+    fn journal_records_are_stored_one_run_per_pass() {
+        let (dir, s) = journal_store();
+        let jdir = dir.path().join("j");
+        let first = journal_recs(&jdir, 1..=5);
+        let second = journal_recs(&jdir, 6..=8);
+        s.insert_batch(&first).unwrap();
+        s.insert_batch(&second).unwrap();
+        assert_eq!(keys(&s.runs), vec![1, 6]);
+        assert!(s.records.is_empty());
+        for r in first.iter().chain(&second) {
+            let raw = s.get_raw(r.id).unwrap().unwrap();
+            assert_eq!(raw.hash, r.hash);
+            assert_eq!(
+                record::decode(&raw.bytes).unwrap().meta.message_id,
+                r.meta.message_id
+            );
+        }
+        assert_eq!(s.get_raw(RecordId(9)).unwrap(), None);
+        assert_eq!(s.last().unwrap(), Some((RecordId(8), second[2].hash)));
+        assert_eq!(hash_ids(&s, 4, 3), vec![4, 5, 6]);
+        assert_eq!(hash_ids(&s, 0, 100), (1..=8).collect::<Vec<_>>());
+        let got: Vec<u64> = s
+            .range(RecordId(6), 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.id.0)
+            .collect();
+        assert_eq!(got, vec![6, 7, 8]);
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::All, 100)),
+            (1..=8).collect::<Vec<_>>()
+        );
+
+        // A pass replayed after a crash, overlapping what is stored: only the new ids are added,
+        // and nothing stored is rewritten.
+        let more = journal_recs(&jdir, 9..=10);
+        let replayed: Vec<_> = second.iter().chain(&more).cloned().collect();
+        s.insert_batch(&replayed).unwrap();
+        assert_eq!(keys(&s.runs), vec![1, 6, 9]);
+        assert_eq!(hash_ids(&s, 0, 100), (1..=10).collect::<Vec<_>>());
+        // A pass longer than one run is split.
+        let long = journal_recs(&jdir, 11..=11 + runs::MAX_RUN as u64);
+        s.insert_batch(&long).unwrap();
+        assert_eq!(keys(&s.runs), vec![1, 6, 9, 11, 11 + runs::MAX_RUN as u64]);
+        assert_eq!(
+            s.last().unwrap().unwrap().0,
+            RecordId(11 + runs::MAX_RUN as u64)
+        );
+    }
+
+    #[test]
+    fn archived_records_leave_their_runs() {
+        let (dir, s) = journal_store();
+        let jdir = dir.path().join("j");
+        s.insert_batch(&journal_recs(&jdir, 1..=5)).unwrap();
+        s.insert_batch(&journal_recs(&jdir, 6..=8)).unwrap();
+        s.remove(&[RecordId(6), RecordId(2), RecordId(1), RecordId(4)])
+            .unwrap();
+        assert_eq!(keys(&s.runs), vec![3, 7]);
+        for (id, present) in [
+            (1, false),
+            (2, false),
+            (3, true),
+            (4, false),
+            (5, true),
+            (6, false),
+        ] {
+            assert_eq!(
+                s.get_raw(RecordId(id)).unwrap().is_some(),
+                present,
+                "record {id}"
+            );
+        }
+        assert_eq!(hash_ids(&s, 0, 100), vec![3, 5, 7, 8]);
+        assert_eq!(
+            ids(&s, &Query::new(QueryFilter::All, 100)),
+            vec![3, 5, 7, 8]
+        );
+        assert_eq!(s.archived_head().unwrap().unwrap().0, RecordId(6));
+        s.remove(&[RecordId(3), RecordId(5), RecordId(7), RecordId(8)])
+            .unwrap();
+        assert!(s.runs.is_empty());
+        assert_eq!(s.last().unwrap(), None);
+        assert_eq!(s.archived_head().unwrap().unwrap().0, RecordId(8));
+    }
+
+    #[test]
+    fn per_record_values_of_older_versions_are_read_beside_runs() {
+        let (dir, s) = journal_store();
+        let jdir = dir.path().join("j");
+        let old = journal_recs(&jdir, 1..=2);
+        // What a version before runs wrote: one journal pointer per record.
+        for r in &old {
+            s.records
+                .insert(
+                    r.id.0.to_be_bytes(),
+                    SledStore::encode_value(&r.hash, &r.body),
+                )
+                .unwrap();
+        }
+        assert_eq!(s.last().unwrap(), Some((RecordId(2), old[1].hash)));
+        s.insert_batch(&journal_recs(&jdir, 3..=4)).unwrap();
+        assert_eq!(s.last().unwrap().unwrap().0, RecordId(4));
+        assert_eq!(hash_ids(&s, 0, 100), vec![1, 2, 3, 4]);
+        assert_eq!(hash_ids(&s, 2, 2), vec![2, 3]);
+        assert_eq!(s.get_raw(RecordId(1)).unwrap().unwrap().hash, old[0].hash);
+        s.remove(&[RecordId(1), RecordId(3)]).unwrap();
+        assert_eq!(hash_ids(&s, 0, 100), vec![2, 4]);
+        assert_eq!(keys(&s.records), vec![2]);
+        assert_eq!(keys(&s.runs), vec![4]);
+    }
+
+    #[test]
+    fn a_damaged_run_is_reported_not_served() {
+        let (dir, s) = journal_store();
+        s.insert_batch(&journal_recs(&dir.path().join("j"), 1..=3))
+            .unwrap();
+        s.runs.insert(1u64.to_be_bytes(), &[1u8, 2, 3][..]).unwrap();
+        let err = s.get_raw(RecordId(2)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stored record 1 is damaged: record run 1: length is not a whole number of slots"
+        );
+        assert!(matches!(s.last(), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_changed_journal_entry_is_reported_not_served() {
+        let (dir, s) = journal_store();
+        let jdir = dir.path().join("j");
+        let recs = journal_recs(&jdir, 1..=2);
+        s.insert_batch(&recs).unwrap();
+        let path = journal::segment_path(&jdir, 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let RecordBody::Journal { offset, .. } = recs[1].body else {
+            unreachable!()
+        };
+        bytes[offset as usize + 40] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(s.get_raw(RecordId(1)).unwrap().is_some());
+        assert!(matches!(
+            s.get_raw(RecordId(2)),
+            Err(StoreError::Corrupt {
+                id: RecordId(2),
+                ..
+            })
+        ));
     }
 }
