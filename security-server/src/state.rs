@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::gcview::{GcView, ViewCache};
 use crate::httpc::HttpClient;
 use crate::identity::Identity;
-use crate::logsink::MessageLogSink;
+use crate::logsink::{LogEntry, LogFailed, MessageLogSink, Side};
 use crate::metrics::Metrics;
 use crate::sspool::SsPool;
 use crate::verify::VerifyCache;
@@ -106,6 +106,26 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// Hands `entry` to the message log and waits until it is durable, recording the wait in
+    /// `trustbus_ss_message_log_wait_seconds`.
+    pub async fn log_durably(&self, entry: LogEntry) -> Result<(), LogFailed> {
+        let side = match entry.side {
+            Side::Consumer => "consumer",
+            Side::Provider => "provider",
+        };
+        let record = match entry.direction {
+            crate::transport::Direction::Request => "request",
+            crate::transport::Direction::Response => "response",
+        };
+        let started = std::time::Instant::now();
+        let logged = self.log.log(entry).await;
+        self.metrics
+            .log_wait
+            .with_label_values(&[side, record])
+            .observe(started.elapsed().as_secs_f64());
+        logged
+    }
+
     /// Wires the state.
     pub fn new(
         cfg: Arc<Config>,

@@ -353,6 +353,30 @@ async fn trust_decisions_and_message_log() {
         metrics.contains("trustbus_ss_requests_total{client=\"DEV/GOV/1000/cons\",outcome=\"ok\""),
         "{metrics}"
     );
+    // Log waits: the provider waits for each of its records; the consumer waits for its
+    // response record only, whose sync covers the request record queued before sending.
+    let waited = |m: &str, side: &str, record: &str| {
+        let series = format!(
+            "trustbus_ss_message_log_wait_seconds_count{{record=\"{record}\",side=\"{side}\"}} "
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        waited(&metrics, "consumer", "response").as_deref(),
+        Some("1")
+    );
+    assert_eq!(waited(&metrics, "consumer", "request"), None);
+    let provider_metrics = s.provider.metrics.render();
+    assert_eq!(
+        waited(&provider_metrics, "provider", "request").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        waited(&provider_metrics, "provider", "response").as_deref(),
+        Some("1")
+    );
 
     // Metadata services: answered by the servers, not the backend.
     let before = s.calls.load(Ordering::SeqCst);

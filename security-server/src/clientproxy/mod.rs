@@ -413,8 +413,7 @@ async fn send_and_verify(
             Outcome::Ok,
         );
         state
-            .log
-            .log(e)
+            .log_durably(e)
             .await
             .map_err(|e| e.fault(Origin::ClientProxy))?;
         streamed_hash = Some(s.request_hash);
@@ -485,8 +484,7 @@ async fn send_and_verify(
         log_resp.payload_body = b.to_vec().ok();
     }
     state
-        .log
-        .log(log_resp)
+        .log_durably(log_resp)
         .await
         .map_err(|e| e.fault(Origin::ClientProxy))?;
     Ok((msg, body, streamed_hash))

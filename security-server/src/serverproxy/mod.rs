@@ -251,8 +251,7 @@ async fn exchange(
         log_req.payload_body = b.to_vec().ok();
     }
     state
-        .log
-        .log(log_req)
+        .log_durably(log_req)
         .await
         .map_err(|e| e.fault(Origin::ServerProxy))?;
 
@@ -403,8 +402,7 @@ async fn finish(state: &AppState, prepared: Prepared) -> Result<http::Response<O
     )?;
     let entry = sealed.log_entry(Side::Provider, Outcome::Ok);
     state
-        .log
-        .log(entry)
+        .log_durably(entry)
         .await
         .map_err(|e| e.fault(Origin::ServerProxy))?;
     let ct = sealed.content_type();
