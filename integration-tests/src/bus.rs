@@ -24,6 +24,8 @@ pub struct BusEndpoints {
     /// Whether `rest_service` answers a POST by echoing its body (a service named `*echo*` or
     /// `*bench*`); otherwise it is the instance's example register, which answers GET only.
     pub rest_service_echoes: bool,
+    /// Each security server's Prometheus endpoint, by the last part of its id (`ss1`).
+    pub metrics: Vec<(String, String)>,
 }
 
 /// Reads `endpoints.json` as `trustbus up` writes it (`format_version` 1: `client_proxy_url`,
@@ -70,6 +72,17 @@ pub fn parse_up_endpoints(doc: &Value) -> BusEndpoints {
             .or(e.rest_service);
         e.soap_service = named(&|n| n.contains("soap")).or(e.soap_service);
     }
+    e.metrics = doc
+        .get("security_servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ss| {
+            let id = ss.get("id")?.as_str()?;
+            let url = ss.get("metrics_url")?.as_str()?;
+            Some((id.rsplit('/').next()?.to_owned(), url.to_owned()))
+        })
+        .collect();
     if let Some(procs) = doc.get("processes").and_then(Value::as_array) {
         let named: Vec<(String, u32)> = procs
             .iter()
@@ -164,6 +177,7 @@ pub fn parse_endpoints(doc: &Value) -> BusEndpoints {
         soap_service,
         pids,
         rest_service_echoes: false,
+        metrics: Vec::new(),
     }
 }
 
@@ -194,8 +208,10 @@ mod tests {
                 "population_register_soap": "DEV/GOV/1002/registry/getPerson"
               },
               "security_servers": [
-                {"client_proxy_url": "http://127.0.0.1:18080", "clients": ["DEV/GOV/1001/tax-portal"]},
-                {"client_proxy_url": "http://127.0.0.1:18090", "clients": ["DEV/GOV/1002/registry"]}
+                {"id": "DEV/GOV/1001/ss1", "client_proxy_url": "http://127.0.0.1:18080",
+                 "clients": ["DEV/GOV/1001/tax-portal"], "metrics_url": "http://127.0.0.1:18081/metrics"},
+                {"id": "DEV/GOV/1002/ss2", "client_proxy_url": "http://127.0.0.1:18090",
+                 "clients": ["DEV/GOV/1002/registry"], "metrics_url": "http://127.0.0.1:18091/metrics"}
               ],
               "processes": [{"name": "ss1", "pid": 11}, {"name": "ss2", "pid": 12}]
             }"#,
@@ -214,6 +230,19 @@ mod tests {
         );
         assert!(!e.rest_service_echoes);
         assert_eq!(e.pids, vec![("ss1".to_owned(), 11), ("ss2".to_owned(), 12)]);
+        assert_eq!(
+            e.metrics,
+            vec![
+                (
+                    "ss1".to_owned(),
+                    "http://127.0.0.1:18081/metrics".to_owned()
+                ),
+                (
+                    "ss2".to_owned(),
+                    "http://127.0.0.1:18091/metrics".to_owned()
+                )
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod hist;
 pub mod load;
 pub mod nginx;
 pub mod procstat;
+pub mod promtext;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

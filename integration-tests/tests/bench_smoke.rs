@@ -130,6 +130,41 @@ fn bench_measures_the_cost_of_the_message_log() {
     for c in r["cells"].as_array().unwrap() {
         check(&c["load"], "rest");
         assert!(c["load"]["requests_per_second"].as_f64().unwrap() > 0.0);
+        // Each security server's own histograms, read before and after the load: every
+        // exchange the load generator completed was timed once by each server, and so was each
+        // record it waited for (the consumer's request record rides on its response's sync).
+        let total = c["load"]["requests_total"].as_u64().unwrap();
+        let mut seen: Vec<(String, String, u64)> = c["server_view"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no server_view in {c}"))
+            .iter()
+            .map(|h| {
+                let (mean, p50, p99) = (&h["mean_ms"], &h["p50_ms"], &h["p99_ms"]);
+                assert!(
+                    mean.as_f64().unwrap() >= 0.0 && p50.as_f64() <= p99.as_f64(),
+                    "{h}"
+                );
+                (
+                    h["server"].as_str().unwrap().to_owned(),
+                    h["measure"].as_str().unwrap().to_owned(),
+                    h["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        seen.sort();
+        let want = |s: &str, m: &str| (s.to_owned(), m.to_owned(), total);
+        assert_eq!(
+            seen,
+            [
+                want("ss1", "exchange, consumer"),
+                want("ss1", "log wait, consumer response"),
+                want("ss2", "exchange, provider"),
+                want("ss2", "log wait, provider request"),
+                want("ss2", "log wait, provider response"),
+            ],
+            "{}",
+            c["target"]
+        );
     }
     for k in [
         "bus/bus-log-off throughput",

@@ -14,6 +14,7 @@ use trustbus_integration_tests::bus::{self, BusEndpoints};
 use trustbus_integration_tests::load::{LargeReport, LoadReport};
 use trustbus_integration_tests::nginx::{self, Chain, ChainPorts};
 use trustbus_integration_tests::procstat;
+use trustbus_integration_tests::promtext;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -146,6 +147,87 @@ struct Cell {
     /// Busy CPU of the whole machine (all processes and the kernel) per 1,000 exchanges.
     machine_cpu_s_per_1k: f64,
     machine_busy_pct: f64,
+    /// The security servers' own histograms over the load (bus rows only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    server_view: Vec<ServerHist>,
+}
+
+/// One histogram series of a security server, over one load (warm-up included).
+#[derive(Debug, Clone, Serialize)]
+struct ServerHist {
+    /// `ss1`, `ss2`.
+    server: String,
+    /// What was timed: `exchange, consumer` or `log wait, provider request`.
+    measure: String,
+    count: u64,
+    mean_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Share of the observations above 5 ms (the p99 target), percent.
+    over_5ms_pct: f64,
+    /// The histogram's smallest bucket bound: a quantile at or below it only says "this or less".
+    first_bucket_ms: f64,
+}
+
+/// The histogram families a security server's `/metrics` is read for, with how a series of
+/// each is named.
+const SERVER_HISTOGRAMS: [(&str, &str); 2] = [
+    ("trustbus_ss_request_duration_seconds", "exchange"),
+    ("trustbus_ss_message_log_wait_seconds", "log wait"),
+];
+
+/// Each security server's `/metrics` text (empty if it cannot be read).
+fn scrape(metrics: &[(String, String)]) -> Vec<String> {
+    metrics
+        .iter()
+        .map(|(_, url)| {
+            trustbus_integration_tests::http("GET", url, &[], &[])
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|r| r.text())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// What the security servers observed between two scrapes.
+fn server_view(
+    metrics: &[(String, String)],
+    before: &[String],
+    after: &[String],
+) -> Vec<ServerHist> {
+    let mut rows = Vec::new();
+    for (((server, _), b), a) in metrics.iter().zip(before).zip(after) {
+        for (family, what) in SERVER_HISTOGRAMS {
+            let earlier = promtext::histograms(b, family);
+            for (labels, h) in promtext::histograms(a, family) {
+                let d = h.since(earlier.get(&labels));
+                let (Some(mean), Some(p50), Some(p99), Some(over)) = (
+                    d.mean(),
+                    d.quantile(0.5),
+                    d.quantile(0.99),
+                    d.share_over(0.005),
+                ) else {
+                    continue;
+                };
+                let label: Vec<&str> = ["side", "record"]
+                    .iter()
+                    .filter_map(|k| labels.get(*k).map(String::as_str))
+                    .collect();
+                rows.push(ServerHist {
+                    server: server.clone(),
+                    measure: format!("{what}, {}", label.join(" ")),
+                    count: d.count as u64,
+                    mean_ms: mean * 1000.0,
+                    p50_ms: p50 * 1000.0,
+                    p99_ms: p99 * 1000.0,
+                    over_5ms_pct: over * 100.0,
+                    first_bucket_ms: d.buckets.first().map_or(0.0, |b| b.0) * 1000.0,
+                });
+            }
+        }
+    }
+    rows
 }
 
 /// One target's large-body result.
@@ -398,6 +480,8 @@ struct Run<'a> {
     procs: Vec<(String, u32)>,
     /// The run sends SOAP envelopes.
     service_is_soap: bool,
+    /// The security servers' `/metrics` endpoints (bus rows), by name.
+    metrics: Vec<(String, String)>,
 }
 
 /// The request shape shared by every target of a run.
@@ -472,12 +556,14 @@ fn loadgen_cmd(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Command {
 
 fn run_cell(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Result<Cell, Error> {
     let before = sample_before(&r.procs);
+    let scraped = scrape(&r.metrics);
     let m0 = procstat::machine_jiffies().unwrap_or((0, 0));
     let out = loadgen_cmd(bin, args, shape, r)
         .stderr(Stdio::inherit())
         .output()
         .map_err(|e| format!("running the load generator: {e}"))?;
     let m1 = procstat::machine_jiffies().unwrap_or((0, 0));
+    let server_view = server_view(&r.metrics, &scraped, &scrape(&r.metrics));
     if !out.status.success() {
         return Err(format!(
             "the load generator failed against {} ({})",
@@ -509,6 +595,7 @@ fn run_cell(bin: &Path, args: &Args, shape: &Shape, r: &Run<'_>) -> Result<Cell,
         },
         load,
         processes,
+        server_view,
     })
 }
 
@@ -701,6 +788,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
             check_echo: true,
             procs: echo_procs.clone(),
             service_is_soap: soap,
+            metrics: Vec::new(),
         });
     }
     if let Some(c) = &chain {
@@ -715,6 +803,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
             check_echo: true,
             procs,
             service_is_soap: soap,
+            metrics: Vec::new(),
         });
     }
     if let Some(b) = &bus_inst {
@@ -740,6 +829,7 @@ fn real_main(args: &Args) -> Result<(), Error> {
                     check_echo: false,
                     procs,
                     service_is_soap: soap,
+                    metrics: e.metrics.clone(),
                 });
             }
             _ => {
@@ -986,6 +1076,7 @@ fn measure_log_off(
         check_echo: false,
         procs,
         service_is_soap: soap,
+        metrics: e.metrics.clone(),
     };
     wait_ready(loadgen, &shape, &run)?;
     eprintln!(
@@ -1050,6 +1141,38 @@ fn print_table(o: &Output) {
     }
     for (k, v) in &o.ratios {
         println!("{k}: {v:.3}");
+    }
+    if o.cells.iter().any(|c| !c.server_view.is_empty()) {
+        println!();
+        println!(
+            "The security servers' own histograms over the whole load, warm-up included \
+             (quantiles interpolated within their buckets):"
+        );
+        println!();
+        println!("| target | server | timed | count | mean | p50 | p99 | over 5 ms |");
+        println!("|---|---|---|---:|---:|---:|---:|---:|");
+        for c in &o.cells {
+            for h in &c.server_view {
+                let q = |v: f64| {
+                    if v <= h.first_bucket_ms {
+                        format!("≤ {}", ms(h.first_bucket_ms * 1000.0))
+                    } else {
+                        ms(v * 1000.0)
+                    }
+                };
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.1} % |",
+                    c.target,
+                    h.server,
+                    h.measure,
+                    h.count,
+                    ms(h.mean_ms * 1000.0),
+                    q(h.p50_ms),
+                    q(h.p99_ms),
+                    h.over_5ms_pct
+                );
+            }
+        }
     }
     for c in &o.cells {
         if c.load.errors > 0 {
