@@ -96,9 +96,10 @@ fn large_body_is_streamed() {
     assert_eq!(r["bytes_received"], 32u64 << 20);
 }
 
-/// `trustbus-bench` with the bus (durable message log) and the bus with the message log off,
-/// in one short run: both rows are measured without errors and the ratio "logging on /
-/// logging off" is reported. Checks the shape only, never the numbers' size.
+/// `trustbus-bench` with the bus (durable message log), the bus again at half the rate it
+/// reached, and the bus with the message log off, in one short run: every row is measured
+/// without errors and the ratio "logging on / logging off" is reported. Checks the shape only,
+/// never the numbers' size.
 #[test]
 fn bench_measures_the_cost_of_the_message_log() {
     assert!(
@@ -109,7 +110,7 @@ fn bench_measures_the_cost_of_the_message_log() {
     let out = Command::new(env!("CARGO_BIN_EXE_trustbus-bench"))
         .arg("--trustbus")
         .arg(&trustbus)
-        .args(["--only", "bus,bus-log-off", "--json"])
+        .args(["--only", "bus,bus-log-off", "--half-load", "--json"])
         .args(["--concurrency", "2", "--duration", "1", "--warmup", "0.2"])
         .args(["--settle", "0"])
         .stderr(Stdio::inherit())
@@ -126,7 +127,17 @@ fn bench_measures_the_cost_of_the_message_log() {
         .iter()
         .map(|c| c["target"].as_str().unwrap())
         .collect();
-    assert_eq!(targets, ["bus", "bus-log-off"], "{r}");
+    assert_eq!(targets, ["bus", "bus-half-load", "bus-log-off"], "{r}");
+    // The half-load row is paced at half of what the flat-out bus row reached.
+    let max = r["cells"][0]["load"]["requests_per_second"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        r["cells"][1]["load"]["target_rate"].as_f64(),
+        Some((max / 2.0).round()),
+        "{r}"
+    );
+    assert_eq!(r["rate"], serde_json::Value::Null);
     for c in r["cells"].as_array().unwrap() {
         check(&c["load"], "rest");
         assert!(c["load"]["requests_per_second"].as_f64().unwrap() > 0.0);

@@ -44,6 +44,10 @@ struct Args {
     /// a given load, e.g. half of the bus's maximum).
     #[arg(long)]
     rate: Option<f64>,
+    /// After the bus row (flat out), run the bus again paced at half the rate it reached: the
+    /// latency at half of the bus's maximum (issue #9 asks for a p99 under 5 ms there).
+    #[arg(long)]
+    half_load: bool,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -470,6 +474,7 @@ fn start_bus(args: &Args, work: &Path, echo_url: &str) -> Result<Bus, String> {
 }
 
 /// Arguments for one loadgen run against `target`.
+#[derive(Clone)]
 struct Run<'a> {
     name: &'a str,
     url: String,
@@ -868,6 +873,50 @@ fn real_main(args: &Args) -> Result<(), Error> {
         }
     }
 
+    if args.half_load {
+        let max = cells
+            .iter()
+            .find(|c| c.target == "bus")
+            .map(|c| c.load.requests_per_second);
+        match (runs.iter().find(|r| r.name == "bus"), max) {
+            _ if args.rate.is_some() => {
+                missing.insert(
+                    HALF_LOAD.to_owned(),
+                    "--half-load paces the bus at half of its flat-out rate: leave out --rate"
+                        .to_owned(),
+                );
+            }
+            (Some(r), Some(max)) if max >= 2.0 => {
+                std::thread::sleep(Duration::from_secs_f64(args.settle.max(0.0)));
+                let mut paced = args.clone();
+                paced.rate = Some((max / 2.0).round());
+                let half = Run {
+                    name: HALF_LOAD,
+                    ..r.clone()
+                };
+                eprintln!(
+                    "load: {HALF_LOAD} ({}s warm-up + {}s, c{}, paced at {} req/s)",
+                    args.warmup,
+                    args.duration,
+                    args.concurrency,
+                    paced.rate.unwrap_or_default()
+                );
+                match run_cell(&loadgen, &paced, &shape, &half) {
+                    Ok(c) => cells.push(c),
+                    Err(e) => {
+                        missing.insert(HALF_LOAD.to_owned(), e.to_string());
+                    }
+                }
+            }
+            _ => {
+                missing.insert(
+                    HALF_LOAD.to_owned(),
+                    "needs the bus row's flat-out rate, and the bus row did not run".to_owned(),
+                );
+            }
+        }
+    }
+
     let mut large = Vec::new();
     if let Some(size) = &args.large {
         let bus_echoes = bus_inst
@@ -1006,6 +1055,10 @@ fn real_main(args: &Args) -> Result<(), Error> {
 
 /// The target name of the bus with its message log switched off.
 const LOG_OFF: &str = "bus-log-off";
+/// The bus row paced at half the rate the flat-out bus row reached.
+const HALF_LOAD: &str = "bus-half-load";
+/// Issue #9's bound for the p99 at half load, milliseconds.
+const HALF_LOAD_P99_TARGET_MS: f64 = 5.0;
 
 /// The cost-of-logging row: a second `trustbus up` instance (in `WORK/log-off`, with the
 /// user's `--up-arg`s plus `--message-log off`) measured with the same load as the bus row.
@@ -1141,6 +1194,19 @@ fn print_table(o: &Output) {
     }
     for (k, v) in &o.ratios {
         println!("{k}: {v:.3}");
+    }
+    if let Some(c) = o.cells.iter().find(|c| c.target == HALF_LOAD) {
+        let p99 = c.load.latency_us.p99 / 1000.0;
+        println!(
+            "{HALF_LOAD}: p99 {p99:.2} ms at {} req/s, half of the bus row's maximum (issue #9: \
+             under {HALF_LOAD_P99_TARGET_MS} ms: {})",
+            c.load.target_rate.unwrap_or_default(),
+            if p99 < HALF_LOAD_P99_TARGET_MS {
+                "met"
+            } else {
+                "not met"
+            }
+        );
     }
     if o.cells.iter().any(|c| !c.server_view.is_empty()) {
         println!();
