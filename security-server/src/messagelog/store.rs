@@ -501,13 +501,19 @@ impl SledStore {
             .transpose()?)
     }
 
+    /// The run that has a slot (live or removed) for `id`, as its key and value; a damaged run
+    /// in the way is an error.
+    fn covering_run(&self, id: u64) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+        match self.run_at(id)? {
+            Some((k, v)) if Run::parse(&k, &v)?.covers(id) => Ok(Some((k, v))),
+            _ => Ok(None),
+        }
+    }
+
     /// Where record `id` is, if the store has it.
     fn locate(&self, id: RecordId) -> Result<Option<Located>, StoreError> {
-        if let Some((k, v)) = self.run_at(id.0)? {
-            let run = Run::parse(&k, &v)?;
-            if run.covers(id.0) {
-                return Ok(run.get(id.0).map(Located::Journal));
-            }
+        if let Some((k, v)) = self.covering_run(id.0)? {
+            return Ok(Run::parse(&k, &v)?.get(id.0).map(Located::Journal));
         }
         match self.records.get(id.0.to_be_bytes())? {
             None => Ok(None),
@@ -619,11 +625,8 @@ impl SledStore {
     fn uncovered(&self, a: u64, b: u64) -> Result<Vec<(u64, u64)>, StoreError> {
         let mut out = Vec::new();
         let mut at = a;
-        if let Some((k, v)) = self.run_at(a)? {
-            let run = Run::parse(&k, &v)?;
-            if run.covers(a) {
-                at = run.last().saturating_add(1);
-            }
+        if let Some((k, v)) = self.covering_run(a)? {
+            at = Run::parse(&k, &v)?.last().saturating_add(1);
         }
         while at <= b {
             let Some(next) = self.runs.range(at.to_be_bytes()..).next() else {
@@ -678,10 +681,7 @@ impl SledStore {
         let mut elsewhere = Vec::new();
         let mut i = 0;
         while let Some(&id) = ids.get(i) {
-            let run = self.run_at(id.0)?;
-            let Some((k, v)) = run.filter(|(k, v)| Run::parse(k, v).is_ok_and(|r| r.covers(id.0)))
-            else {
-                // A damaged run is reported by the reads; removal leaves it alone.
+            let Some((k, v)) = self.covering_run(id.0)? else {
                 elsewhere.push(id);
                 i += 1;
                 continue;
