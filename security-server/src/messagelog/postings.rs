@@ -10,11 +10,19 @@
 //! from time `t` on starts at the blocks keyed `t - span` and merges what it finds: blocks of
 //! different passes may overlap in time, and a pass replayed after a crash may repeat positions
 //! (merged queries drop the duplicates).
+//!
+//! Message ids and request ids are nearly unique, so a block per value would still be one sled
+//! insert per exchange. Ids that carry their creation time (UUIDv7: every request id and message
+//! id a security server generates) go into *id blocks* instead: one per pass and id-creation
+//! second, keyed by that second, listing `(id, position)` sorted by id. A lookup reads only the
+//! blocks of its id's second. Other ids (chosen by clients, or from older versions) keep their
+//! own block per value, and a lookup always reads both.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::record::RecordId;
 use super::record::RecordMeta;
@@ -28,6 +36,10 @@ pub const BLOCK_MAX: usize = 1024;
 const BLOCK_V1: u8 = 1;
 /// Bytes of one position: sortable time (12) and record id (8).
 const POS_LEN: usize = 20;
+/// Format tag of an id block value.
+const ID_BLOCK_V1: u8 = 2;
+/// Bytes of one id block entry: the id (16) and its position (20).
+const ID_ENTRY_LEN: usize = 16 + POS_LEN;
 
 /// Which index a posting block belongs to (the first byte of its key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +56,63 @@ pub enum IndexTag {
     Service = b'S' as isize,
     /// By end user.
     User = b'U' as isize,
+    /// By message id, for ids that carry their creation time ([`TimedId`]).
+    MessageIdByTime = b'm' as isize,
+    /// By request id, for ids that carry their creation time ([`TimedId`]).
+    RequestIdByTime = b'r' as isize,
+}
+
+/// An id that carries its creation time: a UUIDv7 (for message ids, only in its canonical
+/// lower-case hyphenated text, so that the 16 bytes stand for exactly one string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedId {
+    /// [`IndexTag::MessageIdByTime`] or [`IndexTag::RequestIdByTime`].
+    tag: IndexTag,
+    /// Unix seconds of the id's creation time.
+    second: u64,
+    /// The UUID's bytes.
+    uuid: [u8; 16],
+}
+
+impl TimedId {
+    fn v7(tag: IndexTag, u: &Uuid) -> Option<Self> {
+        if u.get_version_num() != 7 || u.get_variant() != uuid::Variant::RFC4122 {
+            return None;
+        }
+        let millis = (u.as_u128() >> 80) as u64;
+        Some(Self {
+            tag,
+            second: millis / 1000,
+            uuid: *u.as_bytes(),
+        })
+    }
+
+    /// A request id's timed form, if it is a UUIDv7.
+    pub fn request(u: &Uuid) -> Option<Self> {
+        Self::v7(IndexTag::RequestIdByTime, u)
+    }
+
+    /// A message id's timed form, if it is a UUIDv7 in canonical text.
+    pub fn message(s: &str) -> Option<Self> {
+        if s.len() != 36 {
+            return None;
+        }
+        let u = Uuid::try_parse(s).ok()?;
+        let mut canonical = [0u8; 36];
+        u.hyphenated().encode_lower(&mut canonical);
+        if canonical != s.as_bytes() {
+            return None;
+        }
+        Self::v7(IndexTag::MessageIdByTime, &u)
+    }
+
+    /// The key prefix of this id's blocks: the tag and the creation second.
+    fn prefix(&self) -> [u8; 9] {
+        let mut p = [0u8; 9];
+        p[0] = self.tag as u8;
+        p[1..].copy_from_slice(&self.second.to_be_bytes());
+        p
+    }
 }
 
 /// A record's place in every index: when it was logged, then its id.
@@ -128,15 +197,19 @@ pub fn prefix(tag: IndexTag, value: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The prefixes of every index a record belongs to.
-pub fn prefixes(meta: &RecordMeta) -> Vec<Vec<u8>> {
+/// The per-value prefixes of every index a record belongs to (its timed ids go to id blocks).
+fn prefixes(meta: &RecordMeta) -> Vec<Vec<u8>> {
     let mut out = vec![
         prefix(IndexTag::All, b""),
-        prefix(IndexTag::MessageId, meta.message_id.as_bytes()),
-        prefix(IndexTag::RequestId, meta.request_id.as_bytes()),
         prefix(IndexTag::Client, meta.client.as_bytes()),
         prefix(IndexTag::Service, meta.service.as_bytes()),
     ];
+    if TimedId::message(&meta.message_id).is_none() {
+        out.push(prefix(IndexTag::MessageId, meta.message_id.as_bytes()));
+    }
+    if TimedId::request(&meta.request_id).is_none() {
+        out.push(prefix(IndexTag::RequestId, meta.request_id.as_bytes()));
+    }
     if let Some(u) = &meta.user {
         out.push(prefix(IndexTag::User, u.id.as_bytes()));
     }
@@ -185,26 +258,78 @@ fn decode_block(v: &[u8]) -> Result<Vec<Position>, StoreError> {
         .collect()
 }
 
+fn encode_id_block(entries: &[([u8; 16], Position)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + ID_ENTRY_LEN * entries.len());
+    v.push(ID_BLOCK_V1);
+    for (id, p) in entries {
+        v.extend_from_slice(id);
+        v.extend_from_slice(&p.to_bytes());
+    }
+    v
+}
+
+/// The entries of an id block, checked for shape once so that callers can slice freely.
+fn id_block_entries(v: &[u8]) -> Result<std::slice::ChunksExact<'_, u8>, StoreError> {
+    match v.split_first() {
+        Some((&ID_BLOCK_V1, body)) if body.len() % ID_ENTRY_LEN == 0 => {
+            Ok(body.chunks_exact(ID_ENTRY_LEN))
+        }
+        _ => Err(StoreError::Corrupt {
+            id: RecordId(0),
+            reason: "bad id block in the index".into(),
+        }),
+    }
+}
+
+/// The position in one id block entry (its shape already checked).
+fn entry_position(e: &[u8]) -> Position {
+    Position::from_bytes(&e[16..]).unwrap_or(Position {
+        time: [0; 12],
+        id: 0,
+    })
+}
+
 /// Positions grouped by index prefix: what one pass adds to (or removes from) the index.
 #[derive(Debug, Default)]
-pub struct Postings(BTreeMap<Vec<u8>, Vec<Position>>);
+pub struct Postings {
+    /// Per-value blocks: index prefix to positions.
+    values: BTreeMap<Vec<u8>, Vec<Position>>,
+    /// Id blocks: [`TimedId::prefix`] to `(id, position)` entries.
+    ids: BTreeMap<[u8; 9], Vec<([u8; 16], Position)>>,
+}
 
 impl Postings {
     /// Adds a record to every index it belongs to.
     pub fn add(&mut self, meta: &RecordMeta, id: RecordId) {
         let pos = Position::new(meta.logged_at, id);
         for p in prefixes(meta) {
-            self.0.entry(p).or_default().push(pos);
+            self.values.entry(p).or_default().push(pos);
+        }
+        let timed = [
+            TimedId::message(&meta.message_id),
+            TimedId::request(&meta.request_id),
+        ];
+        for t in timed.into_iter().flatten() {
+            self.ids.entry(t.prefix()).or_default().push((t.uuid, pos));
         }
     }
 
-    /// Writes one block per index value (more if the positions span more than a block may).
+    /// Writes one block per index value and one id block per id second (more if a block would
+    /// hold more than [`BLOCK_MAX`] or, for values, span more than [`BLOCK_SPAN_NANOS`]).
     pub fn write(self, tree: &sled::Tree) -> Result<(), StoreError> {
-        for (prefix, mut ps) in self.0 {
+        for (prefix, mut ps) in self.values {
             ps.sort_unstable();
             ps.dedup();
             for block in split(&ps) {
                 tree.insert(block_key(&prefix, block[0]), encode_block(block))?;
+            }
+        }
+        for (prefix, mut entries) in self.ids {
+            entries.sort_unstable();
+            entries.dedup();
+            for block in entries.chunks(BLOCK_MAX) {
+                let first = block.iter().map(|(_, p)| *p).min().unwrap_or(block[0].1);
+                tree.insert(block_key(&prefix, first), encode_id_block(block))?;
             }
         }
         Ok(())
@@ -212,7 +337,29 @@ impl Postings {
 
     /// Deletes these positions from every block holding them (a block left empty is removed).
     pub fn remove_from(self, tree: &sled::Tree) -> Result<(), StoreError> {
-        for (prefix, mut ps) in self.0 {
+        for (prefix, entries) in self.ids {
+            let mut gone: Vec<Position> = entries.into_iter().map(|(_, p)| p).collect();
+            gone.sort_unstable();
+            gone.dedup();
+            for item in tree.scan_prefix(prefix) {
+                let (k, v) = item?;
+                let all = id_block_entries(&v)?;
+                let total = all.len();
+                let kept: Vec<([u8; 16], Position)> = all
+                    .filter(|e| gone.binary_search(&entry_position(e)).is_err())
+                    .map(|e| (e[..16].try_into().unwrap_or([0; 16]), entry_position(e)))
+                    .collect();
+                if kept.len() == total {
+                    continue;
+                }
+                if kept.is_empty() {
+                    tree.remove(k)?;
+                } else {
+                    tree.insert(k, encode_id_block(&kept))?;
+                }
+            }
+        }
+        for (prefix, mut ps) in self.values {
             ps.sort_unstable();
             ps.dedup();
             let (Some(first), Some(last)) = (ps.first(), ps.last()) else {
@@ -322,6 +469,49 @@ pub fn scan(
     Ok(found)
 }
 
+/// The first `limit` positions of records with this timed id that `w` admits, from the id
+/// blocks of the id's creation second.
+pub fn scan_id(
+    tree: &sled::Tree,
+    id: &TimedId,
+    w: &Window,
+    limit: usize,
+) -> Result<Vec<Position>, StoreError> {
+    let mut found = Vec::new();
+    for item in tree.scan_prefix(id.prefix()) {
+        let (_, v) = item?;
+        found.extend(
+            id_block_entries(&v)?
+                .filter(|e| e[..16] == id.uuid)
+                .map(entry_position)
+                .filter(|p| w.admits(p)),
+        );
+    }
+    found.sort_unstable();
+    found.dedup();
+    found.truncate(limit);
+    Ok(found)
+}
+
+/// [`scan`] of the per-value blocks under `prefix`, merged with [`scan_id`] when the queried id
+/// carries its time (records of older versions hold such ids in per-value blocks).
+pub fn scan_merged(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    timed: Option<&TimedId>,
+    w: &Window,
+    limit: usize,
+) -> Result<Vec<Position>, StoreError> {
+    let mut found = scan(tree, prefix, w, limit)?;
+    if let Some(id) = timed {
+        found.extend(scan_id(tree, id, w, limit)?);
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(limit);
+    }
+    Ok(found)
+}
+
 /// The smallest byte string greater than every string starting with `prefix` (None: unbounded).
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut p = prefix.to_vec();
@@ -348,7 +538,7 @@ mod tests {
 
     fn write(tree: &sled::Tree, prefix: &[u8], ps: &[Position]) {
         let mut p = Postings::default();
-        p.0.insert(prefix.to_vec(), ps.to_vec());
+        p.values.insert(prefix.to_vec(), ps.to_vec());
         p.write(tree).unwrap();
     }
 
@@ -400,7 +590,7 @@ mod tests {
         write(&t, &p, &[pos(10, 1), pos(20, 2)]);
         write(&t, &p, &[pos(15, 3)]);
         let mut gone = Postings::default();
-        gone.0.insert(p.clone(), vec![pos(10, 1), pos(15, 3)]);
+        gone.values.insert(p.clone(), vec![pos(10, 1), pos(15, 3)]);
         gone.remove_from(&t).unwrap();
         assert_eq!(t.len(), 1);
         let w = Window {
@@ -409,6 +599,203 @@ mod tests {
             after: None,
         };
         assert_eq!(scan(&t, &p, &w, 10).unwrap(), vec![pos(20, 2)]);
+    }
+
+    fn v7(millis: u64, n: u8) -> Uuid {
+        uuid::Builder::from_unix_timestamp_millis(millis, &[n; 10]).into_uuid()
+    }
+
+    fn meta(message_id: &str, request_id: Uuid, nanos: u64) -> RecordMeta {
+        RecordMeta {
+            kind: super::super::record::MessageKind::RequestSent,
+            message_id: message_id.into(),
+            request_id,
+            client: "EE/GOV/1/c".into(),
+            service: "EE/GOV/2/s/v1".into(),
+            user: None,
+            issue: None,
+            logged_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap(),
+            payload_size: 0,
+            outcome: super::super::record::Outcome::Ok,
+        }
+    }
+
+    #[test]
+    fn only_uuid_v7_ids_in_canonical_text_are_timed() {
+        let u = v7(1_763_000_000_123, 9);
+        let t = TimedId::request(&u).unwrap();
+        assert_eq!(t.second, 1_763_000_000);
+        assert_eq!(t.prefix()[0], b'r');
+        assert_eq!(&t.prefix()[1..], &1_763_000_000u64.to_be_bytes());
+        let text = u.hyphenated().to_string();
+        assert_eq!(TimedId::message(&text).map(|m| m.uuid), Some(*u.as_bytes()));
+        assert_eq!(TimedId::message(&text).unwrap().prefix()[0], b'm');
+        // Another spelling of the same UUID is another message id: it keeps its own block.
+        assert_eq!(TimedId::message(&text.to_uppercase()), None);
+        assert_eq!(TimedId::message(&u.simple().to_string()), None);
+        assert_eq!(TimedId::message(&u.braced().to_string()), None);
+        assert_eq!(TimedId::message("msg-4"), None);
+        let v4 = Uuid::from_u128(0x0123_4567_89ab_4def_8123_4567_89ab_cdef);
+        assert_eq!(TimedId::request(&v4), None);
+        assert_eq!(TimedId::message(&v4.hyphenated().to_string()), None);
+    }
+
+    #[test]
+    fn timed_ids_of_a_pass_share_one_block_per_second() {
+        let t = tree();
+        let mut p = Postings::default();
+        for i in 0..50u64 {
+            let id = v7(1_763_000_000_000 + i * 30, i as u8);
+            p.add(
+                &meta(&id.hyphenated().to_string(), id, 1_000 + i),
+                RecordId(i),
+            );
+        }
+        p.write(&t).unwrap();
+        // Ids created in two seconds: two message-id and two request-id blocks, plus one block
+        // each for "all", the client and the service.
+        assert_eq!(t.len(), 7);
+        assert_eq!(
+            t.scan_prefix([b'M']).count() + t.scan_prefix([b'R']).count(),
+            0
+        );
+        let w = Window {
+            from: None,
+            to: None,
+            after: None,
+        };
+        let id = v7(1_763_000_000_000 + 40 * 30, 40);
+        let found = scan_id(&t, &TimedId::request(&id).unwrap(), &w, 10).unwrap();
+        assert_eq!(found.iter().map(|p| p.id).collect::<Vec<_>>(), vec![40]);
+    }
+
+    #[test]
+    fn timed_ids_indexed_by_older_versions_are_still_found() {
+        // Before id blocks, every id had its own per-value block.
+        let t = tree();
+        let id = v7(1_763_000_000_000, 3);
+        write(
+            &t,
+            &prefix(IndexTag::RequestId, id.as_bytes()),
+            &[pos(5, 1)],
+        );
+        let mut p = Postings::default();
+        p.add(&meta("m", id, 9), RecordId(2));
+        p.write(&t).unwrap();
+        let w = Window {
+            from: None,
+            to: None,
+            after: None,
+        };
+        let timed = TimedId::request(&id).unwrap();
+        let found = scan_merged(
+            &t,
+            &prefix(IndexTag::RequestId, id.as_bytes()),
+            Some(&timed),
+            &w,
+            10,
+        );
+        assert_eq!(
+            found.unwrap().iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+
+    #[test]
+    fn a_damaged_id_block_is_reported_not_read() {
+        let t = tree();
+        let id = TimedId::request(&v7(5_000, 1)).unwrap();
+        t.insert(block_key(&id.prefix(), pos(1, 1)), vec![ID_BLOCK_V1, 0, 0])
+            .unwrap();
+        let w = Window {
+            from: None,
+            to: None,
+            after: None,
+        };
+        assert!(scan_id(&t, &id, &w, 10).is_err());
+        assert!(id_block_entries(&[BLOCK_V1]).is_err());
+    }
+
+    proptest! {
+        /// Records with timed and untimed message and request ids, indexed in passes and partly
+        /// removed again: a paged lookup by any id returns exactly the positions of the records
+        /// left with that id, once each, in order.
+        #[test]
+        fn id_lookups_match_a_model_after_passes_and_removals(
+            records in prop::collection::vec((0usize..6, 0usize..4, 0u64..3_000_000_000), 1..80),
+            cuts in prop::collection::vec(0usize..80, 0..4),
+            removed in prop::collection::vec(any::<bool>(), 80),
+            limit in 1usize..6,
+        ) {
+            let base = 1_763_000_000_000u64;
+            let timed: Vec<Uuid> = (0..3).map(|i| v7(base + i * 700, i as u8)).collect();
+            let message_ids = [
+                timed[0].hyphenated().to_string(),
+                timed[1].hyphenated().to_string(),
+                timed[2].hyphenated().to_string(),
+                timed[0].hyphenated().to_string().to_uppercase(),
+                "msg-1".to_string(),
+                Uuid::from_u128(0xAB).hyphenated().to_string(),
+            ];
+            let request_ids = [timed[0], timed[2], Uuid::from_u128(0xAB), Uuid::from_u128(0xCD)];
+            let metas: Vec<RecordMeta> = records
+                .iter()
+                .map(|&(m, r, n)| meta(&message_ids[m], request_ids[r], n))
+                .collect();
+            let t = tree();
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c % metas.len()).collect();
+            bounds.push(0);
+            bounds.push(metas.len());
+            bounds.sort_unstable();
+            for pass in bounds.windows(2) {
+                let mut p = Postings::default();
+                for (i, m) in metas.iter().enumerate().take(pass[1]).skip(pass[0]) {
+                    p.add(m, RecordId(i as u64));
+                }
+                p.write(&t).unwrap();
+            }
+            let mut gone = Postings::default();
+            for (i, m) in metas.iter().enumerate() {
+                if removed[i] {
+                    gone.add(m, RecordId(i as u64));
+                }
+            }
+            gone.remove_from(&t).unwrap();
+            let w0 = Window { from: None, to: None, after: None };
+            let check = |tag: IndexTag, value: &[u8], timed: Option<TimedId>, want: Vec<Position>| {
+                let mut got = Vec::new();
+                let mut w = w0;
+                loop {
+                    let page = scan_merged(&t, &prefix(tag, value), timed.as_ref(), &w, limit)?;
+                    prop_assert!(page.len() <= limit);
+                    got.extend(page.iter().copied());
+                    if page.len() < limit {
+                        break;
+                    }
+                    w.after = page.last().copied();
+                }
+                prop_assert_eq!(got, want);
+                Ok(())
+            };
+            let model = |keep: &dyn Fn(&RecordMeta) -> bool| {
+                let mut v: Vec<Position> = metas
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, m)| !removed[*i] && keep(m))
+                    .map(|(i, m)| Position::new(m.logged_at, RecordId(i as u64)))
+                    .collect();
+                v.sort_unstable();
+                v
+            };
+            for m in &message_ids {
+                check(IndexTag::MessageId, m.as_bytes(), TimedId::message(m),
+                    model(&|x: &RecordMeta| x.message_id == *m))?;
+            }
+            for r in &request_ids {
+                check(IndexTag::RequestId, r.as_bytes(), TimedId::request(r),
+                    model(&|x: &RecordMeta| x.request_id == *r))?;
+            }
+        }
     }
 
     proptest! {

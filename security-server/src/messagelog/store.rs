@@ -26,7 +26,7 @@
 
 use super::chain::ChainHash;
 use super::journal::{self, ENTRY_OVERHEAD};
-use super::postings::{self, IndexTag, Position, Postings, Window};
+use super::postings::{self, IndexTag, Position, Postings, TimedId, Window};
 use super::record::{self, LogRecord, RecordError, RecordId, RecordMeta};
 use super::runs::{self, Edit, Run, RunError, Slot};
 use std::fs::File;
@@ -763,15 +763,23 @@ impl SledStore {
         Ok(file)
     }
 
-    /// The posting-block prefix a filter reads.
-    fn plan(f: &QueryFilter) -> Vec<u8> {
+    /// The posting-block prefix a filter reads, and the id its id blocks are read for (ids
+    /// that carry their creation time; older records with such ids are in per-value blocks,
+    /// so both are read).
+    fn plan(f: &QueryFilter) -> (Vec<u8>, Option<TimedId>) {
         match f {
-            QueryFilter::All => postings::prefix(IndexTag::All, b""),
-            QueryFilter::MessageId(m) => postings::prefix(IndexTag::MessageId, m.as_bytes()),
-            QueryFilter::RequestId(r) => postings::prefix(IndexTag::RequestId, r.as_bytes()),
-            QueryFilter::Client(c) => postings::prefix(IndexTag::Client, c.as_bytes()),
-            QueryFilter::Service(v) => postings::prefix(IndexTag::Service, v.as_bytes()),
-            QueryFilter::User(u) => postings::prefix(IndexTag::User, u.as_bytes()),
+            QueryFilter::All => (postings::prefix(IndexTag::All, b""), None),
+            QueryFilter::MessageId(m) => (
+                postings::prefix(IndexTag::MessageId, m.as_bytes()),
+                TimedId::message(m),
+            ),
+            QueryFilter::RequestId(r) => (
+                postings::prefix(IndexTag::RequestId, r.as_bytes()),
+                TimedId::request(r),
+            ),
+            QueryFilter::Client(c) => (postings::prefix(IndexTag::Client, c.as_bytes()), None),
+            QueryFilter::Service(v) => (postings::prefix(IndexTag::Service, v.as_bytes()), None),
+            QueryFilter::User(u) => (postings::prefix(IndexTag::User, u.as_bytes()), None),
         }
     }
 }
@@ -859,7 +867,7 @@ impl LogStore for SledStore {
 
     fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
         let limit = q.limit.max(1);
-        let prefix = Self::plan(&q.filter);
+        let plan = Self::plan(&q.filter);
         let mut window = Window {
             from: q.from.map(postings::time_key),
             to: q.to.map(postings::time_key),
@@ -872,7 +880,8 @@ impl LogStore for SledStore {
         let mut last = None;
         while records.len() < limit {
             let want = limit - records.len();
-            let found = postings::scan(&self.postings, &prefix, &window, want)?;
+            let found =
+                postings::scan_merged(&self.postings, &plan.0, plan.1.as_ref(), &window, want)?;
             for p in &found {
                 last = Some(*p);
                 // Archiving removes index entries before records; a record can still be gone
