@@ -139,17 +139,32 @@ pub(crate) struct ParsedCert {
     pub(crate) cert: Arc<Certificate>,
     /// SHA-256 of `der` (the ESS signing-certificate attribute names the signer by it).
     pub(crate) sha256: [u8; 32],
+    /// Encodings every signature by or check against this certificate needs.
+    pub(crate) derived: Arc<CertDerived>,
+}
+
+/// Encodings derived from a certificate once, when it is first decoded: signing and checking a
+/// message would otherwise re-encode them from the decoded certificate every time.
+#[derive(Debug)]
+pub(crate) struct CertDerived {
+    /// DER of the `SubjectPublicKeyInfo`.
+    pub(crate) spki: Vec<u8>,
+    /// DER of the CMS `IssuerAndSerialNumber` that names this certificate as a signer.
+    pub(crate) issuer_and_serial: Vec<u8>,
+    /// DER of the ESS `SigningCertificateV2` attribute value that binds this certificate
+    /// (SHA-256, with issuer and serial), as our signatures carry it.
+    pub(crate) signing_certificate_v2: Vec<u8>,
 }
 
 /// Decoded certificates by their DER. Every signed message carries its signer's certificate,
 /// and decoding it is a third of the non-cryptographic cost of checking a signature; decoding
 /// is a pure function of the bytes, so reusing the result cannot change any decision.
-/// The SHA-256 of the bytes is kept with the value, so that signing and verifying a message
-/// do not hash the signer's certificate again for its ESS attribute.
+/// The SHA-256 of the bytes and the derived encodings are kept with the value, so that signing
+/// and verifying a message do not hash or encode the signer's certificate again.
 static DECODED: Mutex<Option<HashMap<Vec<u8>, Decoded>>> = Mutex::new(None);
 
-/// A decoded certificate and the SHA-256 of its DER.
-type Decoded = (Arc<Certificate>, [u8; 32]);
+/// A decoded certificate, the SHA-256 of its DER and its derived encodings.
+type Decoded = (Arc<Certificate>, [u8; 32], Arc<CertDerived>);
 
 /// Bound on [`DECODED`]; when full it starts over.
 const MAX_DECODED: usize = 1024;
@@ -165,13 +180,23 @@ fn decode_cached(der_bytes: &[u8]) -> Result<Decoded, CertError> {
     }
     let cert = Arc::new(Certificate::from_der(der_bytes).map_err(|_| CertError::Malformed)?);
     let sha256 = crate::cert::sha256(der_bytes);
+    let tbs = &cert.tbs_certificate;
+    let spki =
+        der::Encode::to_der(&tbs.subject_public_key_info).map_err(|_| CertError::Malformed)?;
+    let (issuer_and_serial, signing_certificate_v2) =
+        crate::cms::signer_encodings(&cert, &sha256).map_err(|_| CertError::Malformed)?;
+    let derived = Arc::new(CertDerived {
+        spki,
+        issuer_and_serial,
+        signing_certificate_v2,
+    });
     let mut guard = DECODED.lock().unwrap_or_else(|e| e.into_inner());
     let m = guard.get_or_insert_with(HashMap::new);
     if m.len() >= MAX_DECODED {
         m.clear();
     }
-    m.insert(der_bytes.to_vec(), (cert.clone(), sha256));
-    Ok((cert, sha256))
+    m.insert(der_bytes.to_vec(), (cert.clone(), sha256, derived.clone()));
+    Ok((cert, sha256, derived))
 }
 
 /// Why a certificate could not be used.
@@ -186,11 +211,12 @@ pub(crate) enum CertError {
 impl ParsedCert {
     /// Parses a DER certificate.
     pub(crate) fn from_der(der_bytes: &[u8]) -> Result<Self, CertError> {
-        let (cert, sha256) = decode_cached(der_bytes)?;
+        let (cert, sha256, derived) = decode_cached(der_bytes)?;
         Ok(Self {
             der: der_bytes.to_vec(),
             cert,
             sha256,
+            derived,
         })
     }
 
@@ -201,8 +227,7 @@ impl ParsedCert {
 
     /// DER of the `SubjectPublicKeyInfo`.
     pub(crate) fn spki_der(&self) -> Result<Vec<u8>, CertError> {
-        der::Encode::to_der(&self.cert.tbs_certificate.subject_public_key_info)
-            .map_err(|_| CertError::Malformed)
+        Ok(self.derived.spki.clone())
     }
 
     /// The bytes of the `subjectPublicKey` BIT STRING (what OCSP key hashes cover).
