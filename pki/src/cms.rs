@@ -13,7 +13,9 @@ use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier, SignerInfo};
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, OctetString, SetOfVec};
-use der::{Decode, Encode, Sequence, Tag, TagNumber, Tagged};
+use der::{Decode, Encode, Sequence};
+#[cfg(test)]
+use der::{Tag, TagNumber};
 use time::OffsetDateTime;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -589,7 +591,9 @@ fn ess_matches(attrs: &SetOfVec<Attribute>, cert: &ParsedCert) -> Result<Option<
     )? {
         // Our own signatures carry exactly the encoding cached for the certificate: equal bytes
         // name this certificate, by its SHA-256 and its issuer and serial.
-        if v.to_der().is_ok_and(|d| d == cert.derived.signing_certificate_v2) {
+        if v.to_der()
+            .is_ok_and(|d| d == cert.derived.signing_certificate_v2)
+        {
             return Ok(Some(true));
         }
         let sc: SigningCertificateV2 =
@@ -659,6 +663,102 @@ fn sid_matches(sid: &SignerIdentifier, cert: &ParsedCert) -> bool {
     }
 }
 
+/// A ContentInfo/SignedData split into its parts without copying: the elements a check needs,
+/// as slices of the input. Checking a message's signature decoded the whole structure into owned
+/// values before (its certificates and OCSP response copied twice); only the SignerInfo is
+/// decoded now.
+struct SignedDataParts<'a> {
+    econtent_type: ObjectIdentifier,
+    econtent: Option<&'a [u8]>,
+    certificates: Vec<der_util::Tlv<'a>>,
+    crls: Vec<der_util::Tlv<'a>>,
+    signer_info: der_util::Tlv<'a>,
+}
+
+impl<'a> SignedDataParts<'a> {
+    fn walk(ci_der: &'a [u8]) -> Result<Self, CmsError> {
+        let bad = |what: &str| CmsError::Malformed(what.to_string());
+        let kids =
+            |t: &der_util::Tlv<'a>, what: &str| der_util::children(t.value).map_err(|_| bad(what));
+        let ci = der_util::read_single(ci_der).map_err(|_| bad("ContentInfo"))?;
+        if ci.tag != 0x30 {
+            return Err(bad("ContentInfo"));
+        }
+        let [content_type, content] = kids(&ci, "ContentInfo")?[..] else {
+            return Err(bad("ContentInfo"));
+        };
+        if content_type.tag != 0x06 || content.tag != 0xa0 {
+            return Err(bad("ContentInfo"));
+        }
+        if content_type.value != oids::ID_SIGNED_DATA.as_bytes() {
+            return Err(bad("not a SignedData"));
+        }
+        let [sd] = kids(&content, "SignedData")?[..] else {
+            return Err(bad("SignedData"));
+        };
+        if sd.tag != 0x30 {
+            return Err(bad("SignedData"));
+        }
+        // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos
+        let parts = kids(&sd, "SignedData")?;
+        let (version, algs, encap, rest) = match &parts[..] {
+            [v, a, e, rest @ ..] => (v, a, e, rest),
+            _ => return Err(bad("SignedData")),
+        };
+        if version.tag != 0x02 || version.value.len() != 1 || algs.tag != 0x31 || encap.tag != 0x30
+        {
+            return Err(bad("SignedData"));
+        }
+        let (optional, infos) = match rest {
+            [o @ .., i] if i.tag == 0x31 => (o, i),
+            _ => return Err(bad("SignedData")),
+        };
+        let (mut certificates, mut crls) = (Vec::new(), Vec::new());
+        let mut next_tag = 0xa0;
+        for o in optional {
+            if o.tag < next_tag || o.tag > 0xa1 {
+                return Err(bad("SignedData"));
+            }
+            next_tag = o.tag + 1;
+            let set = kids(o, "SignedData")?;
+            if o.tag == 0xa0 {
+                certificates = set;
+            } else {
+                crls = set;
+            }
+        }
+        let [signer_info] = kids(infos, "SignedData")?[..] else {
+            return Err(bad("exactly one signer expected"));
+        };
+        if signer_info.tag != 0x30 {
+            return Err(bad("SignerInfo"));
+        }
+        let encap_parts = kids(encap, "encapContentInfo")?;
+        let (econtent_type, econtent) = match &encap_parts[..] {
+            [t] if t.tag == 0x06 => (t.value, None),
+            [t, e] if t.tag == 0x06 && e.tag == 0xa0 => {
+                let [octets] = kids(e, "eContent")?[..] else {
+                    return Err(bad("eContent"));
+                };
+                if octets.tag != 0x04 {
+                    return Err(bad("eContent"));
+                }
+                (t.value, Some(octets.value))
+            }
+            _ => return Err(bad("encapContentInfo")),
+        };
+        let econtent_type =
+            ObjectIdentifier::from_bytes(econtent_type).map_err(|_| bad("eContentType"))?;
+        Ok(Self {
+            econtent_type,
+            econtent,
+            certificates,
+            crls,
+            signer_info,
+        })
+    }
+}
+
 /// Checks a ContentInfo/SignedData with exactly one signer.
 ///
 /// `detached` is the content for a detached signature (then no eContent may be present);
@@ -669,35 +769,17 @@ pub(crate) fn check_signed_data(
     detached: Option<&[u8]>,
     extra_certs: &[ParsedCert],
 ) -> Result<CheckedSigner, CmsError> {
-    let ci = ContentInfo::from_der(ci_der).map_err(malformed("ContentInfo"))?;
-    if ci.content_type != oids::ID_SIGNED_DATA {
-        return Err(CmsError::Malformed("not a SignedData".into()));
-    }
-    // Decoded straight from the ContentInfo's bytes (no re-encoding).
-    let sd: SignedDataRaw = ci.content.decode_as().map_err(malformed("SignedData"))?;
-
-    // Raw SignerInfo bytes: the signature covers the signed attributes exactly as received.
-    let walk = |_| CmsError::Malformed("SignedData".into());
-    let sd_parts = der_util::children(ci.content.value()).map_err(walk)?;
-    let infos = sd_parts
-        .last()
-        .ok_or(CmsError::Malformed("SignedData".into()))?;
-    let infos = der_util::children(infos.value).map_err(walk)?;
-    let [info_raw] = infos.as_slice() else {
-        return Err(CmsError::Malformed("exactly one signer expected".into()));
-    };
-    let info_parts = der_util::children(info_raw.value).map_err(walk)?;
+    let sd = SignedDataParts::walk(ci_der)?;
+    // The signature covers the signed attributes exactly as received.
+    let info_parts = der_util::children(sd.signer_info.value)
+        .map_err(|_| CmsError::Malformed("SignerInfo".into()))?;
     let signed_raw = info_parts
         .iter()
         .find(|p| p.tag == 0xa0)
         .ok_or(CmsError::MissingAttribute("signed attributes"))?;
     let mut to_verify = signed_raw.raw.to_vec();
     to_verify[0] = 0x31; // [0] IMPLICIT SET OF -> SET OF, as RFC 5652 5.4 says
-    // The one SignerInfo, already decoded with the SignedData from the same bytes.
-    let si = match sd.signer_infos.as_slice() {
-        [si] => si,
-        _ => return Err(CmsError::Malformed("exactly one signer expected".into())),
-    };
+    let si = SignerInfo::from_der(sd.signer_info.raw).map_err(malformed("SignerInfo"))?;
     let signed = si
         .signed_attrs
         .as_ref()
@@ -707,14 +789,7 @@ pub(crate) fn check_signed_data(
         .filter(|d| *d != DigestAlgorithm::Sha1)
         .ok_or_else(|| CmsError::UnsupportedAlgorithm(si.digest_alg.oid.to_string()))?;
 
-    let econtent = match &sd.encap_content_info.econtent {
-        None => None,
-        Some(any) => Some(
-            any.decode_as::<OctetString>()
-                .map_err(malformed("eContent"))?
-                .into_bytes(),
-        ),
-    };
+    let econtent = sd.econtent.map(<[u8]>::to_vec);
     let content: &[u8] = match (detached, &econtent) {
         (Some(d), None) => d,
         (None, Some(e)) => e,
@@ -729,7 +804,7 @@ pub(crate) fn check_signed_data(
     let ct = single_value(signed, oids::ID_CONTENT_TYPE, "content-type")?
         .ok_or(CmsError::MissingAttribute("content-type"))?;
     let ct: ObjectIdentifier = ct.decode_as().map_err(malformed("content-type"))?;
-    if ct != sd.encap_content_info.econtent_type {
+    if ct != sd.econtent_type {
         return Err(CmsError::ContentTypeMismatch);
     }
     let md = single_value(signed, oids::ID_MESSAGE_DIGEST, "message-digest")?
@@ -753,12 +828,11 @@ pub(crate) fn check_signed_data(
     };
 
     let mut embedded = Vec::new();
-    for c in sd.certificates.iter().flat_map(|s| s.iter()) {
+    for c in &sd.certificates {
         // only X.509 certificates (a SEQUENCE); other choices are ignored
-        if c.tag() == Tag::Sequence {
-            let der_c = c.to_der().map_err(malformed("certificate"))?;
+        if c.tag == 0x30 {
             embedded.push(
-                ParsedCert::from_der(&der_c)
+                ParsedCert::from_der(c.raw)
                     .map_err(|_| CmsError::Malformed("embedded certificate".into()))?,
             );
         }
@@ -784,22 +858,17 @@ pub(crate) fn check_signed_data(
     };
 
     let mut ocsp_responses = Vec::new();
-    for r in sd.crls.iter().flat_map(|s| s.iter()) {
-        let is_other = r.tag()
-            == Tag::ContextSpecific {
-                constructed: true,
-                number: TagNumber::N1,
-            };
-        if !is_other {
+    for r in &sd.crls {
+        // [1] OtherRevocationInfoFormat; CRLs (SEQUENCE) are ignored
+        if r.tag != 0xa1 {
             continue;
         }
-        let parts =
-            der_util::children(r.value()).map_err(|_| CmsError::Malformed("crls".into()))?;
-        if let [oid, value] = parts.as_slice() {
-            let oid = ObjectIdentifier::from_der(oid.raw).map_err(malformed("crls"))?;
-            if oid == oids::ID_RI_OCSP_RESPONSE {
-                ocsp_responses.push(value.raw.to_vec());
-            }
+        let parts = der_util::children(r.value).map_err(|_| CmsError::Malformed("crls".into()))?;
+        if let [oid, value] = parts.as_slice()
+            && oid.tag == 0x06
+            && oid.value == oids::ID_RI_OCSP_RESPONSE.as_bytes()
+        {
+            ocsp_responses.push(value.raw.to_vec());
         }
     }
 
@@ -808,7 +877,7 @@ pub(crate) fn check_signed_data(
         embedded_certs: embedded,
         ocsp_responses,
         econtent,
-        econtent_type: sd.encap_content_info.econtent_type,
+        econtent_type: sd.econtent_type,
         signing_time,
         signature_value: si.signature.as_bytes().to_vec(),
         digest_alg,
@@ -1140,6 +1209,93 @@ mod tests {
             }
         }
         assert_eq!(compared, 18);
+    }
+
+    /// A detached signature by a fresh P-256 key over `content`, with an OCSP element.
+    fn signed(content: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::init(dir.path(), "DEV").unwrap();
+        let (der, key) = issue(&ca, KeyKind::EcdsaP256, "1");
+        CmsSigner::new(&key, &der)
+            .unwrap()
+            .with_ocsp_response(element(90))
+            .sign_detached(content, OffsetDateTime::now_utc(), None)
+            .unwrap()
+    }
+
+    /// `ci` with its SignedData's children replaced by `f` of them (raw elements).
+    fn reshaped(ci: &[u8], f: impl Fn(Vec<Vec<u8>>) -> Vec<Vec<u8>>) -> Vec<u8> {
+        let ci_tlv = der_util::read_single(ci).unwrap();
+        let parts = der_util::children(ci_tlv.value).unwrap();
+        let sd = der_util::read_single(parts[1].value).unwrap();
+        let kids = der_util::children(sd.value).unwrap();
+        let kids = f(kids.iter().map(|k| k.raw.to_vec()).collect());
+        let mut out = parts[0].raw.to_vec();
+        put_tlv(&mut out, 0xa0, &tlv(0x30, &kids.concat()));
+        tlv(0x30, &out)
+    }
+
+    #[test]
+    fn the_walk_finds_every_part_of_our_signed_data() {
+        let ci = signed(b"payload");
+        let parts = SignedDataParts::walk(&ci).unwrap();
+        assert_eq!(parts.econtent_type, oids::ID_DATA);
+        assert_eq!(parts.econtent, None);
+        assert_eq!(parts.certificates.len(), 1);
+        assert_eq!(parts.crls.len(), 1);
+        let v = verify_detached(&ci, b"payload", OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(v.ocsp_responses, vec![element(90)]);
+        assert_eq!(
+            verify_detached(&ci, b"payloaD", OffsetDateTime::now_utc()).unwrap_err(),
+            CmsError::DigestMismatch
+        );
+        // Reassembled unchanged, it is the same signature.
+        assert_eq!(reshaped(&ci, |k| k), ci);
+    }
+
+    #[test]
+    fn a_signed_data_out_of_shape_is_malformed() {
+        let ci = signed(b"payload");
+        let now = OffsetDateTime::now_utc();
+        let malformed = |der: &[u8]| match verify_detached(der, b"payload", now) {
+            Err(CmsError::Malformed(why)) => why,
+            other => panic!("expected Malformed, got {other:?}"),
+        };
+        // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls, signerInfos
+        let two_signers = reshaped(&ci, |mut k| {
+            let infos = der_util::read_single(&k[5]).unwrap().value.to_vec();
+            k[5] = tlv(0x31, &[infos.clone(), infos].concat());
+            k
+        });
+        assert_eq!(malformed(&two_signers), "exactly one signer expected");
+        let crls_first = reshaped(&ci, |mut k| {
+            k.swap(3, 4);
+            k
+        });
+        assert_eq!(malformed(&crls_first), "SignedData");
+        let no_infos = reshaped(&ci, |mut k| {
+            k.pop();
+            k
+        });
+        assert_eq!(malformed(&no_infos), "SignedData");
+        let mut trailing = ci.clone();
+        trailing.push(0);
+        assert_eq!(malformed(&trailing), "ContentInfo");
+        assert_eq!(malformed(&ci[..ci.len() - 1]), "ContentInfo");
+        let mut other_type = ci.clone();
+        // The content type OID's last byte: id-signedData (…7.2) becomes id-data's sibling (…7.3).
+        other_type[14] = 3;
+        assert_eq!(malformed(&other_type), "not a SignedData");
+        let encapsulated_too = reshaped(&ci, |mut k| {
+            let mut encap = tlv(0x06, oids::ID_DATA.as_bytes());
+            put_tlv(&mut encap, 0xa0, &tlv(0x04, b"payload"));
+            k[2] = tlv(0x30, &encap);
+            k
+        });
+        assert_eq!(
+            malformed(&encapsulated_too),
+            "content is encapsulated, not detached"
+        );
     }
 
     #[test]
