@@ -1125,81 +1125,34 @@ mod tests {
             let (der, key) = issue(&ca, kind, "1234");
             let cert = ParsedCert::from_der(&der).unwrap();
             let signer = Deterministic(key);
-            for (content, ocsp, chain, include_certs, encapsulate, econtent_type, year, ts) in [
-                (
-                    &b"x"[..],
-                    None,
-                    &[][..],
-                    true,
-                    false,
-                    oids::ID_DATA,
-                    2026,
-                    false,
-                ),
-                (
-                    &[7u8; 5000][..],
-                    Some(element(1500)),
-                    &chain[..],
-                    true,
-                    false,
-                    oids::ID_DATA,
-                    2026,
-                    true,
-                ),
-                (
-                    &[1u8; 100][..],
-                    Some(element(40)),
-                    &chain[1..],
-                    true,
-                    false,
-                    oids::ID_DATA,
-                    2051,
-                    false,
-                ),
-                (
-                    &[2u8; 70][..],
-                    None,
-                    &[][..],
-                    false,
-                    true,
-                    oids::ID_CT_TST_INFO,
-                    2030,
-                    false,
-                ),
-                (
-                    &[3u8; 200][..],
-                    None,
-                    &chain[..],
-                    true,
-                    true,
-                    oids::ID_CT_TST_INFO,
-                    1999,
-                    true,
-                ),
-                (
-                    &[][..],
-                    Some(element(70_000)),
-                    &[][..],
-                    true,
-                    false,
-                    oids::ID_DATA,
-                    2026,
-                    false,
-                ),
-            ] {
+            // Every combination of OCSP, chain, encapsulated (timestamp-token) content and a
+            // signature timestamp, over lengths of one to three bytes and both time encodings.
+            for case in 0u8..16 {
+                let [ocsp, with_chain, encapsulate, ts] = [1, 2, 4, 8].map(|bit| case & bit != 0);
+                let n = usize::from(case);
+                let ocsp = ocsp.then(|| element([40, 1500, 70_000][n % 3]));
+                let content = vec![case; [1, 5000, 100, 0][n % 4]];
                 let r = SignRequest {
                     signer: &signer,
                     cert: &cert,
-                    chain,
-                    include_certs,
-                    econtent_type,
-                    content,
+                    chain: if with_chain { &chain[n % 2..] } else { &[] },
+                    include_certs: !encapsulate || with_chain,
+                    econtent_type: if encapsulate {
+                        oids::ID_CT_TST_INFO
+                    } else {
+                        oids::ID_DATA
+                    },
+                    content: &content,
                     encapsulate,
-                    signing_time: time::Date::from_calendar_date(year, time::Month::March, 9)
-                        .unwrap()
-                        .with_hms(8, 7, 6)
-                        .unwrap()
-                        .assume_utc(),
+                    signing_time: time::Date::from_calendar_date(
+                        [2026, 2051, 1999][n % 3],
+                        time::Month::March,
+                        9,
+                    )
+                    .unwrap()
+                    .with_hms(8, 7, 6)
+                    .unwrap()
+                    .assume_utc(),
                     ocsp_response: ocsp.as_deref(),
                     timestamper: if ts { Some(&stamp) } else { None },
                 };
@@ -1208,7 +1161,7 @@ mod tests {
                 compared += 1;
             }
         }
-        assert_eq!(compared, 18);
+        assert_eq!(compared, 48);
     }
 
     /// A detached signature by a fresh P-256 key over `content`, with an OCSP element.

@@ -601,6 +601,25 @@ mod tests {
         assert_eq!(scan(&t, &p, &w, 10).unwrap(), vec![pos(20, 2)]);
     }
 
+    /// Every page `next` returns from `w` on, each continuing after the previous page's last
+    /// position, until a page is short; no page may hold more than `limit`.
+    fn all_pages(
+        mut w: Window,
+        limit: usize,
+        next: impl Fn(&Window) -> Vec<Position>,
+    ) -> Result<Vec<Position>, TestCaseError> {
+        let mut got = Vec::new();
+        loop {
+            let page = next(&w);
+            prop_assert!(page.len() <= limit);
+            got.extend(page.iter().copied());
+            if page.len() < limit {
+                return Ok(got);
+            }
+            w.after = page.last().copied();
+        }
+    }
+
     fn v7(millis: u64, n: u8) -> Uuid {
         uuid::Builder::from_unix_timestamp_millis(millis, &[n; 10]).into_uuid()
     }
@@ -763,17 +782,9 @@ mod tests {
             gone.remove_from(&t).unwrap();
             let w0 = Window { from: None, to: None, after: None };
             let check = |tag: IndexTag, value: &[u8], timed: Option<TimedId>, want: Vec<Position>| {
-                let mut got = Vec::new();
-                let mut w = w0;
-                loop {
-                    let page = scan_merged(&t, &prefix(tag, value), timed.as_ref(), &w, limit)?;
-                    prop_assert!(page.len() <= limit);
-                    got.extend(page.iter().copied());
-                    if page.len() < limit {
-                        break;
-                    }
-                    w.after = page.last().copied();
-                }
+                let got = all_pages(w0, limit, |w| {
+                    scan_merged(&t, &prefix(tag, value), timed.as_ref(), w, limit).unwrap()
+                })?;
                 prop_assert_eq!(got, want);
                 Ok(())
             };
@@ -827,17 +838,7 @@ mod tests {
             let mut want: Vec<_> = all.into_iter().filter(|x| w0.admits(x)).collect();
             want.sort_unstable();
             want.dedup();
-            let mut got = Vec::new();
-            let mut w = w0;
-            loop {
-                let page = scan(&t, &p, &w, limit).unwrap();
-                prop_assert!(page.len() <= limit);
-                got.extend(page.iter().copied());
-                if page.len() < limit {
-                    break;
-                }
-                w.after = page.last().copied();
-            }
+            let got = all_pages(w0, limit, |w| scan(&t, &p, w, limit).unwrap())?;
             prop_assert_eq!(got, want);
         }
     }
