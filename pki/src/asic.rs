@@ -143,8 +143,8 @@ pub fn check_name(name: &str) -> Result<(), AsicError> {
     Ok(())
 }
 
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` with the five XML special characters escaped.
+fn push_xml_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -155,20 +155,21 @@ fn xml_escape(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
-/// Percent-encodes a path for a manifest URI (RFC 3986 unreserved characters and `/` kept).
-fn uri_encode(name: &str) -> String {
-    let mut out = String::new();
+/// Appends a path percent-encoded for a manifest URI (RFC 3986 unreserved characters and `/`
+/// kept).
+fn push_uri_encoded(out: &mut String, name: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
     }
-    out
 }
 
 fn uri_decode(uri: &str) -> Result<String, AsicError> {
@@ -197,22 +198,29 @@ fn uri_decode(uri: &str) -> Result<String, AsicError> {
 /// while streaming build the manifest without holding the files in memory, and lets a
 /// receiver check received data objects by comparing manifests byte for byte.
 pub fn manifest_from_digests(digest: DigestAlgorithm, files: &[(&str, &str, &[u8])]) -> Vec<u8> {
-    let mut x = String::new();
+    // Written into one buffer: both security servers build a manifest for every message.
+    let mut x = String::with_capacity(400 + 300 * files.len());
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n");
-    x.push_str(&format!(
-        "<asic:ASiCManifest xmlns:asic=\"{ASIC_NS}\" xmlns:ds=\"{DS_NS}\">\n"
-    ));
-    x.push_str(&format!(
-        "  <asic:SigReference URI=\"{SIGNATURE_PATH}\" MimeType=\"application/pkcs7-signature\"/>\n"
-    ));
+    x.push_str("<asic:ASiCManifest xmlns:asic=\"");
+    x.push_str(ASIC_NS);
+    x.push_str("\" xmlns:ds=\"");
+    x.push_str(DS_NS);
+    x.push_str("\">\n  <asic:SigReference URI=\"");
+    x.push_str(SIGNATURE_PATH);
+    x.push_str("\" MimeType=\"application/pkcs7-signature\"/>\n");
+    let mut uri = String::new();
     for (name, mime, d) in files {
-        let d = base64::engine::general_purpose::STANDARD.encode(d);
-        x.push_str(&format!(
-            "  <asic:DataObjectReference URI=\"{}\" MimeType=\"{}\">\n    <ds:DigestMethod Algorithm=\"{}\"/>\n    <ds:DigestValue>{d}</ds:DigestValue>\n  </asic:DataObjectReference>\n",
-            xml_escape(&uri_encode(name)),
-            xml_escape(mime),
-            digest.uri(),
-        ));
+        uri.clear();
+        push_uri_encoded(&mut uri, name);
+        x.push_str("  <asic:DataObjectReference URI=\"");
+        push_xml_escaped(&mut x, &uri);
+        x.push_str("\" MimeType=\"");
+        push_xml_escaped(&mut x, mime);
+        x.push_str("\">\n    <ds:DigestMethod Algorithm=\"");
+        x.push_str(digest.uri());
+        x.push_str("\"/>\n    <ds:DigestValue>");
+        base64::engine::general_purpose::STANDARD.encode_string(d, &mut x);
+        x.push_str("</ds:DigestValue>\n  </asic:DataObjectReference>\n");
     }
     x.push_str("</asic:ASiCManifest>\n");
     x.into_bytes()
@@ -598,6 +606,31 @@ pub fn write_unchecked_zip(entries: &[(String, Vec<u8>)]) -> Result<Vec<u8>, Asi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_is_written_exactly_in_our_layout() {
+        let got = manifest_from_digests(
+            DigestAlgorithm::Sha256,
+            &[
+                ("dir/a b&\u{e4}.txt", "text/x\"y'<z>&", &[0xfb, 0xff]),
+                ("payload-body", "application/octet-stream", &[1, 2, 3]),
+            ],
+        );
+        let want = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
+             <asic:ASiCManifest xmlns:asic=\"{ASIC_NS}\" xmlns:ds=\"{DS_NS}\">\n  \
+             <asic:SigReference URI=\"{SIGNATURE_PATH}\" MimeType=\"application/pkcs7-signature\"/>\n  \
+             <asic:DataObjectReference URI=\"dir/a%20b%26%C3%A4.txt\" \
+             MimeType=\"text/x&quot;y&apos;&lt;z&gt;&amp;\">\n    \
+             <ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\n    \
+             <ds:DigestValue>+/8=</ds:DigestValue>\n  </asic:DataObjectReference>\n  \
+             <asic:DataObjectReference URI=\"payload-body\" MimeType=\"application/octet-stream\">\n    \
+             <ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\n    \
+             <ds:DigestValue>AQID</ds:DigestValue>\n  </asic:DataObjectReference>\n\
+             </asic:ASiCManifest>\n"
+        );
+        assert_eq!(String::from_utf8(got).unwrap(), want);
+    }
 
     #[test]
     fn names() {
