@@ -705,7 +705,23 @@ impl<'a> SignedDataParts<'a> {
             [v, a, e, rest @ ..] => (v, a, e, rest),
             _ => return Err(bad("SignedData")),
         };
-        if version.tag != 0x02 || version.value.len() != 1 || algs.tag != 0x31 || encap.tag != 0x30
+        // CMSVersion 0 to 5; digestAlgorithms a SET of AlgorithmIdentifier (each a SEQUENCE
+        // starting with an OID). Neither decides anything (the SignerInfo names its digest), but
+        // a SignedData that is not of this shape is not one.
+        let algorithm_ids = |t: &der_util::Tlv<'a>| {
+            t.tag == 0x31
+                && der_util::children(t.value).is_ok_and(|ids| {
+                    ids.iter().all(|id| {
+                        id.tag == 0x30
+                            && der_util::children(id.value)
+                                .is_ok_and(|f| f.first().is_some_and(|oid| oid.tag == 0x06))
+                    })
+                })
+        };
+        if version.tag != 0x02
+            || !matches!(version.value, [0..=5])
+            || !algorithm_ids(algs)
+            || encap.tag != 0x30
         {
             return Err(bad("SignedData"));
         }
@@ -1226,6 +1242,16 @@ mod tests {
             k
         });
         assert_eq!(malformed(&crls_first), "SignedData");
+        let version_9 = reshaped(&ci, |mut k| {
+            k[0] = vec![0x02, 0x01, 0x09];
+            k
+        });
+        assert_eq!(malformed(&version_9), "SignedData");
+        let algorithm_not_a_sequence = reshaped(&ci, |mut k| {
+            k[1] = tlv(0x31, &tlv(0x04, b"sha256"));
+            k
+        });
+        assert_eq!(malformed(&algorithm_not_a_sequence), "SignedData");
         let no_infos = reshaped(&ci, |mut k| {
             k.pop();
             k
@@ -1249,6 +1275,41 @@ mod tests {
             malformed(&encapsulated_too),
             "content is encapsulated, not detached"
         );
+    }
+
+    proptest::proptest! {
+        /// Any byte of one of our signatures changed, or the signature cut short, is refused
+        /// without a panic, unless the change lies in what the signature does not cover and
+        /// does not decide (the embedded OCSP response, the version numbers): then the same
+        /// signer, signature, signing time and digest are reported.
+        #[test]
+        fn a_changed_or_cut_signature_is_refused_or_unchanged_in_meaning(
+            at in 0usize..4096,
+            xor in 1u8..=255,
+            cut in proptest::prelude::any::<bool>(),
+        ) {
+            static SIGNED: std::sync::OnceLock<(Vec<u8>, VerifiedCms)> = std::sync::OnceLock::new();
+            let (ci, original) = SIGNED.get_or_init(|| {
+                let ci = signed(b"payload");
+                let v = verify_detached(&ci, b"payload", OffsetDateTime::now_utc()).unwrap();
+                (ci, v)
+            });
+            let at = at % ci.len();
+            let changed = if cut {
+                ci[..at].to_vec()
+            } else {
+                let mut c = ci.clone();
+                c[at] ^= xor;
+                c
+            };
+            if let Ok(v) = verify_detached(&changed, b"payload", OffsetDateTime::now_utc()) {
+                proptest::prop_assert!(!cut);
+                proptest::prop_assert_eq!(&v.signer_cert, &original.signer_cert);
+                proptest::prop_assert_eq!(&v.signature_value, &original.signature_value);
+                proptest::prop_assert_eq!(v.signing_time, original.signing_time);
+                proptest::prop_assert_eq!(v.digest_algorithm, original.digest_algorithm);
+            }
+        }
     }
 
     #[test]
