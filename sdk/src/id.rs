@@ -236,6 +236,11 @@ fn checked(field: &'static str, value: &str) -> Result<String, IdError> {
     Ok(value.to_owned())
 }
 
+fn checked_owned(field: &'static str, value: String) -> Result<String, IdError> {
+    validate_segment(field, &value)?;
+    Ok(value)
+}
+
 fn encode_segment(out: &mut String, value: &str) {
     out.extend(utf8_percent_encode(value, SEGMENT_ESCAPE));
 }
@@ -339,20 +344,32 @@ impl ClientId {
     }
 
     fn from_segments(segs: &[String]) -> Result<Self, IdError> {
-        match segs {
-            [i, c, m] => Self::member(i, c, m),
-            [i, c, m, s] => Self::subsystem(i, c, m, s),
+        Self::from_owned_segments(segs.to_vec())
+    }
+
+    /// Takes the (decoded) segments over instead of copying them: every message names a
+    /// client and a service in slash form.
+    fn from_owned_segments(segs: Vec<String>) -> Result<Self, IdError> {
+        let found = segs.len();
+        let mut it = segs.into_iter();
+        match (it.next(), it.next(), it.next(), it.next(), it.next()) {
+            (Some(i), Some(c), Some(m), s, None) => Ok(Self {
+                instance: checked_owned("xRoadInstance", i)?,
+                member_class: checked_owned("memberClass", c)?,
+                member_code: checked_owned("memberCode", m)?,
+                subsystem: s.map(|s| checked_owned("subsystemCode", s)).transpose()?,
+            }),
             _ => Err(IdError::SegmentCount {
                 kind: "client",
                 expected: "3 (member) or 4 (subsystem)",
-                found: segs.len(),
+                found,
             }),
         }
     }
 
     /// Parses the slash form `INSTANCE/CLASS/MEMBER[/SUBSYSTEM]` (percent-encoded segments).
     pub fn from_slash(s: &str) -> Result<Self, IdError> {
-        Self::from_segments(&split_slash(s)?)
+        Self::from_owned_segments(split_slash(s)?)
     }
 
     /// The slash form, each segment percent-encoded.
@@ -453,6 +470,21 @@ impl ServiceId {
     pub fn version(&self) -> Option<&str> {
         self.version.as_deref()
     }
+    /// Whether `other` is the same service, whatever either's version (what access rights and
+    /// service entries match on), without building either's unversioned copy.
+    pub fn same_service(&self, other: &ServiceId) -> bool {
+        self.code == other.code && self.provider == other.provider
+    }
+
+    /// The slash form of [`ServiceId::without_version`], written directly.
+    pub fn to_slash_without_version(&self) -> String {
+        let mut out = String::with_capacity(96);
+        self.provider.write_slash(&mut out);
+        out.push('/');
+        encode_segment(&mut out, &self.code);
+        out
+    }
+
     /// The same service with no version: the key access rights use.
     pub fn without_version(&self) -> Self {
         Self {
@@ -462,21 +494,37 @@ impl ServiceId {
     }
 
     fn from_segments(segs: &[String]) -> Result<Self, IdError> {
-        match segs {
-            [i, c, m, code] => Self::new(ClientId::member(i, c, m)?, code, None),
-            [i, c, m, s, code] => Self::new(ClientId::subsystem(i, c, m, s)?, code, None),
-            [i, c, m, s, code, v] => Self::new(ClientId::subsystem(i, c, m, s)?, code, Some(v)),
-            _ => Err(IdError::SegmentCount {
-                kind: "service",
-                expected: "4 to 6",
-                found: segs.len(),
-            }),
-        }
+        Self::from_owned_segments(segs.to_vec())
+    }
+
+    /// Takes the (decoded) segments over instead of copying them (see `ClientId`'s).
+    fn from_owned_segments(mut segs: Vec<String>) -> Result<Self, IdError> {
+        // A member's service has 4 segments, a subsystem's 5, and a subsystem's versioned 6.
+        let version = match segs.len() {
+            4 | 5 => None,
+            6 => segs.pop(),
+            found => {
+                return Err(IdError::SegmentCount {
+                    kind: "service",
+                    expected: "4 to 6",
+                    found,
+                });
+            }
+        };
+        let code = segs.pop().unwrap_or_default();
+        let provider = ClientId::from_owned_segments(segs)?;
+        Ok(Self {
+            provider,
+            code: checked_owned("serviceCode", code)?,
+            version: version
+                .map(|v| checked_owned("serviceVersion", v))
+                .transpose()?,
+        })
     }
 
     /// Parses the slash form `INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE[/VERSION]`.
     pub fn from_slash(s: &str) -> Result<Self, IdError> {
-        Self::from_segments(&split_slash(s)?)
+        Self::from_owned_segments(split_slash(s)?)
     }
 
     /// The slash form, each segment percent-encoded.

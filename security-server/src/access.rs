@@ -59,9 +59,8 @@ pub fn check(
     service: &ServiceId,
     endpoint: Option<(&str, &str)>,
 ) -> Result<(), Fault> {
-    let want = service.without_version();
     let allowed = cfg.access.iter().any(|rule| {
-        if rule.service.without_version() != want {
+        if !rule.service.same_service(service) {
             return false;
         }
         let subject_ok = match Subject::parse(&rule.subject) {

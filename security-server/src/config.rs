@@ -742,10 +742,7 @@ impl Config {
 
     /// The service entry for `id` (version ignored).
     pub fn service(&self, id: &ServiceId) -> Option<&ServiceConfig> {
-        let want = id.without_version();
-        self.services
-            .iter()
-            .find(|s| s.id.without_version() == want)
+        self.services.iter().find(|s| s.id.same_service(id))
     }
 }
 

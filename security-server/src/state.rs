@@ -199,7 +199,7 @@ impl AppState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .backends
-            .get(&id.without_version().to_slash())
+            .get(&id.to_slash_without_version())
             .cloned()
     }
 
@@ -242,7 +242,7 @@ fn backend_clients(
     cfg.services
         .iter()
         .map(|s| {
-            let key = s.id.without_version().to_slash();
+            let key = s.id.to_slash_without_version();
             let reusable = old.and_then(|o| {
                 let prev = o.cfg.service(&s.id)?;
                 (prev.connect_timeout_ms == s.connect_timeout_ms && prev.tls_ca == s.tls_ca)

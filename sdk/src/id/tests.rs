@@ -339,6 +339,18 @@ proptest! {
     }
 
     #[test]
+    fn version_blind_comparison_and_key_agree_with_the_unversioned_copy(
+        a in service(),
+        b in service(),
+        v in proptest::option::of(seg()),
+    ) {
+        let other_version = ServiceId::new(a.provider().clone(), a.code(), v.as_deref()).unwrap();
+        prop_assert!(a.same_service(&other_version));
+        prop_assert_eq!(a.same_service(&b), a.without_version() == b.without_version());
+        prop_assert_eq!(a.to_slash_without_version(), a.without_version().to_slash());
+    }
+
+    #[test]
     fn member_level_versioned_service_round_trips_through_xml(c in client(), code in seg(), v in seg()) {
         let s = XRoadId::Service(ServiceId::new(c.owner(), &code, Some(&v)).unwrap());
         prop_assert_eq!(&xml_round_trip(&s), &s);
