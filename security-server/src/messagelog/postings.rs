@@ -197,25 +197,6 @@ pub fn prefix(tag: IndexTag, value: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The per-value prefixes of every index a record belongs to (its timed ids go to id blocks).
-fn prefixes(meta: &RecordMeta) -> Vec<Vec<u8>> {
-    let mut out = vec![
-        prefix(IndexTag::All, b""),
-        prefix(IndexTag::Client, meta.client.as_bytes()),
-        prefix(IndexTag::Service, meta.service.as_bytes()),
-    ];
-    if TimedId::message(&meta.message_id).is_none() {
-        out.push(prefix(IndexTag::MessageId, meta.message_id.as_bytes()));
-    }
-    if TimedId::request(&meta.request_id).is_none() {
-        out.push(prefix(IndexTag::RequestId, meta.request_id.as_bytes()));
-    }
-    if let Some(u) = &meta.user {
-        out.push(prefix(IndexTag::User, u.id.as_bytes()));
-    }
-    out
-}
-
 fn block_key(prefix: &[u8], first: Position) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + POS_LEN);
     k.extend_from_slice(prefix);
@@ -302,14 +283,26 @@ impl Postings {
     /// Adds a record to every index it belongs to.
     pub fn add(&mut self, meta: &RecordMeta, id: RecordId) {
         let pos = Position::new(meta.logged_at, id);
-        for p in prefixes(meta) {
-            self.values.entry(p).or_default().push(pos);
+        let mut value = |tag: IndexTag, v: &[u8]| {
+            self.values.entry(prefix(tag, v)).or_default().push(pos);
+        };
+        value(IndexTag::All, b"");
+        value(IndexTag::Client, meta.client.as_bytes());
+        value(IndexTag::Service, meta.service.as_bytes());
+        if let Some(u) = &meta.user {
+            value(IndexTag::User, u.id.as_bytes());
         }
-        let timed = [
-            TimedId::message(&meta.message_id),
-            TimedId::request(&meta.request_id),
-        ];
-        for t in timed.into_iter().flatten() {
+        // An id that carries its creation time goes into its second's id block, any other
+        // into a block of its own value.
+        let message = TimedId::message(&meta.message_id);
+        if message.is_none() {
+            value(IndexTag::MessageId, meta.message_id.as_bytes());
+        }
+        let request = TimedId::request(&meta.request_id);
+        if request.is_none() {
+            value(IndexTag::RequestId, meta.request_id.as_bytes());
+        }
+        for t in [message, request].into_iter().flatten() {
             self.ids.entry(t.prefix()).or_default().push((t.uuid, pos));
         }
     }
